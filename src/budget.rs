@@ -1,0 +1,147 @@
+//! The daily model budget: a ledger file per UTC day, safe across processes.
+
+use crate::fsutil;
+use crate::pipeline::config::BudgetConfig;
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ledger {
+    pub day: String,
+    pub calls: u64,
+    pub tokens: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error("daily model budget exhausted: {0}")]
+    Exhausted(String),
+    #[error("cannot use the budget ledger {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the budget ledger {path} is corrupt ({source}); fix or remove it")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+}
+
+/// The ledger for one state directory.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    dir: PathBuf,
+    limits: BudgetConfig,
+}
+
+impl Budget {
+    pub fn new(state_dir: &Path, limits: BudgetConfig) -> Self {
+        Budget { dir: state_dir.to_path_buf(), limits }
+    }
+
+    fn today() -> NaiveDate {
+        Utc::now().date_naive()
+    }
+
+    pub fn ledger_path(&self, day: NaiveDate) -> PathBuf {
+        self.dir.join(format!("cost-{}.json", day.format("%Y-%m-%d")))
+    }
+
+    /// Today's ledger as it stands.
+    pub fn today_ledger(&self) -> Result<Ledger, BudgetError> {
+        self.read(Self::today())
+    }
+
+    /// `Err(Exhausted)` when no further call may be made today.
+    pub fn check(&self) -> Result<Ledger, BudgetError> {
+        let l = self.today_ledger()?;
+        self.verdict(&l)?;
+        Ok(l)
+    }
+
+    fn verdict(&self, l: &Ledger) -> Result<(), BudgetError> {
+        if l.calls >= self.limits.calls_per_day {
+            return Err(BudgetError::Exhausted(format!(
+                "{} of {} model calls used on {} (UTC)",
+                l.calls, self.limits.calls_per_day, l.day
+            )));
+        }
+        if l.tokens >= self.limits.tokens_per_day {
+            return Err(BudgetError::Exhausted(format!(
+                "{} of {} tokens used on {} (UTC)",
+                l.tokens, self.limits.tokens_per_day, l.day
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes one call from today's budget, or refuses. Held across processes by a file lock.
+    pub fn reserve_call(&self) -> Result<Ledger, BudgetError> {
+        self.update(|l, me| {
+            me.verdict(l)?;
+            l.calls += 1;
+            Ok(())
+        })
+    }
+
+    /// Adds the tokens a call used.
+    pub fn add_tokens(&self, tokens: u64) -> Result<Ledger, BudgetError> {
+        self.update(|l, _| {
+            l.tokens += tokens;
+            Ok(())
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Ledger, &Self) -> Result<(), BudgetError>) -> Result<Ledger, BudgetError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BudgetError::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let lock_path = self.dir.join("ledger.lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let day = Self::today();
+        let mut ledger = self.read(day)?;
+        f(&mut ledger, self)?;
+        let path = self.ledger_path(day);
+        let json = serde_json::to_vec_pretty(&ledger).expect("ledger serialises");
+        fsutil::write_atomic(&path, &json).map_err(io(&path))?;
+        Ok(ledger)
+    }
+
+    fn read(&self, day: NaiveDate) -> Result<Ledger, BudgetError> {
+        let path = self.ledger_path(day);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| BudgetError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Ledger { day: day.format("%Y-%m-%d").to_string(), ..Ledger::default() })
+            }
+            Err(source) => Err(BudgetError::Io { path, source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Budget::new(dir.path(), BudgetConfig { calls_per_day: 5, tokens_per_day: 1_000 });
+        let granted: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..16).map(|_| s.spawn(|| b.reserve_call().is_ok() as usize)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 5);
+        assert_eq!(b.today_ledger().unwrap().calls, 5);
+        assert!(matches!(b.check(), Err(BudgetError::Exhausted(_))));
+    }
+
+    #[test]
+    fn tokens_exhaust_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Budget::new(dir.path(), BudgetConfig { calls_per_day: 5, tokens_per_day: 100 });
+        b.reserve_call().unwrap();
+        b.add_tokens(150).unwrap();
+        assert!(matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("150 of 100 tokens")));
+    }
+}

@@ -1,0 +1,190 @@
+//! One function per subcommand.
+
+use crate::cli::{CliError, Command, Target};
+use crate::outcome::Outcome;
+use crate::pipeline::runner::{self, CycleRun};
+use crate::pipeline::Pipeline;
+use crate::process::Cancel;
+use crate::records::{Store, Summary};
+use crate::workspace::Repo;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub fn dispatch(command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Run { target, json } => run(&target, json),
+        Command::Validate { file } => validate(file),
+        Command::History { target, gap, limit, json } => history(&target, gap.as_deref(), limit, json),
+        Command::Stats { target, json } => stats(&target, json),
+        Command::Demo { dir } => crate::demo::run(dir),
+    }
+}
+
+const DEFAULT_PIPELINE: &str = "pipelines/default.yml";
+
+fn pipeline_path(repo: &Repo, given: &Option<PathBuf>) -> PathBuf {
+    given.clone().unwrap_or_else(|| repo.root.join(DEFAULT_PIPELINE))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs one cycle with SIGINT and SIGTERM turned into a clean cancellation.
+pub fn run_one(rt: &tokio::runtime::Runtime, pipeline: Arc<Pipeline>, repo: Repo) -> Result<CycleRun, CliError> {
+    let cancel = Cancel::new();
+    let watcher = rt.spawn({
+        let cancel = cancel.clone();
+        async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("signal received: cancelling the cycle and cleaning up");
+            cancel.cancel();
+        }
+    });
+    let handle = rt.handle().clone();
+    let result = rt.block_on(rt.spawn_blocking(move || runner::run_cycle(pipeline, repo, cancel, handle)));
+    watcher.abort();
+    let run = result.map_err(|e| CliError::Other(format!("the cycle thread failed: {e}")))??;
+    Ok(run)
+}
+
+fn run(target: &Target, json: bool) -> Result<i32, CliError> {
+    let repo = Repo::discover(&target.repo)?;
+    let pipeline = Arc::new(Pipeline::load(&pipeline_path(&repo, &target.pipeline))?);
+    let rt = runtime()?;
+    let run = run_one(&rt, pipeline, repo)?;
+    if json {
+        println!("{}", run.json);
+    } else {
+        println!("{}: {}", run.record.outcome, run.record.reason);
+    }
+    tracing::info!("record: {}", run.path.display());
+    Ok(run.record.outcome.exit_code())
+}
+
+fn validate(file: Option<PathBuf>) -> Result<i32, CliError> {
+    let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
+    let p = Pipeline::load(&path)?;
+    let enabled = p.stages.iter().filter(|s| s.enabled).count();
+    let mode = if p.has_enabled(crate::pipeline::StageKind::Pr) { "" } else { "; no enabled pr stage, so cycles are dry runs" };
+    println!("{}: ok ({} stages, {enabled} enabled{mode})", path.display(), p.stages.len());
+    Ok(0)
+}
+
+/// The store for a target; without a pipeline file it falls back to the default state dir.
+fn store(target: &Target) -> Result<(Store, PathBuf), CliError> {
+    let repo = Repo::discover(&target.repo)?;
+    let path = pipeline_path(&repo, &target.pipeline);
+    let dir = if target.pipeline.is_none() && !path.exists() {
+        repo.default_state_dir()
+    } else {
+        runner::state_dir(&Pipeline::load(&path)?, &repo)
+    };
+    Ok((Store::new(&dir), dir))
+}
+
+fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Result<i32, CliError> {
+    let (store, dir) = store(target)?;
+    let mut all: Vec<Summary> = store
+        .all()?
+        .into_iter()
+        .filter(|s| gap.is_none_or(|g| s.gap_id.as_deref().is_some_and(|id| id == g || id.starts_with(g))))
+        .collect();
+    all.reverse();
+    all.truncate(limit);
+    if json {
+        for s in &all {
+            println!("{}", serde_json::to_string(s).expect("summary serialises"));
+        }
+        return Ok(0);
+    }
+    if all.is_empty() {
+        println!("no cycles recorded in {}", dir.display());
+        return Ok(0);
+    }
+    println!("{:<26} {:<17} {:<21} {:<34} PR / REASON", "CYCLE", "STARTED (UTC)", "OUTCOME", "GAP");
+    for s in &all {
+        let gap = s.gap_id.as_deref().unwrap_or("-");
+        let last = s.pr_url.clone().unwrap_or_else(|| crate::records::one_line(&s.reason, 70));
+        println!(
+            "{:<26} {:<17} {:<21} {:<34} {last}",
+            s.cycle_id,
+            s.started_at.format("%Y-%m-%d %H:%M"),
+            s.outcome.as_str(),
+            crate::records::one_line(gap, 34)
+        );
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub cycles: usize,
+    pub prs_opened: usize,
+    /// Share of cycles that opened a PR, 0.0 to 1.0.
+    pub pr_share: f64,
+    pub by_outcome: BTreeMap<String, usize>,
+    pub by_gap: BTreeMap<String, GapStats>,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct GapStats {
+    pub cycles: usize,
+    pub prs_opened: usize,
+    pub last_outcome: Option<Outcome>,
+}
+
+pub fn compute_stats(all: &[Summary]) -> Stats {
+    let mut by_outcome = BTreeMap::new();
+    let mut by_gap: BTreeMap<String, GapStats> = BTreeMap::new();
+    for s in all {
+        *by_outcome.entry(s.outcome.as_str().to_string()).or_insert(0) += 1;
+        if let Some(g) = &s.gap_id {
+            let e = by_gap.entry(g.clone()).or_default();
+            e.cycles += 1;
+            e.prs_opened += (s.outcome == Outcome::Ok) as usize;
+            e.last_outcome = Some(s.outcome);
+        }
+    }
+    let prs_opened = all.iter().filter(|s| s.outcome == Outcome::Ok).count();
+    let pr_share = if all.is_empty() { 0.0 } else { prs_opened as f64 / all.len() as f64 };
+    Stats { cycles: all.len(), prs_opened, pr_share, by_outcome, by_gap }
+}
+
+fn stats(target: &Target, json: bool) -> Result<i32, CliError> {
+    let (store, _) = store(target)?;
+    let s = compute_stats(&store.all()?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).expect("stats serialise"));
+        return Ok(0);
+    }
+    println!("cycles: {}   PRs opened: {} ({:.0}%)", s.cycles, s.prs_opened, s.pr_share * 100.0);
+    if !s.by_outcome.is_empty() {
+        println!("\nby outcome:");
+        for (o, n) in &s.by_outcome {
+            println!("  {o:<22} {n}");
+        }
+    }
+    if !s.by_gap.is_empty() {
+        println!("\nby gap:");
+        for (g, st) in &s.by_gap {
+            let last = st.last_outcome.map(|o| o.as_str()).unwrap_or("-");
+            println!("  {g:<40} cycles {:<4} PRs {:<3} last {last}", st.cycles, st.prs_opened);
+        }
+    }
+    Ok(0)
+}
+

@@ -1,0 +1,292 @@
+//! One cycle's shared context: what the stages read and what they leave for each other.
+
+use crate::budget::Budget;
+use crate::git::GitError;
+use crate::model::proposal::Proposal;
+use crate::model::ModelClient;
+use crate::outcome::Outcome;
+use crate::pipeline::Pipeline;
+use crate::policy::Policy;
+use crate::prd::Gap;
+use crate::process::Cancel;
+use crate::records::{ModelUse, PrRef, Store, Summary, TestRun, TouchedFile};
+use crate::secrets::Secrets;
+use crate::workspace::{Repo, Workspace};
+use chrono::{DateTime, Utc};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a cycle ended: the outcome and a reason a human can act on.
+#[derive(Debug, Clone)]
+pub struct End {
+    pub outcome: Outcome,
+    pub reason: String,
+}
+
+impl End {
+    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
+        End { outcome, reason: reason.into() }
+    }
+
+    pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
+        End::new(Outcome::InternalError, format!("{what}: {e}"))
+    }
+}
+
+impl From<GitError> for End {
+    fn from(e: GitError) -> Self {
+        End::internal("git failed", e)
+    }
+}
+
+/// Held for the whole cycle; the kernel drops it if the process dies, so a killed run's
+/// lock is taken over by the next one.
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    pub fn acquire(state_dir: &std::path::Path) -> Result<RunLock, End> {
+        std::fs::create_dir_all(state_dir).map_err(|e| End::internal("cannot create the state directory", e))?;
+        let path = state_dir.join("run.lock");
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| End::internal("cannot open the run lock", e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = writeln!(file, "{}", std::process::id());
+                Ok(RunLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+                Err(End::new(Outcome::SkippedLocked, format!("another prbot cycle{who} is running on this repository")))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(End::internal("cannot take the run lock", e)),
+        }
+    }
+}
+
+pub struct Cycle {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub pipeline: Arc<Pipeline>,
+    pub repo: Repo,
+    pub state_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub cancel: Cancel,
+    pub secrets: Secrets,
+    pub rt: tokio::runtime::Handle,
+    pub store: Store,
+    pub budget: Budget,
+    pub model: ModelClient,
+    /// The running stage's `timeout`, if it set one.
+    pub stage_timeout: Option<Duration>,
+
+    lock: Option<RunLock>,
+    base_commit: Option<String>,
+    workspace: Option<Workspace>,
+
+    pub gap: Option<Gap>,
+    pub prior: Vec<Summary>,
+    pub proposal: Option<Proposal>,
+    pub model_use: Option<ModelUse>,
+    /// Set by apply; `Some` means a change sits in the worktree.
+    pub applied: Option<Vec<TouchedFile>>,
+    pub tests: Vec<TestRun>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub pr: Option<PrRef>,
+    pub warnings: Vec<String>,
+}
+
+impl Cycle {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        pipeline: Arc<Pipeline>,
+        repo: Repo,
+        state_dir: PathBuf,
+        work_dir: PathBuf,
+        cancel: Cancel,
+        secrets: Secrets,
+        rt: tokio::runtime::Handle,
+    ) -> Cycle {
+        let budget = Budget::new(&state_dir, pipeline.budget.clone());
+        let model = ModelClient::new(pipeline.model.clone(), budget.clone());
+        Cycle {
+            id,
+            started_at: Utc::now(),
+            store: Store::new(&state_dir),
+            budget,
+            model,
+            pipeline,
+            repo,
+            state_dir,
+            work_dir,
+            cancel,
+            secrets,
+            rt,
+            stage_timeout: None,
+            lock: None,
+            base_commit: None,
+            workspace: None,
+            gap: None,
+            prior: Vec::new(),
+            proposal: None,
+            model_use: None,
+            applied: None,
+            tests: Vec::new(),
+            branch: None,
+            commit: None,
+            pr: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Takes the repository's run lock, once per cycle.
+    pub fn lock(&mut self) -> Result<(), End> {
+        if self.lock.is_none() {
+            self.lock = Some(RunLock::acquire(&self.state_dir)?);
+            self.sweep_leftovers();
+        }
+        Ok(())
+    }
+
+    /// What a killed cycle left behind: half-written temp files and a dirty worktree.
+    /// Only safe with the lock held, when no other cycle can own them.
+    fn sweep_leftovers(&self) {
+        for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".prbot-tmp-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let wt = self.work_dir.join("worktree");
+        if wt.join(".git").is_file() {
+            let git = crate::git::Git::new(&wt, Cancel::new());
+            let _ = git.run(["checkout", "--quiet", "--force", "--detach", "HEAD"]);
+            let _ = git.run(["clean", "-ffdxq"]);
+        }
+    }
+
+    /// The commit this cycle starts from.
+    pub fn base_commit(&mut self) -> Result<String, End> {
+        if let Some(c) = &self.base_commit {
+            return Ok(c.clone());
+        }
+        let base = &self.pipeline.workspace.base;
+        let c = self
+            .repo
+            .git(&self.cancel)
+            .run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])
+            .map_err(|e| End::internal(&format!("workspace.base `{base}` is not a commit"), e))?;
+        self.base_commit = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The cycle's worktree, made on first use. Taking it also takes the run lock, even
+    /// when no guard stage runs, so two cycles never share it.
+    pub fn workspace(&mut self) -> Result<&Workspace, End> {
+        if self.workspace.is_none() {
+            self.lock()?;
+            let base = self.base_commit()?;
+            let ws = Workspace::prepare(&self.repo, &self.work_dir, &base, &self.cancel)
+                .map_err(|e| End::internal("cannot prepare the worktree", e))?;
+            self.workspace = Some(ws);
+        }
+        Ok(self.workspace.as_ref().expect("just set"))
+    }
+
+    pub fn has_workspace(&self) -> bool {
+        self.workspace.is_some()
+    }
+
+    /// Runs a future on the runtime from this (blocking) thread; a cancellation wins.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        let cancel = self.cancel.clone();
+        self.rt.block_on(async move {
+            tokio::select! {
+                out = fut => Some(out),
+                _ = cancel.cancelled() => None,
+            }
+        })
+    }
+
+    /// The environment for commands that run project code: no secrets in it.
+    pub fn child_env(&self, allow: &[String]) -> std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> {
+        self.secrets.child_env(allow)
+    }
+
+    pub fn policy(&self) -> Policy<'_> {
+        Policy::new(&self.pipeline.policy, &self.repo.root, self.child_env(&[]), self.cancel.clone())
+    }
+
+    /// Paths relative to the repository that only maintainers write.
+    pub fn protected_paths(&self) -> Vec<String> {
+        let mut out = vec![self.pipeline.prd.path.to_string_lossy().into_owned()];
+        let pipeline = std::fs::canonicalize(&self.pipeline.path).unwrap_or_else(|_| self.pipeline.path.clone());
+        let root = std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
+        if let Ok(rel) = pipeline.strip_prefix(&root) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+        out
+    }
+
+    /// The branch a gap's change lives on.
+    pub fn branch_for(gap: &Gap) -> String {
+        format!("prbot/{}", gap.id)
+    }
+
+    /// What the cycle comes to when every stage let it go on.
+    pub fn conclude(&mut self) -> End {
+        if let Some(pr) = &self.pr {
+            return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
+        }
+        let Some(gap) = self.gap.clone() else {
+            return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");
+        };
+        if self.applied.is_none() {
+            return End::new(Outcome::DryRun, format!("the pipeline ended before a change was applied for gap {}", gap.id));
+        }
+        let branch = Self::branch_for(&gap);
+        let message = commit_message(&gap, self.proposal.as_ref());
+        let bot = self.pipeline.bot.clone();
+        let ws = match self.workspace() {
+            Ok(ws) => ws,
+            Err(e) => return e,
+        };
+        match ws.commit_to_branch(&branch, &message, &bot.name, &bot.email) {
+            Ok(sha) => {
+                let tests = if self.tests.is_empty() { "no test stage ran" } else { "tests passed" };
+                let reason = format!("{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})", &sha[..12.min(sha.len())]);
+                self.branch = Some(branch);
+                self.commit = Some(sha);
+                End::new(Outcome::DryRun, reason)
+            }
+            Err(e) => End::new(Outcome::InternalError, format!("could not keep the change on branch {branch}: {e}")),
+        }
+    }
+
+    /// Drops the worktree handle, which resets it to the base commit.
+    pub fn release_workspace(&mut self) {
+        self.workspace = None;
+    }
+}
+
+pub fn commit_message(gap: &Gap, proposal: Option<&Proposal>) -> String {
+    let title = crate::records::one_line(&gap.text, 68);
+    let summary = proposal.map(|p| p.summary.trim().to_string()).unwrap_or_default();
+    format!("prbot: {title}\n\n{summary}\n\nGap: {}\n", gap.id)
+}

@@ -1,0 +1,313 @@
+//! The pipeline file as written: serde shapes with defaults, unknown keys refused.
+
+use serde::{Deserialize, Deserializer};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    #[serde(default)]
+    pub prd: PrdConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub workspace: WorkspaceConfig,
+    #[serde(default)]
+    pub budget: BudgetConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub forge: ForgeConfig,
+    #[serde(default)]
+    pub bot: BotConfig,
+    #[serde(default)]
+    pub observer: ObserverConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    pub stages: Vec<RawStage>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrdConfig {
+    pub path: PathBuf,
+    pub tag: String,
+}
+
+impl Default for PrdConfig {
+    fn default() -> Self {
+        PrdConfig { path: "docs/PRD.md".into(), tag: "[bot-eligible]".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Records, ledgers and locks. Default: `prbot/` inside the repository's git directory,
+    /// where it can never dirty the working tree.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkspaceConfig {
+    /// The commit each cycle starts from.
+    pub base: String,
+    /// Where prbot keeps its own worktree and build cache. Default: a folder per
+    /// repository under the system's temporary directory.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for WorkspaceConfig {
+    fn default() -> Self {
+        WorkspaceConfig { base: "HEAD".into(), dir: None }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    pub calls_per_day: u64,
+    pub tokens_per_day: u64,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig { calls_per_day: 20, tokens_per_day: 160_000 }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub base_url: String,
+    pub name: String,
+    pub api_key_env: String,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub temperature: f32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            base_url: "http://127.0.0.1:11434/v1".into(),
+            name: "qwen2.5-coder:7b".into(),
+            api_key_env: "PRBOT_MODEL_API_KEY".into(),
+            timeout: Duration::from_secs(180),
+            temperature: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForgeConfig {
+    pub kind: ForgeKind,
+    /// The environment variable that holds the forge's token (stripped from test commands).
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotConfig {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        BotConfig { name: "prbot".into(), email: "prbot@localhost".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserverConfig {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub run: RunPolicy,
+    pub gaps: GapPolicy,
+    pub proposal: ProposalPolicy,
+    pub pr: PrPolicy,
+    /// An executable asked for every decision after the settings above allowed it.
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunPolicy {
+    pub enabled: bool,
+    /// UTC hours in which cycles may run, as `[first, last]`, inclusive.
+    pub utc_hours: Option<[u32; 2]>,
+    /// Days on which cycles may run: mon, tue, wed, thu, fri, sat, sun.
+    pub weekdays: Option<Vec<String>>,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        RunPolicy { enabled: true, utc_hours: None, weekdays: None }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct GapPolicy {
+    /// A gap whose last N attempts all failed is passed over. 0 never skips.
+    pub skip_after_failures: usize,
+    /// Gap ids (or their slug prefixes) never to pick.
+    pub exclude: Vec<String>,
+}
+
+impl Default for GapPolicy {
+    fn default() -> Self {
+        GapPolicy { skip_after_failures: 3, exclude: Vec::new() }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProposalPolicy {
+    pub max_files: usize,
+    pub max_bytes_changed: usize,
+    /// When non-empty, every path must match one of these globs.
+    pub allow: Vec<String>,
+    /// No path may match any of these globs.
+    pub deny: Vec<String>,
+}
+
+impl Default for ProposalPolicy {
+    fn default() -> Self {
+        ProposalPolicy { max_files: 8, max_bytes_changed: 60_000, allow: Vec::new(), deny: Vec::new() }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrPolicy {
+    pub open: bool,
+}
+
+impl Default for PrPolicy {
+    fn default() -> Self {
+        PrPolicy { open: true }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageKind {
+    Guard,
+    PickGap,
+    Propose,
+    Apply,
+    Test,
+    Pr,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Guard => "guard",
+            StageKind::PickGap => "pick-gap",
+            StageKind::Propose => "propose",
+            StageKind::Apply => "apply",
+            StageKind::Test => "test",
+            StageKind::Pr => "pr",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub uses: Option<StageKind>,
+    pub run: Option<String>,
+    #[serde(rename = "with")]
+    pub with: Option<serde_yaml::Value>,
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(rename = "continue-on-error")]
+    pub continue_on_error: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardSettings {
+    /// Relative to the repository root.
+    pub pause_file: PathBuf,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        GuardSettings { pause_file: "bot.paused".into() }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PickGapSettings {}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProposeSettings {
+    /// How many paths of the repository's file list go into the prompt.
+    pub max_listed_files: usize,
+    /// The cap on each named file's contents in the prompt.
+    pub max_file_bytes: usize,
+    /// How many earlier attempts on the gap the prompt shows.
+    pub prior_attempts: usize,
+}
+
+impl Default for ProposeSettings {
+    fn default() -> Self {
+        ProposeSettings { max_listed_files: 300, max_file_bytes: 24_000, prior_attempts: 5 }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApplySettings {}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestSettings {
+    /// Shell commands run in order; empty means detect (`cargo test`, `bun test`).
+    pub commands: Vec<String>,
+    /// Variables kept for the tests even though their names look secret.
+    pub env_allow: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrSettings {}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("bad duration `{s}`: {e}; write it like `90s`, `20m` or `1h 30m`"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+}

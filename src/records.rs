@@ -1,0 +1,258 @@
+//! Cycle records: one JSON file per cycle as the source of truth, plus indexes that keep
+//! history lookups independent of how many cycles there have been.
+
+use crate::fsutil;
+use crate::outcome::Outcome;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything one cycle did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub cycle_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub pipeline: String,
+    pub base_commit: Option<String>,
+    pub gap: Option<crate::prd::Gap>,
+    pub model: Option<ModelUse>,
+    pub proposal: Option<crate::model::proposal::Proposal>,
+    #[serde(default)]
+    pub files: Vec<TouchedFile>,
+    #[serde(default)]
+    pub tests: Vec<TestRun>,
+    #[serde(default)]
+    pub stages: Vec<StageRecord>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub pr: Option<PrRef>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelUse {
+    pub name: String,
+    pub base_url: String,
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// True when the server sent no `usage` and the tokens were estimated.
+    pub estimated: bool,
+    pub prompt_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FileMode {
+    Add,
+    Update,
+    Noop,
+}
+
+impl FileMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileMode::Add => "ADD",
+            FileMode::Update => "UPDATE",
+            FileMode::Noop => "NOOP",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TouchedFile {
+    pub path: String,
+    pub mode: FileMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestRun {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub passed: bool,
+    /// The part of the output that shows the failure; empty when the command passed.
+    pub excerpt: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    Passed,
+    /// This stage ended the cycle with its outcome.
+    Ended,
+    /// A `run:` step failed, but `continue-on-error` let the cycle go on.
+    FailedContinued,
+    Disabled,
+    NotReached,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub id: String,
+    pub kind: String,
+    pub status: StageStatus,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PrRef {
+    pub number: u64,
+    pub url: String,
+    pub title: String,
+}
+
+/// The short form kept in the indexes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub cycle_id: String,
+    pub started_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub gap_id: Option<String>,
+    #[serde(default)]
+    pub files: Vec<String>,
+    pub pr_url: Option<String>,
+}
+
+impl Record {
+    pub fn summary(&self) -> Summary {
+        Summary {
+            cycle_id: self.cycle_id.clone(),
+            started_at: self.started_at,
+            outcome: self.outcome,
+            reason: self.reason.clone(),
+            gap_id: self.gap.as_ref().map(|g| g.id.clone()),
+            files: self.files.iter().map(|f| f.path.clone()).collect(),
+            pr_url: self.pr.as_ref().map(|p| p.url.clone()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+/// The records of one state directory.
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(state_dir: &Path) -> Self {
+        Store { dir: state_dir.to_path_buf() }
+    }
+
+    pub fn record_path(&self, cycle_id: &str) -> PathBuf {
+        self.dir.join("cycles").join(format!("{cycle_id}.json"))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("cycles.jsonl")
+    }
+
+    fn gap_index_path(&self, gap_id: &str) -> PathBuf {
+        self.dir.join("index").join(format!("{gap_id}.jsonl"))
+    }
+
+    /// Writes the record (atomically) and then the index lines that point at it.
+    /// `json` is the record as it should appear on disk, already redacted.
+    pub fn write(&self, record: &Record, json: &str) -> Result<PathBuf, RecordError> {
+        let path = self.record_path(&record.cycle_id);
+        fsutil::write_atomic(&path, json.as_bytes()).map_err(|source| RecordError::Write { path: path.clone(), source })?;
+        let summary = serde_json::to_string(&record.summary()).expect("summary serialises");
+        let mut targets = vec![self.log_path()];
+        if let Some(g) = &record.gap {
+            targets.push(self.gap_index_path(&g.id));
+        }
+        for t in targets {
+            fsutil::append_line(&t, &summary).map_err(|source| RecordError::Write { path: t.clone(), source })?;
+        }
+        Ok(path)
+    }
+
+    /// The most recent attempts at a gap, newest first.
+    pub fn attempts(&self, gap_id: &str, limit: usize) -> Result<Vec<Summary>, RecordError> {
+        let mut all: Vec<Summary> = read_jsonl(&self.gap_index_path(gap_id))?
+            .into_iter()
+            .filter(|s| s.outcome.is_attempt())
+            .collect();
+        all.reverse();
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Every cycle, oldest first.
+    pub fn all(&self) -> Result<Vec<Summary>, RecordError> {
+        read_jsonl(&self.log_path())
+    }
+
+    pub fn load(&self, cycle_id: &str) -> Option<Record> {
+        let bytes = std::fs::read(self.record_path(cycle_id)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(RecordError::Read { path: path.to_path_buf(), source }),
+    };
+    // A line cut short by a crash is skipped; the record files still hold the truth.
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// A cycle id that sorts by time: `20261126T190626123Z-3f9a`.
+pub fn new_cycle_id(now: DateTime<Utc>) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{salt:04x}", now.format("%Y%m%dT%H%M%S%3fZ"))
+}
+
+/// The block that tells the model (and the PR reader) what earlier attempts did.
+pub fn prior_attempts_block(attempts: &[Summary]) -> Option<String> {
+    if attempts.is_empty() {
+        return None;
+    }
+    let mut s = format!("Prior attempts on this gap ({} most recent):\n", attempts.len());
+    for a in attempts {
+        let what = match (&a.pr_url, a.files.is_empty()) {
+            (Some(url), _) => format!("PR: {url}"),
+            (None, false) => format!("files: {}", a.files.join(", ")),
+            (None, true) => "no files touched".to_string(),
+        };
+        s.push_str(&format!(
+            "- {} · {} · {} · {}\n",
+            a.started_at.format("%Y-%m-%d %H:%M UTC"),
+            a.outcome,
+            one_line(&a.reason, 300),
+            what
+        ));
+    }
+    s.push_str("Learn from these: build on what worked, avoid paths that failed.");
+    Some(s)
+}
+
+pub fn one_line(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}

@@ -1,0 +1,141 @@
+//! The built-in stages and `run:` steps. Each reads what earlier stages left in the
+//! [`Cycle`] and either lets the cycle go on or ends it with an outcome.
+
+mod apply;
+mod guard;
+mod pick_gap;
+mod pr;
+mod propose;
+mod run_step;
+mod test;
+
+use crate::cycle::{Cycle, End};
+use crate::pipeline::{Action, Builtin};
+use crate::records::StageStatus;
+
+pub trait Stage {
+    /// `Ok` lets the cycle go on, with the stage's status; `Err` ends it.
+    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End>;
+}
+
+pub fn build(action: &Action) -> Box<dyn Stage + '_> {
+    match action {
+        Action::Builtin(Builtin::Guard(s)) => Box::new(guard::Guard(s)),
+        Action::Builtin(Builtin::PickGap(_)) => Box::new(pick_gap::PickGap),
+        Action::Builtin(Builtin::Propose(s)) => Box::new(propose::Propose(s)),
+        Action::Builtin(Builtin::Apply(_)) => Box::new(apply::Apply),
+        Action::Builtin(Builtin::Test(s)) => Box::new(test::Test(s)),
+        Action::Builtin(Builtin::Pr(_)) => Box::new(pr::Pr),
+        Action::Run { command, continue_on_error } => {
+            Box::new(run_step::RunStep { command, continue_on_error: *continue_on_error })
+        }
+    }
+}
+
+/// The part of a command's output that shows why it failed: the test runner's failure
+/// summary and compiler errors where they can be found, else the last lines.
+pub fn failure_excerpt(output: &str) -> String {
+    const MAX: usize = 4_000;
+    let lines: Vec<&str> = output.lines().collect();
+    let mut picked: Vec<&str> = Vec::new();
+    // cargo test: the last `failures:` section up to `test result:`.
+    if let Some(start) = lines.iter().rposition(|l| l.trim_end() == "failures:") {
+        let from = lines[..start].iter().rposition(|l| l.trim_end() == "failures:").unwrap_or(start);
+        let end = lines[start..].iter().position(|l| l.starts_with("test result:")).map(|p| start + p + 1).unwrap_or(lines.len());
+        picked.extend(&lines[from..end]);
+    }
+    // rustc: `error[...]` / `error:` blocks, each up to the next blank line.
+    if picked.is_empty() {
+        let mut i = 0;
+        while i < lines.len() {
+            if lines[i].starts_with("error[") || lines[i].starts_with("error:") {
+                while i < lines.len() && !lines[i].trim().is_empty() {
+                    picked.push(lines[i]);
+                    i += 1;
+                }
+                picked.push("");
+            }
+            i += 1;
+        }
+    }
+    // Other runners: lines that say FAIL or panicked, with the line before for context.
+    if picked.is_empty() {
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("FAIL") || l.contains("panicked at") || l.contains("AssertionError") {
+                if i > 0 && picked.last() != Some(&lines[i - 1]) {
+                    picked.push(lines[i - 1]);
+                }
+                picked.push(l);
+            }
+        }
+        if !picked.is_empty() {
+            picked.push("…");
+        }
+    }
+    let tail_from = lines.len().saturating_sub(25);
+    picked.extend(&lines[tail_from..]);
+    let text = picked.join("\n");
+    if text.len() <= MAX {
+        text
+    } else {
+        let mut cut = MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}\n…(cut)", &text[..cut])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_excerpt;
+
+    #[test]
+    fn keeps_the_cargo_failure_section() {
+        let mut out = String::from("running 40 tests\n");
+        for i in 0..40 {
+            out.push_str(&format!("test t{i} ... ok\n"));
+        }
+        out.push_str("\nfailures:\n\n---- t3 stdout ----\nthread 't3' panicked at src/lib.rs:9:5:\nassertion failed\n\nfailures:\n    t3\n\ntest result: FAILED. 39 passed; 1 failed\n");
+        for i in 0..30 {
+            out.push_str(&format!("noise {i}\n"));
+        }
+        let e = failure_excerpt(&out);
+        assert!(e.contains("panicked at src/lib.rs:9:5"), "{e}");
+        assert!(e.contains("test result: FAILED"));
+        assert!(!e.contains("test t10 ... ok"));
+    }
+}
+
+/// Runs a shell command in the worktree, with secrets stripped from its environment and
+/// the shared build cache in place.
+pub(crate) fn shell(
+    cx: &mut Cycle,
+    command: &str,
+    timeout: std::time::Duration,
+    env_allow: &[String],
+) -> Result<crate::process::Finished, End> {
+    let ws = cx.workspace()?;
+    let dir = ws.path.clone();
+    let target = ws.cache_dir.join("cargo-target");
+    let mut env = cx.child_env(env_allow);
+    env.entry("CARGO_TARGET_DIR".into()).or_insert_with(|| target.into_os_string());
+    let mut cmd = crate::process::Command::new("sh", &dir, timeout).arg("-c").arg(command);
+    cmd.env = Some(env);
+    let out = crate::process::run(cmd, &cx.cancel).map_err(|e| End::internal("cannot run a command", e))?;
+    if out.cancelled {
+        return Err(End::new(crate::outcome::Outcome::Cancelled, format!("cancelled while `{command}` ran")));
+    }
+    Ok(out)
+}
+
+pub(crate) fn test_run(command: &str, out: &crate::process::Finished) -> crate::records::TestRun {
+    crate::records::TestRun {
+        command: command.to_string(),
+        exit_code: out.code,
+        timed_out: out.timed_out,
+        duration_ms: out.duration.as_millis() as u64,
+        passed: out.success(),
+        excerpt: if out.success() { String::new() } else { failure_excerpt(&out.combined()) },
+    }
+}

@@ -1,0 +1,29 @@
+use super::Stage;
+use crate::cycle::{Cycle, End};
+use crate::outcome::Outcome;
+use crate::records::StageStatus;
+use std::time::Duration;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// A `run:` step: a shell command in the worktree, like a GitHub Actions step.
+pub struct RunStep<'a> {
+    pub command: &'a str,
+    pub continue_on_error: bool,
+}
+
+impl Stage for RunStep<'_> {
+    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
+        let timeout = cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let out = super::shell(cx, self.command, timeout, &[])?;
+        if out.success() {
+            return Ok(StageStatus::Passed);
+        }
+        if self.continue_on_error {
+            cx.warnings.push(format!("`{}` failed ({}), continued", self.command, out.status_text()));
+            return Ok(StageStatus::FailedContinued);
+        }
+        cx.tests.push(super::test_run(self.command, &out));
+        Err(End::new(Outcome::TestsFailed, format!("step `{}` failed: {}", self.command, out.status_text())))
+    }
+}

@@ -1,0 +1,53 @@
+use super::Stage;
+use crate::cycle::{Cycle, End};
+use crate::outcome::Outcome;
+use crate::pipeline::config::TestSettings;
+use crate::records::StageStatus;
+use std::time::Duration;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// Runs the project's tests in the worktree.
+pub struct Test<'a>(pub &'a TestSettings);
+
+impl Stage for Test<'_> {
+    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
+        let root = cx.workspace()?.path.clone();
+        let commands = if self.0.commands.is_empty() { detect(&root) } else { self.0.commands.clone() };
+        if commands.is_empty() {
+            return Err(End::new(
+                Outcome::TestsFailed,
+                "no test command: found neither Cargo.toml nor package.json with bun; set `with: commands:` on the test stage",
+            ));
+        }
+        let timeout = cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT);
+        for command in &commands {
+            tracing::info!("running `{command}`");
+            let out = super::shell(cx, command, timeout, &self.0.env_allow)?;
+            let run = super::test_run(command, &out);
+            let passed = run.passed;
+            cx.tests.push(run);
+            if !passed {
+                return Err(End::new(Outcome::TestsFailed, format!("`{command}` failed: {}", out.status_text())));
+            }
+        }
+        Ok(StageStatus::Passed)
+    }
+}
+
+fn detect(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if root.join("Cargo.toml").is_file() {
+        out.push("cargo test".to_string());
+    }
+    if root.join("package.json").is_file() && on_path("bun") {
+        out.push("bun test".to_string());
+    }
+    out
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
