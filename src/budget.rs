@@ -19,9 +19,15 @@ pub enum BudgetError {
     #[error("daily model budget exhausted: {0}")]
     Exhausted(String),
     #[error("cannot use the budget ledger {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the budget ledger {path} is corrupt ({source}); fix or remove it")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// The ledger for one state directory.
@@ -33,7 +39,10 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(state_dir: &Path, limits: BudgetConfig) -> Self {
-        Budget { dir: state_dir.to_path_buf(), limits }
+        Budget {
+            dir: state_dir.to_path_buf(),
+            limits,
+        }
     }
 
     fn today() -> NaiveDate {
@@ -41,7 +50,8 @@ impl Budget {
     }
 
     pub fn ledger_path(&self, day: NaiveDate) -> PathBuf {
-        self.dir.join(format!("cost-{}.json", day.format("%Y-%m-%d")))
+        self.dir
+            .join(format!("cost-{}.json", day.format("%Y-%m-%d")))
     }
 
     /// Today's ledger as it stands.
@@ -89,14 +99,22 @@ impl Budget {
         })
     }
 
-    fn update(&self, f: impl FnOnce(&mut Ledger, &Self) -> Result<(), BudgetError>) -> Result<Ledger, BudgetError> {
+    fn update(
+        &self,
+        f: impl FnOnce(&mut Ledger, &Self) -> Result<(), BudgetError>,
+    ) -> Result<Ledger, BudgetError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BudgetError::Io { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let lock_path = self.dir.join("ledger.lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
         let day = Self::today();
         let mut ledger = self.read(day)?;
@@ -110,10 +128,12 @@ impl Budget {
     fn read(&self, day: NaiveDate) -> Result<Ledger, BudgetError> {
         let path = self.ledger_path(day);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| BudgetError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Ledger { day: day.format("%Y-%m-%d").to_string(), ..Ledger::default() })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| BudgetError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger {
+                day: day.format("%Y-%m-%d").to_string(),
+                ..Ledger::default()
+            }),
             Err(source) => Err(BudgetError::Io { path, source }),
         }
     }
@@ -126,9 +146,17 @@ mod tests {
     #[test]
     fn concurrent_reservations_never_exceed_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Budget::new(dir.path(), BudgetConfig { calls_per_day: 5, tokens_per_day: 1_000 });
+        let b = Budget::new(
+            dir.path(),
+            BudgetConfig {
+                calls_per_day: 5,
+                tokens_per_day: 1_000,
+            },
+        );
         let granted: usize = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..16).map(|_| s.spawn(|| b.reserve_call().is_ok() as usize)).collect();
+            let hs: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| b.reserve_call().is_ok() as usize))
+                .collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(granted, 5);
@@ -139,9 +167,17 @@ mod tests {
     #[test]
     fn tokens_exhaust_too() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Budget::new(dir.path(), BudgetConfig { calls_per_day: 5, tokens_per_day: 100 });
+        let b = Budget::new(
+            dir.path(),
+            BudgetConfig {
+                calls_per_day: 5,
+                tokens_per_day: 100,
+            },
+        );
         b.reserve_call().unwrap();
         b.add_tokens(150).unwrap();
-        assert!(matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("150 of 100 tokens")));
+        assert!(
+            matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("150 of 100 tokens"))
+        );
     }
 }

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "prbot", version, about = "An autonomous pull-request bot that runs like a CI job")]
+#[command(
+    name = "prbot",
+    version,
+    about = "An autonomous pull-request bot that runs like a CI job"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

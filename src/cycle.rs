@@ -28,7 +28,10 @@ pub struct End {
 
 impl End {
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
-        End { outcome, reason: reason.into() }
+        End {
+            outcome,
+            reason: reason.into(),
+        }
     }
 
     pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
@@ -50,7 +53,8 @@ pub struct RunLock {
 
 impl RunLock {
     pub fn acquire(state_dir: &std::path::Path) -> Result<RunLock, End> {
-        std::fs::create_dir_all(state_dir).map_err(|e| End::internal("cannot create the state directory", e))?;
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| End::internal("cannot create the state directory", e))?;
         let path = state_dir.join("run.lock");
         let mut file = File::options()
             .read(true)
@@ -68,10 +72,19 @@ impl RunLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 let holder = holder.trim();
-                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
-                Err(End::new(Outcome::SkippedLocked, format!("another prbot cycle{who} is running on this repository")))
+                let who = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                };
+                Err(End::new(
+                    Outcome::SkippedLocked,
+                    format!("another prbot cycle{who} is running on this repository"),
+                ))
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(End::internal("cannot take the run lock", e)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(End::internal("cannot take the run lock", e))
+            }
         }
     }
 }
@@ -165,8 +178,14 @@ impl Cycle {
     /// What a killed cycle left behind: half-written temp files and a dirty worktree.
     /// Only safe with the lock held, when no other cycle can own them.
     fn sweep_leftovers(&self) {
-        for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for dir in [
+            self.state_dir.clone(),
+            self.state_dir.join("cycles"),
+            self.state_dir.join("pulls"),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(".prbot-tmp-") {
                     let _ = std::fs::remove_file(e.path());
@@ -190,7 +209,12 @@ impl Cycle {
         let c = self
             .repo
             .git(&self.cancel)
-            .run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])
+            .run([
+                "rev-parse",
+                "--verify",
+                "--end-of-options",
+                &format!("{base}^{{commit}}"),
+            ])
             .map_err(|e| End::internal(&format!("workspace.base `{base}` is not a commit"), e))?;
         self.base_commit = Some(c.clone());
         Ok(c)
@@ -225,19 +249,29 @@ impl Cycle {
     }
 
     /// The environment for commands that run project code: no secrets in it.
-    pub fn child_env(&self, allow: &[String]) -> std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> {
+    pub fn child_env(
+        &self,
+        allow: &[String],
+    ) -> std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> {
         self.secrets.child_env(allow)
     }
 
     pub fn policy(&self) -> Policy<'_> {
-        Policy::new(&self.pipeline.policy, &self.repo.root, self.child_env(&[]), self.cancel.clone())
+        Policy::new(
+            &self.pipeline.policy,
+            &self.repo.root,
+            self.child_env(&[]),
+            self.cancel.clone(),
+        )
     }
 
     /// Paths relative to the repository that only maintainers write.
     pub fn protected_paths(&self) -> Vec<String> {
         let mut out = vec![self.pipeline.prd.path.to_string_lossy().into_owned()];
-        let pipeline = std::fs::canonicalize(&self.pipeline.path).unwrap_or_else(|_| self.pipeline.path.clone());
-        let root = std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
+        let pipeline = std::fs::canonicalize(&self.pipeline.path)
+            .unwrap_or_else(|_| self.pipeline.path.clone());
+        let root =
+            std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
         if let Ok(rel) = pipeline.strip_prefix(&root) {
             out.push(rel.to_string_lossy().into_owned());
         }
@@ -252,13 +286,25 @@ impl Cycle {
     /// What the cycle comes to when every stage let it go on.
     pub fn conclude(&mut self) -> End {
         if let Some(pr) = &self.pr {
-            return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
+            return End::new(
+                Outcome::Ok,
+                format!("draft PR #{} opened: {}", pr.number, pr.url),
+            );
         }
         let Some(gap) = self.gap.clone() else {
-            return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");
+            return End::new(
+                Outcome::DryRun,
+                "the pipeline ended before a gap was picked",
+            );
         };
         if self.applied.is_none() {
-            return End::new(Outcome::DryRun, format!("the pipeline ended before a change was applied for gap {}", gap.id));
+            return End::new(
+                Outcome::DryRun,
+                format!(
+                    "the pipeline ended before a change was applied for gap {}",
+                    gap.id
+                ),
+            );
         }
         let branch = Self::branch_for(&gap);
         let message = commit_message(&gap, self.proposal.as_ref());
@@ -269,13 +315,20 @@ impl Cycle {
         };
         match ws.commit_to_branch(&branch, &message, &bot.name, &bot.email) {
             Ok(sha) => {
-                let tests = if self.tests.is_empty() { "no test stage ran" } else { "tests passed" };
+                let tests = if self.tests.is_empty() {
+                    "no test stage ran"
+                } else {
+                    "tests passed"
+                };
                 let reason = format!("{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})", &sha[..12.min(sha.len())]);
                 self.branch = Some(branch);
                 self.commit = Some(sha);
                 End::new(Outcome::DryRun, reason)
             }
-            Err(e) => End::new(Outcome::InternalError, format!("could not keep the change on branch {branch}: {e}")),
+            Err(e) => End::new(
+                Outcome::InternalError,
+                format!("could not keep the change on branch {branch}: {e}"),
+            ),
         }
     }
 
@@ -287,6 +340,8 @@ impl Cycle {
 
 pub fn commit_message(gap: &Gap, proposal: Option<&Proposal>) -> String {
     let title = crate::records::one_line(&gap.text, 68);
-    let summary = proposal.map(|p| p.summary.trim().to_string()).unwrap_or_default();
+    let summary = proposal
+        .map(|p| p.summary.trim().to_string())
+        .unwrap_or_default();
     format!("prbot: {title}\n\n{summary}\n\nGap: {}\n", gap.id)
 }

@@ -46,7 +46,9 @@ stages:
 }
 
 /// The scripted model: it answers the greeter gap, and anything else with an error.
-async fn chat(Json(req): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn chat(
+    Json(req): Json<serde_json::Value>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let asked = req.to_string();
     if !asked.contains("greet.sh") || !asked.contains("without a name") {
         let err = serde_json::json!({"error": {"message": "the scripted demo model only knows the greeter gap", "type": "invalid_request_error"}});
@@ -59,7 +61,10 @@ async fn chat(Json(req): Json<serde_json::Value>) -> (axum::http::StatusCode, Js
             {"path": "tests/test_greet.sh", "is_new": false, "content": TEST_NEW},
         ]
     });
-    let content = format!("```json\n{}\n```", serde_json::to_string_pretty(&proposal).expect("json"));
+    let content = format!(
+        "```json\n{}\n```",
+        serde_json::to_string_pretty(&proposal).expect("json")
+    );
     let reply = serde_json::json!({
         "id": "chatcmpl-demo",
         "object": "chat.completion",
@@ -73,30 +78,50 @@ async fn chat(Json(req): Json<serde_json::Value>) -> (axum::http::StatusCode, Js
 
 fn sh_git(dir: &Path, args: &[&str]) -> Result<(), CliError> {
     let git = crate::git::Git::new(dir, crate::process::Cancel::new());
-    git.run(args.iter().copied()).map(|_| ()).map_err(|e| CliError::Other(e.to_string()))
+    git.run(args.iter().copied())
+        .map(|_| ())
+        .map_err(|e| CliError::Other(e.to_string()))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
-    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))
+    crate::fsutil::write_atomic(path, text.as_bytes())
+        .map_err(|e| CliError::Other(format!("cannot write {}: {e}", path.display())))
 }
 
 fn make_repo(dir: &Path) -> Result<PathBuf, CliError> {
     let repo = dir.join("greeter");
-    std::fs::create_dir_all(&repo).map_err(|e| CliError::Other(format!("cannot create {}: {e}", repo.display())))?;
+    std::fs::create_dir_all(&repo)
+        .map_err(|e| CliError::Other(format!("cannot create {}: {e}", repo.display())))?;
     sh_git(&repo, &["init", "--quiet", "--initial-branch=main"])?;
     write(&repo.join("greet.sh"), GREET)?;
     write(&repo.join("tests/test_greet.sh"), TEST)?;
     write(&repo.join("docs/PRD.md"), PRD)?;
-    write(&repo.join("README.md"), "# greeter\n\n`sh greet.sh NAME` prints a greeting. `sh tests/test_greet.sh` tests it.\n")?;
+    write(
+        &repo.join("README.md"),
+        "# greeter\n\n`sh greet.sh NAME` prints a greeting. `sh tests/test_greet.sh` tests it.\n",
+    )?;
     sh_git(&repo, &["add", "--all"])?;
-    sh_git(&repo, &["-c", "user.name=Demo Maintainer", "-c", "user.email=maintainer@example.invalid", "commit", "--quiet", "-m", "greeter: first version"])?;
+    sh_git(
+        &repo,
+        &[
+            "-c",
+            "user.name=Demo Maintainer",
+            "-c",
+            "user.email=maintainer@example.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "greeter: first version",
+        ],
+    )?;
     Ok(repo)
 }
 
 pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
     let dir = match dir {
         Some(d) => {
-            std::fs::create_dir_all(&d).map_err(|e| CliError::Other(format!("cannot create {}: {e}", d.display())))?;
+            std::fs::create_dir_all(&d)
+                .map_err(|e| CliError::Other(format!("cannot create {}: {e}", d.display())))?;
             std::fs::canonicalize(&d).map_err(|e| CliError::Other(e.to_string()))?
         }
         None => tempfile::Builder::new()
@@ -116,14 +141,19 @@ pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(|e| CliError::Other(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| CliError::Other(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Other(e.to_string()))?;
     let app = Router::new().route("/v1/chat/completions", post(chat));
     rt.spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
 
     let pipeline_path = dir.join("pipeline.yml");
-    write(&pipeline_path, &pipeline_yaml(&format!("http://{addr}/v1"), &dir.join("work")))?;
+    write(
+        &pipeline_path,
+        &pipeline_yaml(&format!("http://{addr}/v1"), &dir.join("work")),
+    )?;
     let pipeline = Arc::new(Pipeline::load(&pipeline_path)?);
     let repo = Repo::discover(&repo_dir)?;
     let run = crate::commands::run_one(&rt, pipeline, repo)?;
@@ -134,11 +164,24 @@ pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
         let pr = r.pr.as_ref().expect("ok has a PR");
         let branch = r.branch.clone().unwrap_or_default();
         println!("\nWhere to look:");
-        println!("  draft PR record: {}", pr.url.trim_start_matches("file://"));
-        println!("  the change:      git -C {} show {branch}", repo_dir.display());
+        println!(
+            "  draft PR record: {}",
+            pr.url.trim_start_matches("file://")
+        );
+        println!(
+            "  the change:      git -C {} show {branch}",
+            repo_dir.display()
+        );
         println!("  cycle record:    {}", run.path.display());
-        println!("  your tree:       git -C {} status   (untouched)", repo_dir.display());
-        println!("  history:         cargo run -- history --repo {} --pipeline {}", repo_dir.display(), pipeline_path.display());
+        println!(
+            "  your tree:       git -C {} status   (untouched)",
+            repo_dir.display()
+        );
+        println!(
+            "  history:         cargo run -- history --repo {} --pipeline {}",
+            repo_dir.display(),
+            pipeline_path.display()
+        );
     }
     Ok(if r.outcome == Outcome::Ok { 0 } else { 1 })
 }

@@ -12,7 +12,11 @@ pub enum GitError {
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
     #[error("`git {args}` failed ({status}): {stderr}")]
-    Failed { args: String, status: String, stderr: String },
+    Failed {
+        args: String,
+        status: String,
+        stderr: String,
+    },
 }
 
 /// git, run in one directory.
@@ -24,7 +28,10 @@ pub struct Git {
 
 impl Git {
     pub fn new(dir: impl Into<PathBuf>, cancel: Cancel) -> Self {
-        Git { dir: dir.into(), cancel }
+        Git {
+            dir: dir.into(),
+            cancel,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -54,7 +61,11 @@ impl Git {
             Ok(out.stdout.trim_end().to_string())
         } else {
             Err(GitError::Failed {
-                args: args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                args: args
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 status: out.status_text(),
                 stderr: out.stderr.trim().to_string(),
             })
@@ -82,7 +93,11 @@ fn git_env() -> std::collections::HashMap<OsString, OsString> {
             let k = k.to_string_lossy();
             !matches!(
                 k.as_ref(),
-                "GIT_DIR" | "GIT_WORK_TREE" | "GIT_INDEX_FILE" | "GIT_OBJECT_DIRECTORY" | "GIT_COMMON_DIR"
+                "GIT_DIR"
+                    | "GIT_WORK_TREE"
+                    | "GIT_INDEX_FILE"
+                    | "GIT_OBJECT_DIRECTORY"
+                    | "GIT_COMMON_DIR"
             )
         })
         .collect();

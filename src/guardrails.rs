@@ -45,7 +45,9 @@ impl Guardrails {
     /// Checks a path the model proposed against the tree at `root`.
     pub fn check(&self, root: &Path, raw: &str) -> Result<RepoPath, String> {
         if raw.starts_with('/') || raw.starts_with('\\') || raw.get(1..2) == Some(":") {
-            return Err(format!("`{raw}` is absolute; only paths inside the repository may be written"));
+            return Err(format!(
+                "`{raw}` is absolute; only paths inside the repository may be written"
+            ));
         }
         let path = normalise(raw)?;
         let lower = path.to_lowercase();
@@ -58,7 +60,9 @@ impl Guardrails {
             at.push(part);
             match std::fs::symlink_metadata(&at) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(format!("`{raw}` goes through a symlink; prbot never writes through symlinks"));
+                    return Err(format!(
+                        "`{raw}` goes through a symlink; prbot never writes through symlinks"
+                    ));
                 }
                 Ok(_) => {}
                 Err(_) => break,
@@ -82,7 +86,10 @@ impl Guardrails {
         if is_secret(name) {
             return Some("looks like a secret or credential file");
         }
-        if parts.len() == 2 && parts[0] == "docs" && (name.starts_with("adr-") || name == "decisions.md") {
+        if parts.len() == 2
+            && parts[0] == "docs"
+            && (name.starts_with("adr-") || name == "decisions.md")
+        {
             return Some("is a decision record, which only maintainers write");
         }
         if self.protected.iter().any(|p| p == lower) {
@@ -104,20 +111,33 @@ fn is_secret(name: &str) -> bool {
         || name.starts_with("id_ed25519")
         || matches!(
             name,
-            ".netrc" | ".npmrc" | ".pypirc" | ".git-credentials" | "credentials" | "credentials.json" | ".htpasswd"
+            ".netrc"
+                | ".npmrc"
+                | ".pypirc"
+                | ".git-credentials"
+                | "credentials"
+                | "credentials.json"
+                | ".htpasswd"
         )
 }
 
 /// `a//b/./c` becomes `a/b/c`; `..`, empty paths and odd characters are refused.
 fn normalise(raw: &str) -> Result<String, String> {
     if raw.contains('\0') || raw.contains('\\') {
-        return Err(format!("`{}` contains a backslash or NUL; use plain `/`-separated paths", raw.escape_default()));
+        return Err(format!(
+            "`{}` contains a backslash or NUL; use plain `/`-separated paths",
+            raw.escape_default()
+        ));
     }
     let mut parts = Vec::new();
     for part in raw.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err(format!("`{raw}` contains `..`; paths may not leave their folder")),
+            ".." => {
+                return Err(format!(
+                    "`{raw}` contains `..`; paths may not leave their folder"
+                ))
+            }
             p => parts.push(p),
         }
     }
@@ -132,17 +152,38 @@ mod tests {
     use super::*;
 
     fn g() -> Guardrails {
-        Guardrails::new(["docs/PRD.md".to_string(), "pipelines/default.yml".to_string()])
+        Guardrails::new([
+            "docs/PRD.md".to_string(),
+            "pipelines/default.yml".to_string(),
+        ])
     }
 
     #[test]
     fn refuses_every_forbidden_shape() {
         let root = tempfile::tempdir().unwrap();
         for bad in [
-            "/etc/passwd", "../x", "a/../../x", ".git/config", "sub/.GIT/hooks/pre-commit", ".env", ".env.local",
-            "certs/server.pem", "deploy.KEY", "id_rsa.pub", "docs//PRD.md", "docs/./prd.md", "pipelines/default.yml",
-            "docs/ADR-0001-x.md", "docs/decisions.md", "Cargo.lock", "crates/a/Cargo.lock", ".gitea/workflows/x.yml",
-            ".GitHub/workflows/ci.yml", "", "./", "a\\b",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            ".git/config",
+            "sub/.GIT/hooks/pre-commit",
+            ".env",
+            ".env.local",
+            "certs/server.pem",
+            "deploy.KEY",
+            "id_rsa.pub",
+            "docs//PRD.md",
+            "docs/./prd.md",
+            "pipelines/default.yml",
+            "docs/ADR-0001-x.md",
+            "docs/decisions.md",
+            "Cargo.lock",
+            "crates/a/Cargo.lock",
+            ".gitea/workflows/x.yml",
+            ".GitHub/workflows/ci.yml",
+            "",
+            "./",
+            "a\\b",
         ] {
             assert!(g().check(root.path(), bad).is_err(), "{bad} passed");
         }
@@ -151,8 +192,14 @@ mod tests {
     #[test]
     fn normalises_what_it_allows() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(g().check(root.path(), "src//./lib.rs").unwrap().as_str(), "src/lib.rs");
-        assert_eq!(g().check(root.path(), "docs/guide.md").unwrap().as_str(), "docs/guide.md");
+        assert_eq!(
+            g().check(root.path(), "src//./lib.rs").unwrap().as_str(),
+            "src/lib.rs"
+        );
+        assert_eq!(
+            g().check(root.path(), "docs/guide.md").unwrap().as_str(),
+            "docs/guide.md"
+        );
     }
 
     #[test]

@@ -138,9 +138,15 @@ impl Record {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The records of one state directory.
@@ -150,7 +156,9 @@ pub struct Store {
 
 impl Store {
     pub fn new(state_dir: &Path) -> Self {
-        Store { dir: state_dir.to_path_buf() }
+        Store {
+            dir: state_dir.to_path_buf(),
+        }
     }
 
     pub fn record_path(&self, cycle_id: &str) -> PathBuf {
@@ -169,14 +177,20 @@ impl Store {
     /// `json` is the record as it should appear on disk, already redacted.
     pub fn write(&self, record: &Record, json: &str) -> Result<PathBuf, RecordError> {
         let path = self.record_path(&record.cycle_id);
-        fsutil::write_atomic(&path, json.as_bytes()).map_err(|source| RecordError::Write { path: path.clone(), source })?;
+        fsutil::write_atomic(&path, json.as_bytes()).map_err(|source| RecordError::Write {
+            path: path.clone(),
+            source,
+        })?;
         let summary = serde_json::to_string(&record.summary()).expect("summary serialises");
         let mut targets = vec![self.log_path()];
         if let Some(g) = &record.gap {
             targets.push(self.gap_index_path(&g.id));
         }
         for t in targets {
-            fsutil::append_line(&t, &summary).map_err(|source| RecordError::Write { path: t.clone(), source })?;
+            fsutil::append_line(&t, &summary).map_err(|source| RecordError::Write {
+                path: t.clone(),
+                source,
+            })?;
         }
         Ok(path)
     }
@@ -207,10 +221,18 @@ fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(RecordError::Read { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(RecordError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
     // A line cut short by a crash is skipped; the record files still hold the truth.
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// A cycle id that sorts by time: `20261126T190626123Z-3f9a`.
@@ -228,7 +250,10 @@ pub fn prior_attempts_block(attempts: &[Summary]) -> Option<String> {
     if attempts.is_empty() {
         return None;
     }
-    let mut s = format!("Prior attempts on this gap ({} most recent):\n", attempts.len());
+    let mut s = format!(
+        "Prior attempts on this gap ({} most recent):\n",
+        attempts.len()
+    );
     for a in attempts {
         let what = match (&a.pr_url, a.files.is_empty()) {
             (Some(url), _) => format!("PR: {url}"),

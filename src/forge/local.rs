@@ -25,7 +25,9 @@ pub struct LocalPr {
 
 impl LocalForge {
     pub fn new(state_dir: &Path) -> Self {
-        LocalForge { dir: state_dir.join("pulls") }
+        LocalForge {
+            dir: state_dir.join("pulls"),
+        }
     }
 
     fn path(&self, number: u64) -> PathBuf {
@@ -33,7 +35,9 @@ impl LocalForge {
     }
 
     fn existing(&self) -> Vec<LocalPr> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
         entries
             .filter_map(|e| e.ok())
             .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
@@ -56,10 +60,16 @@ impl Forge for LocalForge {
     async fn open_draft(&self, pr: &PrRequest) -> Result<OpenedPr, ForgeError> {
         let now = chrono::Utc::now();
         let existing = self.existing();
-        let open = existing.iter().find(|p| p.head == pr.head && p.state == "open");
+        let open = existing
+            .iter()
+            .find(|p| p.head == pr.head && p.state == "open");
         let (number, created_at, created) = match open {
             Some(p) => (p.number, p.created_at, false),
-            None => (existing.iter().map(|p| p.number).max().unwrap_or(0) + 1, now, true),
+            None => (
+                existing.iter().map(|p| p.number).max().unwrap_or(0) + 1,
+                now,
+                true,
+            ),
         };
         let record = LocalPr {
             number,
@@ -74,8 +84,14 @@ impl Forge for LocalForge {
         };
         let path = self.path(number);
         let json = serde_json::to_vec_pretty(&record).expect("PR record serialises");
-        fsutil::write_atomic(&path, &json)
-            .map_err(|source| ForgeError::LocalIo { path: path.display().to_string(), source })?;
-        Ok(OpenedPr { number, url: self.url(number), created })
+        fsutil::write_atomic(&path, &json).map_err(|source| ForgeError::LocalIo {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(OpenedPr {
+            number,
+            url: self.url(number),
+            created,
+        })
     }
 }

@@ -25,7 +25,10 @@ pub struct OpenedPr {
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
     #[error("cannot write the local PR record {path}: {source}")]
-    LocalIo { path: String, source: std::io::Error },
+    LocalIo {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[async_trait::async_trait]

@@ -13,10 +13,16 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn system(c: impl Into<String>) -> Self {
-        ChatMessage { role: "system".into(), content: c.into() }
+        ChatMessage {
+            role: "system".into(),
+            content: c.into(),
+        }
     }
     pub fn user(c: impl Into<String>) -> Self {
-        ChatMessage { role: "user".into(), content: c.into() }
+        ChatMessage {
+            role: "user".into(),
+            content: c.into(),
+        }
     }
 }
 
@@ -82,19 +88,33 @@ pub fn estimate_tokens(text: &str) -> u64 {
 
 impl ModelClient {
     pub fn new(config: ModelConfig, budget: Budget) -> Self {
-        let api_key = std::env::var(&config.api_key_env).ok().filter(|k| !k.is_empty());
+        let api_key = std::env::var(&config.api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty());
         let http = reqwest::Client::builder()
             .user_agent(concat!("prbot/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        ModelClient { http, config, api_key, budget }
+        ModelClient {
+            http,
+            config,
+            api_key,
+            budget,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'))
+        format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        )
     }
 
-    pub async fn complete(&self, messages: &[ChatMessage], timeout: Duration) -> Result<Completion, ModelError> {
+    pub async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        timeout: Duration,
+    ) -> Result<Completion, ModelError> {
         self.budget.reserve_call()?;
         let url = self.url();
         let body = serde_json::json!({
@@ -123,21 +143,43 @@ impl ModelClient {
         })
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, url: &str, timeout: Duration) -> Result<Completion, ModelError> {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<Completion, ModelError> {
         let resp = req.send().await.map_err(|e| classify(e, url, timeout))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| classify(e, url, timeout))?;
         if !status.is_success() {
-            return Err(ModelError::Status { status: status.as_u16(), body: text.chars().take(300).collect() });
+            return Err(ModelError::Status {
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            });
         }
-        let parsed: ChatResponse = serde_json::from_str(&text).map_err(|e| ModelError::Shape(e.to_string()))?;
-        let choice = parsed.choices.into_iter().next().ok_or_else(|| ModelError::Shape("`choices` is empty".into()))?;
+        let parsed: ChatResponse =
+            serde_json::from_str(&text).map_err(|e| ModelError::Shape(e.to_string()))?;
+        let choice = parsed
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::Shape("`choices` is empty".into()))?;
         let content = choice.message.content.unwrap_or_default();
         let (prompt_tokens, completion_tokens, estimated) = match parsed.usage {
-            Some(Usage { prompt_tokens: Some(p), completion_tokens: Some(c) }) => (p, c, false),
+            Some(Usage {
+                prompt_tokens: Some(p),
+                completion_tokens: Some(c),
+            }) => (p, c, false),
             _ => (0, estimate_tokens(&content), true),
         };
-        Ok(Completion { content, prompt_tokens, completion_tokens, estimated, finish_reason: choice.finish_reason })
+        Ok(Completion {
+            content,
+            prompt_tokens,
+            completion_tokens,
+            estimated,
+            finish_reason: choice.finish_reason,
+        })
     }
 }
 
@@ -151,6 +193,9 @@ fn classify(e: reqwest::Error, url: &str, timeout: Duration) -> ModelError {
             detail.push_str(&format!(": {s}"));
             src = s.source();
         }
-        ModelError::Transport { url: url.to_string(), detail }
+        ModelError::Transport {
+            url: url.to_string(),
+            detail,
+        }
     }
 }

@@ -24,8 +24,15 @@ pub struct PromptInput<'a> {
 
 pub fn user_message(p: &PromptInput<'_>) -> String {
     let mut s = String::new();
-    s.push_str(&format!("Task (from {}, line {}, gap id {}):\n{}\n\n", p.prd_path, p.gap.line, p.gap.id, p.gap.text));
-    s.push_str(&format!("Repository files ({} of {}):\n", p.files.len(), p.files_total));
+    s.push_str(&format!(
+        "Task (from {}, line {}, gap id {}):\n{}\n\n",
+        p.prd_path, p.gap.line, p.gap.id, p.gap.text
+    ));
+    s.push_str(&format!(
+        "Repository files ({} of {}):\n",
+        p.files.len(),
+        p.files_total
+    ));
     for f in p.files {
         s.push_str(f);
         s.push('\n');

@@ -27,9 +27,14 @@ pub struct ParseError {
 impl Proposal {
     /// Finds the proposal in a reply: bare JSON, or JSON inside one markdown fence.
     pub fn parse(reply: &str) -> Result<Proposal, ParseError> {
-        let fail = |reason: String| ParseError { reason, start: reply.trim().chars().take(160).collect() };
-        let body = unfence(reply.trim()).ok_or_else(|| fail("the reply holds no JSON object".into()))?;
-        let p: Proposal = serde_json::from_str(body).map_err(|e| fail(format!("the JSON is not a proposal: {e}")))?;
+        let fail = |reason: String| ParseError {
+            reason,
+            start: reply.trim().chars().take(160).collect(),
+        };
+        let body =
+            unfence(reply.trim()).ok_or_else(|| fail("the reply holds no JSON object".into()))?;
+        let p: Proposal = serde_json::from_str(body)
+            .map_err(|e| fail(format!("the JSON is not a proposal: {e}")))?;
         if p.files.is_empty() {
             return Err(fail("the proposal lists no files".into()));
         }
@@ -70,7 +75,10 @@ mod tests {
     fn refuses_prose_and_wrong_shapes() {
         let e = Proposal::parse("Sure! I will do that.").unwrap_err();
         assert!(e.to_string().contains("Sure! I will"), "{e}");
-        let e = Proposal::parse(r#"{"summary":"s","files":[{"path":"a","is_new":"yes","content":"x"}]}"#).unwrap_err();
+        let e = Proposal::parse(
+            r#"{"summary":"s","files":[{"path":"a","is_new":"yes","content":"x"}]}"#,
+        )
+        .unwrap_err();
         assert!(e.reason.contains("invalid type"), "{e}");
         assert!(Proposal::parse(r#"{"summary":"s","files":[]}"#).is_err());
     }

@@ -37,7 +37,10 @@ pub struct PrdConfig {
 
 impl Default for PrdConfig {
     fn default() -> Self {
-        PrdConfig { path: "docs/PRD.md".into(), tag: "[bot-eligible]".into() }
+        PrdConfig {
+            path: "docs/PRD.md".into(),
+            tag: "[bot-eligible]".into(),
+        }
     }
 }
 
@@ -61,7 +64,10 @@ pub struct WorkspaceConfig {
 
 impl Default for WorkspaceConfig {
     fn default() -> Self {
-        WorkspaceConfig { base: "HEAD".into(), dir: None }
+        WorkspaceConfig {
+            base: "HEAD".into(),
+            dir: None,
+        }
     }
 }
 
@@ -74,7 +80,10 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig { calls_per_day: 20, tokens_per_day: 160_000 }
+        BudgetConfig {
+            calls_per_day: 20,
+            tokens_per_day: 160_000,
+        }
     }
 }
 
@@ -125,7 +134,10 @@ pub struct BotConfig {
 
 impl Default for BotConfig {
     fn default() -> Self {
-        BotConfig { name: "prbot".into(), email: "prbot@localhost".into() }
+        BotConfig {
+            name: "prbot".into(),
+            email: "prbot@localhost".into(),
+        }
     }
 }
 
@@ -158,7 +170,11 @@ pub struct RunPolicy {
 
 impl Default for RunPolicy {
     fn default() -> Self {
-        RunPolicy { enabled: true, utc_hours: None, weekdays: None }
+        RunPolicy {
+            enabled: true,
+            utc_hours: None,
+            weekdays: None,
+        }
     }
 }
 
@@ -173,7 +189,10 @@ pub struct GapPolicy {
 
 impl Default for GapPolicy {
     fn default() -> Self {
-        GapPolicy { skip_after_failures: 3, exclude: Vec::new() }
+        GapPolicy {
+            skip_after_failures: 3,
+            exclude: Vec::new(),
+        }
     }
 }
 
@@ -190,7 +209,12 @@ pub struct ProposalPolicy {
 
 impl Default for ProposalPolicy {
     fn default() -> Self {
-        ProposalPolicy { max_files: 8, max_bytes_changed: 60_000, allow: Vec::new(), deny: Vec::new() }
+        ProposalPolicy {
+            max_files: 8,
+            max_bytes_changed: 60_000,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
     }
 }
 
@@ -255,7 +279,9 @@ pub struct GuardSettings {
 
 impl Default for GuardSettings {
     fn default() -> Self {
-        GuardSettings { pause_file: "bot.paused".into() }
+        GuardSettings {
+            pause_file: "bot.paused".into(),
+        }
     }
 }
 
@@ -276,7 +302,11 @@ pub struct ProposeSettings {
 
 impl Default for ProposeSettings {
     fn default() -> Self {
-        ProposeSettings { max_listed_files: 300, max_file_bytes: 24_000, prior_attempts: 5 }
+        ProposeSettings {
+            max_listed_files: 300,
+            max_file_bytes: 24_000,
+            prior_attempts: 5,
+        }
     }
 }
 
@@ -309,5 +339,6 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = Option::<String>::deserialize(d)?;
-    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }

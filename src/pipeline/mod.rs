@@ -41,7 +41,10 @@ pub struct StageSpec {
 #[derive(Debug, Clone)]
 pub enum Action {
     Builtin(Builtin),
-    Run { command: String, continue_on_error: bool },
+    Run {
+        command: String,
+        continue_on_error: bool,
+    },
 }
 
 /// A built-in stage with its typed settings.
@@ -143,7 +146,9 @@ impl fmt::Display for PipelineError {
             match &p.place {
                 Place::File => write!(f, "{file}: {}", p.message)?,
                 Place::LineCol(l, c) => write!(f, "{file}:{l}:{c}: {}", p.message)?,
-                Place::Stage { position, id } => write!(f, "{file}: stage #{position} (id: {id}): {}", p.message)?,
+                Place::Stage { position, id } => {
+                    write!(f, "{file}: stage #{position} (id: {id}): {}", p.message)?
+                }
             }
         }
         Ok(())
@@ -157,15 +162,21 @@ impl Pipeline {
             file: path.to_path_buf(),
             problems: vec![Problem {
                 place: Place::File,
-                message: format!("cannot read the pipeline file: {e}; pass its path with --pipeline"),
+                message: format!(
+                    "cannot read the pipeline file: {e}; pass its path with --pipeline"
+                ),
             }],
         })?;
         Self::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, PipelineError> {
-        let fail = |problems| PipelineError { file: path.to_path_buf(), problems };
-        let raw: RawPipeline = serde_yaml::from_str(text).map_err(|e| fail(vec![yaml_problem(&e)]))?;
+        let fail = |problems| PipelineError {
+            file: path.to_path_buf(),
+            problems,
+        };
+        let raw: RawPipeline =
+            serde_yaml::from_str(text).map_err(|e| fail(vec![yaml_problem(&e)]))?;
         let mut problems = Vec::new();
         let stages = validate_stages(raw.stages, &mut problems);
         validate_settings(&raw.policy, &raw.model, &mut problems);
@@ -189,7 +200,9 @@ impl Pipeline {
 
     /// Whether an enabled stage of this kind is in the pipeline.
     pub fn has_enabled(&self, kind: StageKind) -> bool {
-        self.stages.iter().any(|s| s.enabled && matches!(&s.action, Action::Builtin(b) if b.kind() == kind))
+        self.stages
+            .iter()
+            .any(|s| s.enabled && matches!(&s.action, Action::Builtin(b) if b.kind() == kind))
     }
 }
 
@@ -205,15 +218,24 @@ fn yaml_problem(e: &serde_yaml::Error) -> Problem {
         message.push_str("; check the spelling, or see the pipeline reference in README.md");
     }
     match e.location() {
-        Some(loc) => Problem { place: Place::LineCol(loc.line(), loc.column()), message },
-        None => Problem { place: Place::File, message },
+        Some(loc) => Problem {
+            place: Place::LineCol(loc.line(), loc.column()),
+            message,
+        },
+        None => Problem {
+            place: Place::File,
+            message,
+        },
     }
 }
 
 fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<StageSpec> {
     let mut out: Vec<StageSpec> = Vec::new();
     if raw.is_empty() {
-        problems.push(Problem { place: Place::File, message: "`stages:` is empty; list at least one stage".into() });
+        problems.push(Problem {
+            place: Place::File,
+            message: "`stages:` is empty; list at least one stage".into(),
+        });
     }
     for (i, st) in raw.into_iter().enumerate() {
         let position = i + 1;
@@ -223,9 +245,21 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
             _ => format!("stage-{position}"),
         };
         let id = st.id.clone().unwrap_or(default_id);
-        let place = || Place::Stage { position, id: id.clone() };
-        let mut problem = |message: String| problems.push(Problem { place: place(), message });
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        let place = || Place::Stage {
+            position,
+            id: id.clone(),
+        };
+        let mut problem = |message: String| {
+            problems.push(Problem {
+                place: place(),
+                message,
+            })
+        };
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             problem("`id` may only hold letters, digits, `-` and `_`".into());
         }
         if out.iter().any(|s| s.id == id) {
@@ -233,7 +267,10 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
         }
         let action = match (st.uses, st.run) {
             (Some(_), Some(_)) => {
-                problem("has both `uses:` and `run:`; a stage is either a built-in or a shell step".into());
+                problem(
+                    "has both `uses:` and `run:`; a stage is either a built-in or a shell step"
+                        .into(),
+                );
                 continue;
             }
             (None, None) => {
@@ -259,7 +296,10 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
                 if command.trim().is_empty() {
                     problem("`run:` is empty".into());
                 }
-                Action::Run { command, continue_on_error: st.continue_on_error.unwrap_or(false) }
+                Action::Run {
+                    command,
+                    continue_on_error: st.continue_on_error.unwrap_or(false),
+                }
             }
         };
         if let Some(t) = st.timeout {
@@ -267,14 +307,23 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
                 problem("`timeout` must be longer than zero".into());
             }
         }
-        out.push(StageSpec { position, id, name: st.name, enabled: st.enabled.unwrap_or(true), timeout: st.timeout, action });
+        out.push(StageSpec {
+            position,
+            id,
+            name: st.name,
+            enabled: st.enabled.unwrap_or(true),
+            timeout: st.timeout,
+            action,
+        });
     }
     check_order(&out, problems);
     out
 }
 
 fn builtin(kind: StageKind, with: Option<serde_yaml::Value>) -> Result<Builtin, String> {
-    fn settings<T: serde::de::DeserializeOwned + Default>(with: Option<serde_yaml::Value>) -> Result<T, String> {
+    fn settings<T: serde::de::DeserializeOwned + Default>(
+        with: Option<serde_yaml::Value>,
+    ) -> Result<T, String> {
         match with {
             None | Some(serde_yaml::Value::Null) => Ok(T::default()),
             Some(v) => serde_yaml::from_value(v).map_err(|e| format!("with: {e}")),
@@ -295,11 +344,16 @@ fn check_order(stages: &[StageSpec], problems: &mut Vec<Problem>) {
     let mut have: Vec<Artifact> = Vec::new();
     let mut seen: Vec<StageKind> = Vec::new();
     for s in stages.iter().filter(|s| s.enabled) {
-        let Action::Builtin(b) = &s.action else { continue };
+        let Action::Builtin(b) = &s.action else {
+            continue;
+        };
         let kind = b.kind();
         if seen.contains(&kind) {
             problems.push(Problem {
-                place: Place::Stage { position: s.position, id: s.id.clone() },
+                place: Place::Stage {
+                    position: s.position,
+                    id: s.id.clone(),
+                },
                 message: format!("`{}` appears twice; keep one enabled", kind.as_str()),
             });
         }
@@ -308,16 +362,26 @@ fn check_order(stages: &[StageSpec], problems: &mut Vec<Problem>) {
             if !have.contains(&need) {
                 let provider = need.provider().as_str();
                 let later = stages.iter().any(|o| {
-                    o.position > s.position && matches!(&o.action, Action::Builtin(ob) if ob.kind() == need.provider())
+                    o.position > s.position
+                        && matches!(&o.action, Action::Builtin(ob) if ob.kind() == need.provider())
                 });
                 let hint = if later {
                     format!("move it after the `{provider}` stage")
                 } else {
-                    format!("add an enabled `uses: {provider}` stage before it, or disable this one")
+                    format!(
+                        "add an enabled `uses: {provider}` stage before it, or disable this one"
+                    )
                 };
                 problems.push(Problem {
-                    place: Place::Stage { position: s.position, id: s.id.clone() },
-                    message: format!("`{}` needs {}, but no enabled stage before it provides one; {hint}", kind.as_str(), need.describe()),
+                    place: Place::Stage {
+                        position: s.position,
+                        id: s.id.clone(),
+                    },
+                    message: format!(
+                        "`{}` needs {}, but no enabled stage before it provides one; {hint}",
+                        kind.as_str(),
+                        need.describe()
+                    ),
                 });
             }
         }
@@ -328,7 +392,12 @@ fn check_order(stages: &[StageSpec], problems: &mut Vec<Problem>) {
 }
 
 fn validate_settings(policy: &PolicyConfig, model: &ModelConfig, problems: &mut Vec<Problem>) {
-    let mut problem = |m: String| problems.push(Problem { place: Place::File, message: m });
+    let mut problem = |m: String| {
+        problems.push(Problem {
+            place: Place::File,
+            message: m,
+        })
+    };
     for g in policy.proposal.allow.iter().chain(&policy.proposal.deny) {
         if let Err(e) = globset::Glob::new(g) {
             problem(format!("policy.proposal: bad glob `{g}`: {e}"));
@@ -336,15 +405,22 @@ fn validate_settings(policy: &PolicyConfig, model: &ModelConfig, problems: &mut 
     }
     if let Some([a, b]) = policy.run.utc_hours {
         if a > 23 || b > 23 {
-            problem(format!("policy.run.utc_hours: hours run from 0 to 23, got [{a}, {b}]"));
+            problem(format!(
+                "policy.run.utc_hours: hours run from 0 to 23, got [{a}, {b}]"
+            ));
         }
     }
     for d in policy.run.weekdays.iter().flatten() {
         if crate::policy::parse_weekday(d).is_none() {
-            problem(format!("policy.run.weekdays: `{d}` is not a day; use mon, tue, wed, thu, fri, sat or sun"));
+            problem(format!(
+                "policy.run.weekdays: `{d}` is not a day; use mon, tue, wed, thu, fri, sat or sun"
+            ));
         }
     }
     if !(model.base_url.starts_with("http://") || model.base_url.starts_with("https://")) {
-        problem(format!("model.base_url: `{}` must start with http:// or https://", model.base_url));
+        problem(format!(
+            "model.base_url: `{}` must start with http:// or https://",
+            model.base_url
+        ));
     }
 }

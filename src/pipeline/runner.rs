@@ -47,22 +47,44 @@ pub fn secrets(pipeline: &Pipeline) -> Secrets {
 }
 
 /// Runs one cycle to its outcome and writes its record. Call it from a blocking thread.
-pub fn run_cycle(pipeline: Arc<Pipeline>, repo: Repo, cancel: Cancel, rt: tokio::runtime::Handle) -> Result<CycleRun, RecordError> {
+pub fn run_cycle(
+    pipeline: Arc<Pipeline>,
+    repo: Repo,
+    cancel: Cancel,
+    rt: tokio::runtime::Handle,
+) -> Result<CycleRun, RecordError> {
     let state_dir = state_dir(&pipeline, &repo);
     let work_dir = work_dir(&pipeline, &repo);
     let secrets = secrets(&pipeline);
     let started = chrono::Utc::now();
     let id = crate::records::new_cycle_id(started);
-    let mut cx = Cycle::new(id, pipeline.clone(), repo, state_dir.clone(), work_dir, cancel.clone(), secrets.clone(), rt.clone());
+    let mut cx = Cycle::new(
+        id,
+        pipeline.clone(),
+        repo,
+        state_dir.clone(),
+        work_dir,
+        cancel.clone(),
+        secrets.clone(),
+        rt.clone(),
+    );
     tracing::info!("cycle {} on {}", cx.id, cx.repo.root.display());
 
     let mut end: Option<End> = None;
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     for spec in &pipeline.stages {
         let label = label(spec);
-        let mut rec = StageRecord { id: spec.id.clone(), kind: kind(spec), status: StageStatus::NotReached, duration_ms: 0 };
+        let mut rec = StageRecord {
+            id: spec.id.clone(),
+            kind: kind(spec),
+            status: StageStatus::NotReached,
+            duration_ms: 0,
+        };
         if end.is_none() && cancel.is_cancelled() {
-            end = Some(End::new(Outcome::Cancelled, format!("cancelled before {label}")));
+            end = Some(End::new(
+                Outcome::Cancelled,
+                format!("cancelled before {label}"),
+            ));
         }
         if end.is_some() {
             stages.push(rec);
@@ -77,17 +99,31 @@ pub fn run_cycle(pipeline: Arc<Pipeline>, repo: Repo, cancel: Cancel, rt: tokio:
         tracing::info!("▶ {label}");
         cx.stage_timeout = spec.timeout;
         let t = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| crate::stages::build(&spec.action).run(&mut cx)))
-            .unwrap_or_else(|panic| Err(End::internal(&format!("prbot bug in {label}"), panic_text(&panic))));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            crate::stages::build(&spec.action).run(&mut cx)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(End::internal(
+                &format!("prbot bug in {label}"),
+                panic_text(&panic),
+            ))
+        });
         rec.duration_ms = t.elapsed().as_millis() as u64;
         match result {
             Ok(_) if cancel.is_cancelled() => {
                 rec.status = StageStatus::Ended;
-                end = Some(End::new(Outcome::Cancelled, format!("cancelled during {label}")));
+                end = Some(End::new(
+                    Outcome::Cancelled,
+                    format!("cancelled during {label}"),
+                ));
             }
             Ok(status) => {
                 rec.status = status;
-                let mark = if status == StageStatus::FailedContinued { "✗ (continued)" } else { "✓" };
+                let mark = if status == StageStatus::FailedContinued {
+                    "✗ (continued)"
+                } else {
+                    "✓"
+                };
                 tracing::info!("{mark} {label} ({} ms)", rec.duration_ms);
             }
             Err(e) => {
@@ -100,7 +136,9 @@ pub fn run_cycle(pipeline: Arc<Pipeline>, repo: Repo, cancel: Cancel, rt: tokio:
     }
     let end = match end {
         Some(e) => e,
-        None if cancel.is_cancelled() => End::new(Outcome::Cancelled, "cancelled at the end of the cycle"),
+        None if cancel.is_cancelled() => {
+            End::new(Outcome::Cancelled, "cancelled at the end of the cycle")
+        }
         None => cx.conclude(),
     };
     let base_commit = cx.has_workspace().then(|| cx.base_commit().ok()).flatten();
@@ -132,7 +170,12 @@ pub fn run_cycle(pipeline: Arc<Pipeline>, repo: Repo, cancel: Cancel, rt: tokio:
     if let Some(url) = &pipeline.observer.url {
         notify_observer(&rt, url, &json);
     }
-    Ok(CycleRun { record, json, path, state_dir })
+    Ok(CycleRun {
+        record,
+        json,
+        path,
+        state_dir,
+    })
 }
 
 fn label(spec: &StageSpec) -> String {

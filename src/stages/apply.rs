@@ -10,21 +10,32 @@ pub struct Apply;
 
 impl Stage for Apply {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
-        let proposal = cx.proposal.clone().expect("validation puts propose before apply");
+        let proposal = cx
+            .proposal
+            .clone()
+            .expect("validation puts propose before apply");
         let guard = Guardrails::new(cx.protected_paths());
         let root = cx.workspace()?.path.clone();
 
         // Check everything before writing anything.
         let mut plan: Vec<(RepoPath, FileMode, &str)> = Vec::new();
         for f in &proposal.files {
-            let path = guard.check(&root, &f.path).map_err(|why| End::new(Outcome::ProposalRejected, why))?;
+            let path = guard
+                .check(&root, &f.path)
+                .map_err(|why| End::new(Outcome::ProposalRejected, why))?;
             if plan.iter().any(|(p, _, _)| *p == path) {
-                return Err(End::new(Outcome::ApplyFailed, format!("the proposal lists `{path}` twice")));
+                return Err(End::new(
+                    Outcome::ApplyFailed,
+                    format!("the proposal lists `{path}` twice"),
+                ));
             }
             let target = path.under(&root);
             let mode = match (f.is_new, std::fs::symlink_metadata(&target)) {
                 (_, Ok(m)) if m.is_dir() => {
-                    return Err(End::new(Outcome::ApplyFailed, format!("`{path}` is a folder in the tree, not a file")));
+                    return Err(End::new(
+                        Outcome::ApplyFailed,
+                        format!("`{path}` is a folder in the tree, not a file"),
+                    ));
                 }
                 (true, Ok(_)) => {
                     return Err(End::new(
@@ -40,7 +51,9 @@ impl Stage for Apply {
                 }
                 (true, Err(_)) => FileMode::Add,
                 (false, Ok(_)) => {
-                    let current = std::fs::read(&target).map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot read `{path}`: {e}")))?;
+                    let current = std::fs::read(&target).map_err(|e| {
+                        End::new(Outcome::ApplyFailed, format!("cannot read `{path}`: {e}"))
+                    })?;
                     if current == f.content.as_bytes() {
                         FileMode::Noop
                     } else {
@@ -51,7 +64,10 @@ impl Stage for Apply {
             plan.push((path, mode, &f.content));
         }
 
-        let changed: Vec<&(RepoPath, FileMode, &str)> = plan.iter().filter(|(_, m, _)| *m != FileMode::Noop).collect();
+        let changed: Vec<&(RepoPath, FileMode, &str)> = plan
+            .iter()
+            .filter(|(_, m, _)| *m != FileMode::Noop)
+            .collect();
         let bytes_changed: usize = changed
             .iter()
             .map(|(p, _, new)| {
@@ -59,21 +75,36 @@ impl Stage for Apply {
                 changed_bytes(&old, new.as_bytes())
             })
             .sum();
-        let score = ProposalScore { paths: changed.iter().map(|(p, _, _)| p.as_str()).collect(), bytes_changed };
+        let score = ProposalScore {
+            paths: changed.iter().map(|(p, _, _)| p.as_str()).collect(),
+            bytes_changed,
+        };
         let d = cx.policy().score_proposal(&score);
         if !d.allow {
-            return Err(End::new(Outcome::ProposalRejected, format!("policy: {}", d.reason)));
+            return Err(End::new(
+                Outcome::ProposalRejected,
+                format!("policy: {}", d.reason),
+            ));
         }
 
-        let touched: Vec<TouchedFile> =
-            plan.iter().map(|(p, m, _)| TouchedFile { path: p.to_string(), mode: *m }).collect();
+        let touched: Vec<TouchedFile> = plan
+            .iter()
+            .map(|(p, m, _)| TouchedFile {
+                path: p.to_string(),
+                mode: *m,
+            })
+            .collect();
         if changed.is_empty() {
             cx.applied = Some(touched);
-            return Err(End::new(Outcome::CycleNoop, "every proposed file is identical to the current content"));
+            return Err(End::new(
+                Outcome::CycleNoop,
+                "every proposed file is identical to the current content",
+            ));
         }
         for (path, _, content) in &changed {
-            crate::fsutil::write_atomic(&path.under(&root), content.as_bytes())
-                .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}")))?;
+            crate::fsutil::write_atomic(&path.under(&root), content.as_bytes()).map_err(|e| {
+                End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}"))
+            })?;
         }
         let count = |m| touched.iter().filter(|t| t.mode == m).count();
         tracing::info!(
@@ -90,6 +121,11 @@ impl Stage for Apply {
 /// Bytes between the common prefix and the common suffix: a cheap, fair size of an edit.
 fn changed_bytes(old: &[u8], new: &[u8]) -> usize {
     let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let suffix = old[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
     (old.len() - prefix - suffix).max(new.len() - prefix - suffix)
 }

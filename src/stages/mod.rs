@@ -26,9 +26,13 @@ pub fn build(action: &Action) -> Box<dyn Stage + '_> {
         Action::Builtin(Builtin::Apply(_)) => Box::new(apply::Apply),
         Action::Builtin(Builtin::Test(s)) => Box::new(test::Test(s)),
         Action::Builtin(Builtin::Pr(_)) => Box::new(pr::Pr),
-        Action::Run { command, continue_on_error } => {
-            Box::new(run_step::RunStep { command, continue_on_error: *continue_on_error })
-        }
+        Action::Run {
+            command,
+            continue_on_error,
+        } => Box::new(run_step::RunStep {
+            command,
+            continue_on_error: *continue_on_error,
+        }),
     }
 }
 
@@ -40,8 +44,15 @@ pub fn failure_excerpt(output: &str) -> String {
     let mut picked: Vec<&str> = Vec::new();
     // cargo test: the last `failures:` section up to `test result:`.
     if let Some(start) = lines.iter().rposition(|l| l.trim_end() == "failures:") {
-        let from = lines[..start].iter().rposition(|l| l.trim_end() == "failures:").unwrap_or(start);
-        let end = lines[start..].iter().position(|l| l.starts_with("test result:")).map(|p| start + p + 1).unwrap_or(lines.len());
+        let from = lines[..start]
+            .iter()
+            .rposition(|l| l.trim_end() == "failures:")
+            .unwrap_or(start);
+        let end = lines[start..]
+            .iter()
+            .position(|l| l.starts_with("test result:"))
+            .map(|p| start + p + 1)
+            .unwrap_or(lines.len());
         picked.extend(&lines[from..end]);
     }
     // rustc: `error[...]` / `error:` blocks, each up to the next blank line.
@@ -86,6 +97,50 @@ pub fn failure_excerpt(output: &str) -> String {
     }
 }
 
+/// Runs a shell command in the worktree, with secrets stripped from its environment and
+/// the shared build cache in place.
+pub(crate) fn shell(
+    cx: &mut Cycle,
+    command: &str,
+    timeout: std::time::Duration,
+    env_allow: &[String],
+) -> Result<crate::process::Finished, End> {
+    let ws = cx.workspace()?;
+    let dir = ws.path.clone();
+    let target = ws.cache_dir.join("cargo-target");
+    let mut env = cx.child_env(env_allow);
+    env.entry("CARGO_TARGET_DIR".into())
+        .or_insert_with(|| target.into_os_string());
+    let mut cmd = crate::process::Command::new("sh", &dir, timeout)
+        .arg("-c")
+        .arg(command);
+    cmd.env = Some(env);
+    let out = crate::process::run(cmd, &cx.cancel)
+        .map_err(|e| End::internal("cannot run a command", e))?;
+    if out.cancelled {
+        return Err(End::new(
+            crate::outcome::Outcome::Cancelled,
+            format!("cancelled while `{command}` ran"),
+        ));
+    }
+    Ok(out)
+}
+
+pub(crate) fn test_run(command: &str, out: &crate::process::Finished) -> crate::records::TestRun {
+    crate::records::TestRun {
+        command: command.to_string(),
+        exit_code: out.code,
+        timed_out: out.timed_out,
+        duration_ms: out.duration.as_millis() as u64,
+        passed: out.success(),
+        excerpt: if out.success() {
+            String::new()
+        } else {
+            failure_excerpt(&out.combined())
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::failure_excerpt;
@@ -104,38 +159,5 @@ mod tests {
         assert!(e.contains("panicked at src/lib.rs:9:5"), "{e}");
         assert!(e.contains("test result: FAILED"));
         assert!(!e.contains("test t10 ... ok"));
-    }
-}
-
-/// Runs a shell command in the worktree, with secrets stripped from its environment and
-/// the shared build cache in place.
-pub(crate) fn shell(
-    cx: &mut Cycle,
-    command: &str,
-    timeout: std::time::Duration,
-    env_allow: &[String],
-) -> Result<crate::process::Finished, End> {
-    let ws = cx.workspace()?;
-    let dir = ws.path.clone();
-    let target = ws.cache_dir.join("cargo-target");
-    let mut env = cx.child_env(env_allow);
-    env.entry("CARGO_TARGET_DIR".into()).or_insert_with(|| target.into_os_string());
-    let mut cmd = crate::process::Command::new("sh", &dir, timeout).arg("-c").arg(command);
-    cmd.env = Some(env);
-    let out = crate::process::run(cmd, &cx.cancel).map_err(|e| End::internal("cannot run a command", e))?;
-    if out.cancelled {
-        return Err(End::new(crate::outcome::Outcome::Cancelled, format!("cancelled while `{command}` ran")));
-    }
-    Ok(out)
-}
-
-pub(crate) fn test_run(command: &str, out: &crate::process::Finished) -> crate::records::TestRun {
-    crate::records::TestRun {
-        command: command.to_string(),
-        exit_code: out.code,
-        timed_out: out.timed_out,
-        duration_ms: out.duration.as_millis() as u64,
-        passed: out.success(),
-        excerpt: if out.success() { String::new() } else { failure_excerpt(&out.combined()) },
     }
 }

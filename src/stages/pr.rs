@@ -32,19 +32,38 @@ impl Stage for Pr {
         cx.commit = Some(sha.clone());
 
         let base = base_branch(cx);
-        let request = PrRequest { title: title(&gap.text), body: body(cx), head: branch.clone(), base };
+        let request = PrRequest {
+            title: title(&gap.text),
+            body: body(cx),
+            head: branch.clone(),
+            base,
+        };
         let forge = crate::forge::from_config(&cx.pipeline.forge, &cx.state_dir);
         let opened = cx.block_on(async {
             forge.push(&branch, &sha).await?;
             forge.open_draft(&request).await
         });
         let opened = match opened {
-            None => return Err(End::new(Outcome::Cancelled, "cancelled while talking to the forge")),
+            None => {
+                return Err(End::new(
+                    Outcome::Cancelled,
+                    "cancelled while talking to the forge",
+                ))
+            }
             Some(Err(e)) => return Err(End::new(Outcome::PrFailed, e.to_string())),
             Some(Ok(o)) => o,
         };
-        tracing::info!("{} draft PR #{}: {}", if opened.created { "opened" } else { "updated" }, opened.number, opened.url);
-        cx.pr = Some(PrRef { number: opened.number, url: opened.url, title: request.title });
+        tracing::info!(
+            "{} draft PR #{}: {}",
+            if opened.created { "opened" } else { "updated" },
+            opened.number,
+            opened.url
+        );
+        cx.pr = Some(PrRef {
+            number: opened.number,
+            url: opened.url,
+            title: request.title,
+        });
         Ok(StageStatus::Passed)
     }
 }
@@ -52,7 +71,11 @@ impl Stage for Pr {
 fn base_branch(cx: &Cycle) -> String {
     let base = &cx.pipeline.workspace.base;
     if base == "HEAD" {
-        if let Ok(Some(b)) = cx.repo.git(&cx.cancel).query(["symbolic-ref", "--short", "-q", "HEAD"]) {
+        if let Ok(Some(b)) =
+            cx.repo
+                .git(&cx.cancel)
+                .query(["symbolic-ref", "--short", "-q", "HEAD"])
+        {
             return b;
         }
     }
@@ -93,13 +116,20 @@ fn body(cx: &Cycle) -> String {
     }
     for t in &cx.tests {
         let status = if t.passed { "passed" } else { "failed" };
-        s.push_str(&format!("- `{}`: {status} ({:.1} s)\n", t.command, t.duration_ms as f64 / 1000.0));
+        s.push_str(&format!(
+            "- `{}`: {status} ({:.1} s)\n",
+            t.command,
+            t.duration_ms as f64 / 1000.0
+        ));
     }
     s.push_str("\n## Prior attempts\n");
     match crate::records::prior_attempts_block(&cx.prior) {
         Some(b) => s.push_str(&format!("```\n{b}\n```\n")),
         None => s.push_str("None: this is the first attempt at this gap.\n"),
     }
-    s.push_str(&format!("\n---\nDraft opened by prbot, cycle `{}`. A human reviews before anything merges.\n", cx.id));
+    s.push_str(&format!(
+        "\n---\nDraft opened by prbot, cycle `{}`. A human reviews before anything merges.\n",
+        cx.id
+    ));
     s
 }

@@ -13,7 +13,10 @@ pub struct Propose<'a>(pub &'a ProposeSettings);
 impl Stage for Propose<'_> {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
         let s = self.0;
-        let gap = cx.gap.clone().expect("validation puts pick-gap before propose");
+        let gap = cx
+            .gap
+            .clone()
+            .expect("validation puts pick-gap before propose");
         let ws = cx.workspace()?;
         let root = ws.path.clone();
         let all = ws.files()?;
@@ -37,7 +40,9 @@ impl Stage for Propose<'_> {
         }
         let mut contents = Vec::new();
         for path in named.iter().take(8) {
-            let Ok(bytes) = std::fs::read(root.join(path)) else { continue };
+            let Ok(bytes) = std::fs::read(root.join(path)) else {
+                continue;
+            };
             let mut text = String::from_utf8_lossy(&bytes).into_owned();
             if text.len() > s.max_file_bytes {
                 let mut cut = s.max_file_bytes;
@@ -50,8 +55,13 @@ impl Stage for Propose<'_> {
             contents.push((path.clone(), text));
         }
         let listed: Vec<String> = all.iter().take(s.max_listed_files).cloned().collect();
-        let prior_block =
-            crate::records::prior_attempts_block(&cx.prior.iter().take(s.prior_attempts).cloned().collect::<Vec<_>>());
+        let prior_block = crate::records::prior_attempts_block(
+            &cx.prior
+                .iter()
+                .take(s.prior_attempts)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let user = prompt::user_message(&PromptInput {
             gap: &gap,
@@ -73,7 +83,10 @@ impl Stage for Propose<'_> {
         tracing::info!("asking {} ({} bytes of prompt)", usage.name, prompt_bytes);
         let result = cx.block_on(cx.model.complete(&messages, timeout));
         let Some(result) = result else {
-            return Err(End::new(Outcome::Cancelled, "cancelled while waiting for the model"));
+            return Err(End::new(
+                Outcome::Cancelled,
+                "cancelled while waiting for the model",
+            ));
         };
         let completion = match result {
             Ok(c) => c,
@@ -94,11 +107,22 @@ impl Stage for Propose<'_> {
         usage.estimated = completion.estimated;
         cx.model_use = Some(usage);
         if completion.finish_reason.as_deref() == Some("length") {
-            return Err(End::new(Outcome::ModelFailed, "the reply was cut off at the model's length limit (finish_reason: length)"));
+            return Err(End::new(
+                Outcome::ModelFailed,
+                "the reply was cut off at the model's length limit (finish_reason: length)",
+            ));
         }
-        let proposal = Proposal::parse(&completion.content)
-            .map_err(|e| End::new(Outcome::ModelFailed, format!("the reply is not a usable proposal: {e}")))?;
-        tracing::info!("proposal: {} ({} file(s))", crate::records::one_line(&proposal.summary, 100), proposal.files.len());
+        let proposal = Proposal::parse(&completion.content).map_err(|e| {
+            End::new(
+                Outcome::ModelFailed,
+                format!("the reply is not a usable proposal: {e}"),
+            )
+        })?;
+        tracing::info!(
+            "proposal: {} ({} file(s))",
+            crate::records::one_line(&proposal.summary, 100),
+            proposal.files.len()
+        );
         cx.proposal = Some(proposal);
         Ok(StageStatus::Passed)
     }

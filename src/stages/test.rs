@@ -13,7 +13,11 @@ pub struct Test<'a>(pub &'a TestSettings);
 impl Stage for Test<'_> {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
         let root = cx.workspace()?.path.clone();
-        let commands = if self.0.commands.is_empty() { detect(&root) } else { self.0.commands.clone() };
+        let commands = if self.0.commands.is_empty() {
+            detect(&root)
+        } else {
+            self.0.commands.clone()
+        };
         if commands.is_empty() {
             return Err(End::new(
                 Outcome::TestsFailed,
@@ -28,7 +32,10 @@ impl Stage for Test<'_> {
             let passed = run.passed;
             cx.tests.push(run);
             if !passed {
-                return Err(End::new(Outcome::TestsFailed, format!("`{command}` failed: {}", out.status_text())));
+                return Err(End::new(
+                    Outcome::TestsFailed,
+                    format!("`{command}` failed: {}", out.status_text()),
+                ));
             }
         }
         Ok(StageStatus::Passed)
