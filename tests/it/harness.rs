@@ -96,9 +96,10 @@ impl Env {
 
     pub fn write_pipeline(&self, model: &Model, p: &Pipeline) -> PathBuf {
         let yaml = format!(
-            "model:\n  base_url: {}/v1\n  name: test-model\n  api_key_env: {MODEL_KEY_ENV}\n  timeout: 10s\nworkspace:\n  dir: {}\n{}\nstages:\n{}",
+            "model:\n  base_url: {}/v1\n  name: test-model\n  api_key_env: {MODEL_KEY_ENV}\n  timeout: 10s\nworkspace:\n  dir: {}\n  base: {}\n{}\nstages:\n{}",
             model.uri(),
             self.work.display(),
+            p.base.as_deref().unwrap_or("HEAD"),
             p.settings,
             p.stages
         );
@@ -192,6 +193,7 @@ impl Env {
 pub struct Pipeline {
     pub settings: String,
     pub stages: String,
+    pub base: Option<String>,
 }
 
 pub const STAGES: &str = "  - uses: guard\n  - uses: pick-gap\n  - uses: propose\n  - uses: apply\n  - uses: test\n    with:\n      commands: [\"sh check.sh\"]\n  - uses: pr\n";
@@ -201,6 +203,7 @@ impl Default for Pipeline {
         Pipeline {
             settings: String::new(),
             stages: STAGES.to_string(),
+            base: None,
         }
     }
 }
@@ -211,6 +214,12 @@ impl Pipeline {
         if !yaml.ends_with('\n') {
             self.settings.push('\n');
         }
+        self
+    }
+
+    /// `workspace.base`.
+    pub fn base(mut self, rev: &str) -> Self {
+        self.base = Some(rev.to_string());
         self
     }
 

@@ -509,7 +509,62 @@ async fn a_branch_that_cannot_be_made_is_pr_failed() {
     assert_eq!(env.snapshot(), before);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_that_is_not_a_commit_is_an_internal_error_with_a_record() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let r = env
+        .run(&model, &Pipeline::default().base("no-such-branch"))
+        .expect("internal_error", 1);
+    assert!(
+        r["reason"].as_str().unwrap().contains("no-such-branch"),
+        "{}",
+        r["reason"]
+    );
+    assert!(env
+        .state()
+        .join("cycles")
+        .join(format!("{}.json", r["cycle_id"].as_str().unwrap()))
+        .exists());
+}
+
 // ---------------------------------------------------------------- cycles over time
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_dir_inside_the_tree_never_makes_it_dirty() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let p = Pipeline::default().settings("state:\n  dir: .prbot-state");
+    env.run(&model, &p).expect("ok", 0);
+    env.run(&model, &p).expect("ok", 0);
+    assert_eq!(
+        std::fs::read_dir(env.repo.join(".prbot-state/cycles"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_cancels_like_sigterm() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let started = env.tmp.path().join("started");
+    let test = format!("touch {}; sleep 300", started.display());
+    let before = env.snapshot();
+    let child = env
+        .command(&model, &Pipeline::default().tests(&[&test]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !started.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(child.id(), libc::SIGINT);
+    Run::from(child.wait_with_output().unwrap()).expect("cancelled", 130);
+    assert_eq!(env.snapshot(), before);
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn back_to_back_cycles_both_run_and_learn_from_each_other() {
@@ -590,7 +645,7 @@ async fn sigterm_during_tests_cancels_cleanly() {
     while !started.exists() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe_kill(child.id(), "TERM");
+    signal(child.id(), libc::SIGTERM);
     let run = Run::from(child.wait_with_output().unwrap());
     let r = run.expect("cancelled", 130);
     assert_eq!(env.snapshot(), before);
@@ -647,13 +702,9 @@ fn alive(pidfile: &std::path::Path) -> bool {
     }
 }
 
-fn unsafe_kill(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
 // ---------------------------------------------------------------- steps, secrets, observer
