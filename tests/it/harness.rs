@@ -132,6 +132,21 @@ impl Env {
         c
     }
 
+    /// Starts a cycle in the background and returns once `marker` exists, which the
+    /// pipeline's test command is expected to create.
+    pub fn spawn_until(&self, model: &Model, p: &Pipeline, marker: &Path) -> std::process::Child {
+        let child = self
+            .command(model, p)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("prbot starts");
+        while !marker.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
     /// Runs one cycle through the binary.
     pub fn run(&self, model: &Model, p: &Pipeline) -> Run {
         Run::from(self.command(model, p).output().expect("prbot runs"))

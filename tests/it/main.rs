@@ -5,7 +5,6 @@ mod harness;
 
 use harness::*;
 use serde_json::Value;
-use std::time::Duration;
 use wiremock::ResponseTemplate;
 
 fn stage_status(r: &Value, id: &str) -> String {
@@ -127,7 +126,7 @@ async fn pause_file_skips_before_anything_else() {
     let r = env
         .run(&model, &Pipeline::default())
         .expect("skipped_pause", 0);
-    assert!(r["reason"].as_str().unwrap().contains("bot.paused"));
+    assert_reason(&r, "bot.paused");
     assert!(model.requests().await.is_empty());
 }
 
@@ -142,25 +141,10 @@ async fn a_second_cycle_while_one_runs_is_skipped_locked() {
         started.display(),
         release.display()
     );
-    let first = env
-        .command(&model, &Pipeline::default().tests(&[&wait]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !started.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let first = env.spawn_until(&model, &Pipeline::default().tests(&[&wait]), &started);
     let second = env.run(&model, &Pipeline::default());
     let r = second.expect("skipped_locked", 0);
-    assert!(
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("another prbot cycle"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "another prbot cycle");
     std::fs::write(&release, "").unwrap();
     let first = Run::from(first.wait_with_output().unwrap());
     first.expect("ok", 0);
@@ -175,11 +159,7 @@ async fn exhausted_budget_skips_the_cycle() {
         .settings("budget:\n  calls_per_day: 1");
     env.run(&model, &p).expect("dry_run", 0);
     let r = env.run(&model, &p).expect("skipped_cost", 0);
-    assert!(
-        r["reason"].as_str().unwrap().contains("1 of 1 model calls"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "1 of 1 model calls");
     assert_eq!(model.requests().await.len(), 1);
 }
 
@@ -213,11 +193,7 @@ async fn uncommitted_changes_skip_but_untracked_files_do_not() {
     env.write("greet.sh", "echo edited by the user\n");
     let before = env.snapshot();
     let r = env.run(&model, &p).expect("skipped_dirty_tree", 0);
-    assert!(
-        r["reason"].as_str().unwrap().contains("greet.sh"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "greet.sh");
     assert_eq!(env.snapshot(), before);
 }
 
@@ -231,7 +207,7 @@ async fn policy_can_refuse_to_run() {
             &Pipeline::default().settings("policy:\n  run:\n    enabled: false"),
         )
         .expect("skipped_policy", 0);
-    assert!(r["reason"].as_str().unwrap().contains("policy.run.enabled"));
+    assert_reason(&r, "policy.run.enabled");
 
     let cmd = r#"read input; case "$input" in *should_run_cycle*) echo '{"allow": false, "reason": "freeze week"}';; *) echo '{"allow": true, "reason": ""}';; esac"#;
     let p = Pipeline::default().settings(&format!(
@@ -252,11 +228,7 @@ async fn no_eligible_gap_says_why() {
     let r = env
         .run(&model, &Pipeline::default())
         .expect("skipped_no_gap", 0);
-    assert!(
-        r["reason"].as_str().unwrap().contains("no unchecked"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "no unchecked");
     assert!(model.requests().await.is_empty());
 }
 
@@ -284,11 +256,7 @@ async fn garbage_from_the_model_is_model_failed() {
     let r = env
         .run(&model, &Pipeline::default())
         .expect("model_failed", 1);
-    assert!(
-        r["reason"].as_str().unwrap().contains("Sure! Here is what"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "Sure! Here is what");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,11 +266,7 @@ async fn a_server_error_is_model_failed_and_never_leaks_the_key() {
     let model = Model::responding(ResponseTemplate::new(500).set_body_string(body)).await;
     let run = env.run(&model, &Pipeline::default());
     let r = run.expect("model_failed", 1);
-    assert!(
-        r["reason"].as_str().unwrap().contains("HTTP 500"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "HTTP 500");
     let auth = model.requests().await[0]
         .headers
         .get("authorization")
@@ -394,22 +358,14 @@ async fn policy_scores_the_proposal() {
             &Pipeline::default().settings("policy:\n  proposal:\n    max_files: 1"),
         )
         .expect("proposal_rejected", 0);
-    assert!(
-        r["reason"].as_str().unwrap().contains("max_files"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "max_files");
     let r = env
         .run(
             &model,
             &Pipeline::default().settings("policy:\n  proposal:\n    deny: [\"b.*\"]"),
         )
         .expect("proposal_rejected", 0);
-    assert!(
-        r["reason"].as_str().unwrap().contains("b.txt"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "b.txt");
     env.run(
         &model,
         &Pipeline::default().settings("policy:\n  proposal:\n    allow: [\"*.txt\"]"),
@@ -424,20 +380,12 @@ async fn a_proposal_that_contradicts_the_tree_is_apply_failed() {
     let r = env
         .run(&model, &Pipeline::default())
         .expect("apply_failed", 1);
-    assert!(
-        r["reason"].as_str().unwrap().contains("already exists"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "already exists");
     let model = Model::proposing(&[("missing.sh", false, "echo hi\n")]).await;
     let r = env
         .run(&model, &Pipeline::default())
         .expect("apply_failed", 1);
-    assert!(
-        r["reason"].as_str().unwrap().contains("no such file"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "no such file");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -489,7 +437,7 @@ async fn policy_can_refuse_the_pr() {
             &Pipeline::default().settings("policy:\n  pr:\n    open: false"),
         )
         .expect("pr_skipped_by_policy", 0);
-    assert!(r["reason"].as_str().unwrap().contains("policy.pr.open"));
+    assert_reason(&r, "policy.pr.open");
     assert!(!env.state().join("pulls").exists());
 }
 
@@ -501,11 +449,7 @@ async fn a_branch_that_cannot_be_made_is_pr_failed() {
     let model = Model::good().await;
     let before = env.snapshot();
     let r = env.run(&model, &Pipeline::default()).expect("pr_failed", 1);
-    assert!(
-        r["reason"].as_str().unwrap().contains("prbot/"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "prbot/");
     assert_eq!(env.snapshot(), before);
 }
 
@@ -516,11 +460,7 @@ async fn a_base_that_is_not_a_commit_is_an_internal_error_with_a_record() {
     let r = env
         .run(&model, &Pipeline::default().base("no-such-branch"))
         .expect("internal_error", 1);
-    assert!(
-        r["reason"].as_str().unwrap().contains("no-such-branch"),
-        "{}",
-        r["reason"]
-    );
+    assert_reason(&r, "no-such-branch");
     assert!(env
         .state()
         .join("cycles")
@@ -552,15 +492,7 @@ async fn sigint_cancels_like_sigterm() {
     let started = env.tmp.path().join("started");
     let test = format!("touch {}; sleep 300", started.display());
     let before = env.snapshot();
-    let child = env
-        .command(&model, &Pipeline::default().tests(&[&test]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !started.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
     signal(child.id(), libc::SIGINT);
     Run::from(child.wait_with_output().unwrap()).expect("cancelled", 130);
     assert_eq!(env.snapshot(), before);
@@ -636,15 +568,7 @@ async fn sigterm_during_tests_cancels_cleanly() {
         started.display()
     );
     let before = env.snapshot();
-    let child = env
-        .command(&model, &Pipeline::default().tests(&[&test]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !started.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
     signal(child.id(), libc::SIGTERM);
     let run = Run::from(child.wait_with_output().unwrap());
     let r = run.expect("cancelled", 130);
@@ -666,15 +590,7 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     let model = Model::good().await;
     let started = env.tmp.path().join("started");
     let test = format!("touch {}; sleep 300", started.display());
-    let mut child = env
-        .command(&model, &Pipeline::default().tests(&[&test]))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while !started.exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
     child.kill().unwrap();
     child.wait().unwrap();
     // The model's edit is still in prbot's worktree, and the lock file is still there.
@@ -688,6 +604,15 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
         .expect("dry_run", 0);
     assert_eq!(env.snapshot(), before);
     assert_eq!(r["tests"][0]["passed"], true);
+}
+
+/// Asserts that the record's reason mentions `needle`.
+fn assert_reason(r: &Value, needle: &str) {
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(needle),
+        "the reason {reason:?} does not mention {needle:?}"
+    );
 }
 
 /// Whether the process whose pid is in `pidfile` still runs (a zombie does not count).
