@@ -145,7 +145,7 @@ fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Resu
         return Ok(0);
     }
     println!(
-        "{:<26} {:<17} {:<21} {:<34} PR / REASON",
+        "{:<26} {:<17} {:<21} {:<49} PR / REASON",
         "CYCLE", "STARTED (UTC)", "OUTCOME", "GAP"
     );
     for s in &all {
@@ -155,11 +155,11 @@ fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Resu
             .clone()
             .unwrap_or_else(|| crate::records::one_line(&s.reason, 70));
         println!(
-            "{:<26} {:<17} {:<21} {:<34} {last}",
+            "{:<26} {:<17} {:<21} {:<49} {last}",
             s.cycle_id,
             s.started_at.format("%Y-%m-%d %H:%M"),
             s.outcome.as_str(),
-            crate::records::one_line(gap, 34)
+            gap
         );
     }
     Ok(0)
