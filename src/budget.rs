@@ -12,6 +12,9 @@ pub struct Ledger {
     pub day: String,
     pub calls: u64,
     pub tokens: u64,
+    /// New PRs opened this day, for `pr.max_per_day`.
+    #[serde(default)]
+    pub prs_opened: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,14 @@ impl Budget {
     pub fn add_tokens(&self, tokens: u64) -> Result<Ledger, BudgetError> {
         self.update(|l, _| {
             l.tokens += tokens;
+            Ok(())
+        })
+    }
+
+    /// Counts a newly opened PR.
+    pub fn add_pr(&self) -> Result<Ledger, BudgetError> {
+        self.update(|l, _| {
+            l.prs_opened += 1;
             Ok(())
         })
     }

@@ -1,6 +1,7 @@
 //! One cycle's shared context: what the stages read and what they leave for each other.
 
 use crate::budget::Budget;
+use crate::forge::Forge;
 use crate::git::GitError;
 use crate::model::proposal::Proposal;
 use crate::model::ModelClient;
@@ -108,6 +109,8 @@ pub struct Cycle {
     lock: Option<RunLock>,
     base_commit: Option<String>,
     workspace: Option<Workspace>,
+    forge: Option<Arc<dyn Forge>>,
+    pr_base: Option<String>,
 
     pub gap: Option<Gap>,
     pub prior: Vec<Summary>,
@@ -153,6 +156,8 @@ impl Cycle {
             lock: None,
             base_commit: None,
             workspace: None,
+            forge: None,
+            pr_base: None,
             gap: None,
             prior: Vec::new(),
             proposal: None,
@@ -231,6 +236,50 @@ impl Cycle {
             self.workspace = Some(ws);
         }
         Ok(self.workspace.as_ref().expect("just set"))
+    }
+
+    /// The forge the pipeline names, made on first use. A forge that cannot be used ends
+    /// the cycle `pr_failed`.
+    pub fn forge(&mut self) -> Result<Arc<dyn Forge>, End> {
+        if self.forge.is_none() {
+            let f =
+                crate::forge::from_config(&self.pipeline.forge, &self.repo.root, &self.state_dir)
+                    .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
+            self.forge = Some(f);
+        }
+        Ok(self.forge.clone().expect("just set"))
+    }
+
+    /// The branch PRs target: the pr stage's `base`, else the forge's default branch.
+    pub fn pr_base(&mut self) -> Result<String, End> {
+        if let Some(b) = &self.pr_base {
+            return Ok(b.clone());
+        }
+        let base = match self.pipeline.pr_settings().and_then(|s| s.base.clone()) {
+            Some(b) => b,
+            None => {
+                let forge = self.forge()?;
+                self.forge_call(async move { forge.repo_info().await })?
+                    .default_branch
+            }
+        };
+        self.pr_base = Some(base.clone());
+        Ok(base)
+    }
+
+    /// Runs a forge call from this thread; a failure ends the cycle `pr_failed`.
+    pub fn forge_call<T, F>(&self, fut: F) -> Result<T, End>
+    where
+        F: std::future::Future<Output = Result<T, crate::forge::ForgeError>>,
+    {
+        match self.block_on(fut) {
+            None => Err(End::new(
+                Outcome::Cancelled,
+                "cancelled while talking to the forge",
+            )),
+            Some(Err(e)) => Err(End::new(Outcome::PrFailed, e.to_string())),
+            Some(Ok(v)) => Ok(v),
+        }
     }
 
     pub fn has_workspace(&self) -> bool {

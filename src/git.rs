@@ -52,9 +52,41 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        self.exec(args, stdin, &[])
+    }
+
+    /// Runs git with extra variables, such as `GIT_CONFIG_*` settings for one command only.
+    pub fn run_with_env<I, S>(
+        &self,
+        args: I,
+        extra_env: &[(String, String)],
+    ) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.exec(args, None, extra_env)
+    }
+
+    fn exec<I, S>(
+        &self,
+        args: I,
+        stdin: Option<Vec<u8>>,
+        extra_env: &[(String, String)],
+    ) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let mut cmd = Command::new("git", &self.dir, GIT_TIMEOUT).args(args.clone());
-        cmd.env = Some(git_env());
+        let mut env = git_env();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
+        cmd.env = Some(env);
         cmd.stdin = stdin;
         let out = process::run(cmd, &self.cancel)?;
         if out.success() {

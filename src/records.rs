@@ -106,6 +106,9 @@ pub struct PrRef {
     pub number: u64,
     pub url: String,
     pub title: String,
+    /// False when the cycle updated a PR that was already open.
+    #[serde(default)]
+    pub created: bool,
 }
 
 /// The short form kept in the indexes.
@@ -119,6 +122,9 @@ pub struct Summary {
     #[serde(default)]
     pub files: Vec<String>,
     pub pr_url: Option<String>,
+    /// True when this cycle opened a new PR (not updated one).
+    #[serde(default)]
+    pub pr_created: bool,
 }
 
 impl Record {
@@ -131,6 +137,7 @@ impl Record {
             gap_id: self.gap.as_ref().map(|g| g.id.clone()),
             files: self.files.iter().map(|f| f.path.clone()).collect(),
             pr_url: self.pr.as_ref().map(|p| p.url.clone()),
+            pr_created: self.pr.as_ref().is_some_and(|p| p.created),
         }
     }
 }

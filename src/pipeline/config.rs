@@ -115,14 +115,90 @@ impl Default for ModelConfig {
 pub enum ForgeKind {
     #[default]
     Local,
+    Gitea,
+    Github,
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForgeConfig {
     pub kind: ForgeKind,
-    /// The environment variable that holds the forge's token (stripped from test commands).
+    /// The server's web address, which is also where git pushes go:
+    /// `{url}/{owner}/{name}.git`. Default for github: https://github.com.
+    pub url: Option<String>,
+    /// The REST API's base. Default: `{url}/api/v1` (gitea), `https://api.github.com`
+    /// (github.com) or `{url}/api/v3` (GitHub Enterprise).
+    pub api_url: Option<String>,
+    /// `owner/name`.
+    pub repo: Option<String>,
+    /// The environment variable that holds the forge's token. Default: `GITEA_TOKEN`
+    /// (gitea), `GITHUB_TOKEN` (github).
     pub token_env: Option<String>,
+    /// Gitea marks drafts by a title prefix, one of the server's WORK_IN_PROGRESS_PREFIXES.
+    pub draft_prefix: String,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Retries after a 429, a 5xx, a timeout or a connection error.
+    pub retries: usize,
+}
+
+impl Default for ForgeConfig {
+    fn default() -> Self {
+        ForgeConfig {
+            kind: ForgeKind::Local,
+            url: None,
+            api_url: None,
+            repo: None,
+            token_env: None,
+            draft_prefix: "WIP: ".into(),
+            timeout: Duration::from_secs(30),
+            retries: 4,
+        }
+    }
+}
+
+impl ForgeConfig {
+    /// The variable holding the token, for remote forges.
+    pub fn token_var(&self) -> Option<String> {
+        match self.kind {
+            ForgeKind::Local => self.token_env.clone(),
+            ForgeKind::Gitea => Some(
+                self.token_env
+                    .clone()
+                    .unwrap_or_else(|| "GITEA_TOKEN".into()),
+            ),
+            ForgeKind::Github => Some(
+                self.token_env
+                    .clone()
+                    .unwrap_or_else(|| "GITHUB_TOKEN".into()),
+            ),
+        }
+    }
+
+    pub fn web_url(&self) -> Option<String> {
+        let url = match self.kind {
+            ForgeKind::Github => Some(
+                self.url
+                    .clone()
+                    .unwrap_or_else(|| "https://github.com".into()),
+            ),
+            _ => self.url.clone(),
+        };
+        url.map(|u| u.trim_end_matches('/').to_string())
+    }
+
+    pub fn api_base(&self) -> Option<String> {
+        if let Some(a) = &self.api_url {
+            return Some(a.trim_end_matches('/').to_string());
+        }
+        let web = self.web_url()?;
+        Some(match self.kind {
+            ForgeKind::Gitea => format!("{web}/api/v1"),
+            ForgeKind::Github if web == "https://github.com" => "https://api.github.com".into(),
+            ForgeKind::Github => format!("{web}/api/v3"),
+            ForgeKind::Local => web,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -323,9 +399,33 @@ pub struct TestSettings {
     pub env_allow: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
-pub struct PrSettings {}
+pub struct PrSettings {
+    /// The branch PRs target. Default: the forge's default branch (the current branch
+    /// for the local forge).
+    pub base: Option<String>,
+    /// Label names to put on new PRs; a missing label is a warning, not a failure.
+    pub labels: Vec<String>,
+    /// How many of prbot's PRs may be open at once.
+    pub max_open: usize,
+    /// How many PRs prbot may open per UTC day.
+    pub max_per_day: usize,
+    /// Open a new PR for a gap whose earlier PR a maintainer closed without merging.
+    pub recreate_closed: bool,
+}
+
+impl Default for PrSettings {
+    fn default() -> Self {
+        PrSettings {
+            base: None,
+            labels: Vec::new(),
+            max_open: 3,
+            max_per_day: 5,
+            recreate_closed: false,
+        }
+    }
+}
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())

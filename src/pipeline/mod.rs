@@ -180,6 +180,7 @@ impl Pipeline {
         let mut problems = Vec::new();
         let stages = validate_stages(raw.stages, &mut problems);
         validate_settings(&raw.policy, &raw.model, &mut problems);
+        validate_forge(&raw.forge, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -196,6 +197,17 @@ impl Pipeline {
             policy: raw.policy,
             stages,
         })
+    }
+
+    /// The settings of the enabled pr stage, if there is one.
+    pub fn pr_settings(&self) -> Option<&PrSettings> {
+        self.stages
+            .iter()
+            .filter(|s| s.enabled)
+            .find_map(|s| match &s.action {
+                Action::Builtin(Builtin::Pr(p)) => Some(p),
+                _ => None,
+            })
     }
 
     /// Whether an enabled stage of this kind is in the pipeline.
@@ -422,5 +434,41 @@ fn validate_settings(policy: &PolicyConfig, model: &ModelConfig, problems: &mut 
             "model.base_url: `{}` must start with http:// or https://",
             model.base_url
         ));
+    }
+}
+
+fn validate_forge(forge: &ForgeConfig, problems: &mut Vec<Problem>) {
+    let mut problem = |m: String| {
+        problems.push(Problem {
+            place: Place::File,
+            message: m,
+        })
+    };
+    if forge.kind == ForgeKind::Local {
+        return;
+    }
+    let kind = if forge.kind == ForgeKind::Gitea {
+        "gitea"
+    } else {
+        "github"
+    };
+    match &forge.repo {
+        Some(r) if r.split('/').count() == 2 && r.split('/').all(|p| !p.is_empty()) => {}
+        Some(r) => problem(format!("forge.repo: `{r}` must be `owner/name`")),
+        None => problem(format!(
+            "forge.repo is required for kind {kind}: set it to `owner/name`"
+        )),
+    }
+    match forge.web_url() {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+        Some(u) => problem(format!("forge.url: `{u}` must start with http:// or https://")),
+        None => problem(format!("forge.url is required for kind {kind}: the server's address, e.g. https://gitea.example.com")),
+    }
+    if let Some(a) = &forge.api_url {
+        if !(a.starts_with("http://") || a.starts_with("https://")) {
+            problem(format!(
+                "forge.api_url: `{a}` must start with http:// or https://"
+            ));
+        }
     }
 }

@@ -39,10 +39,8 @@ pub fn work_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
 
 /// The variables that hold the bot's own secrets.
 pub fn secrets(pipeline: &Pipeline) -> Secrets {
-    let mut names = vec![pipeline.model.api_key_env.as_str()];
-    if let Some(t) = &pipeline.forge.token_env {
-        names.push(t.as_str());
-    }
+    let forge = pipeline.forge.token_var();
+    let names = std::iter::once(pipeline.model.api_key_env.as_str()).chain(forge.as_deref());
     Secrets::from_env_names(names)
 }
 

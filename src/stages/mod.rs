@@ -4,7 +4,7 @@
 mod apply;
 mod guard;
 mod pick_gap;
-mod pr;
+pub(crate) mod pr;
 mod propose;
 mod run_step;
 mod test;
@@ -25,7 +25,7 @@ pub fn build(action: &Action) -> Box<dyn Stage + '_> {
         Action::Builtin(Builtin::Propose(s)) => Box::new(propose::Propose(s)),
         Action::Builtin(Builtin::Apply(_)) => Box::new(apply::Apply),
         Action::Builtin(Builtin::Test(s)) => Box::new(test::Test(s)),
-        Action::Builtin(Builtin::Pr(_)) => Box::new(pr::Pr),
+        Action::Builtin(Builtin::Pr(s)) => Box::new(pr::Pr(s)),
         Action::Run {
             command,
             continue_on_error,

@@ -1,5 +1,6 @@
 use super::Stage;
 use crate::cycle::{Cycle, End};
+use crate::forge::PrState;
 use crate::outcome::Outcome;
 use crate::records::StageStatus;
 
@@ -41,7 +42,11 @@ impl Stage for PickGap {
                 .store
                 .attempts(&gap.id, keep)
                 .map_err(|e| End::internal("cannot read history", e))?;
-            match cx.policy().skip_gap(&gap, &recent) {
+            let why = match cx.policy().skip_gap(&gap, &recent) {
+                Some(why) => Some(why),
+                None => turned_down(cx, &gap)?,
+            };
+            match why {
                 Some(why) => passed_over.push(format!("{} (line {}): {why}", gap.id, gap.line)),
                 None => {
                     tracing::info!("picked gap {} (line {}): {}", gap.id, gap.line, gap.text);
@@ -59,4 +64,27 @@ impl Stage for PickGap {
             ),
         ))
     }
+}
+
+/// A gap whose PR a maintainer closed (or that was merged) is not tried again, unless the
+/// pr stage says `recreate_closed`. Asked only when a pr stage will run.
+fn turned_down(cx: &mut Cycle, gap: &crate::prd::Gap) -> Result<Option<String>, End> {
+    let Some(settings) = cx.pipeline.pr_settings() else {
+        return Ok(None);
+    };
+    if settings.recreate_closed {
+        return Ok(None);
+    }
+    let forge = cx.forge()?;
+    let base = cx.pr_base()?;
+    let branch = Cycle::branch_for(gap);
+    let pr = cx.forge_call(async move { forge.pr_for_branch(&branch, &base).await })?;
+    Ok(match pr {
+        Some(p) if p.state == PrState::Closed => Some(super::pr::turned_down(&p)),
+        Some(p) if p.state == PrState::Merged => Some(format!(
+            "its PR #{} was merged; tick the item in the PRD",
+            p.number
+        )),
+        _ => None,
+    })
 }

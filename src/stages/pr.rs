@@ -1,14 +1,20 @@
 use super::Stage;
 use crate::cycle::{Cycle, End};
-use crate::forge::PrRequest;
+use crate::forge::{ForgeError, PrRequest, PrState, RemotePr};
 use crate::outcome::Outcome;
+use crate::pipeline::config::PrSettings;
 use crate::records::{FileMode, PrRef, StageStatus};
 
-/// Commits the change on `prbot/<gap-id>` and opens a draft PR for it.
-pub struct Pr;
+/// Commits the change on `prbot/<gap-id>`, pushes it and opens a draft PR, or updates
+/// the gap's open PR: never a second one.
+pub struct Pr<'a>(pub &'a PrSettings);
 
-impl Stage for Pr {
+/// Every branch prbot pushes starts with this.
+pub const BRANCH_PREFIX: &str = "prbot/";
+
+impl Stage for Pr<'_> {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
+        let settings = self.0;
         let gap = cx.gap.clone().expect("validation puts pick-gap before pr");
         let files = cx.applied.clone().unwrap_or_default();
         let context = serde_json::json!({
@@ -22,6 +28,32 @@ impl Stage for Pr {
             return Err(End::new(Outcome::PrSkippedByPolicy, d.reason));
         }
         let branch = Cycle::branch_for(&gap);
+        let forge = cx.forge()?;
+        let base = cx.pr_base()?;
+        let existing = {
+            let (f, b, h) = (forge.clone(), base.clone(), branch.clone());
+            cx.forge_call(async move { f.pr_for_branch(&h, &b).await })?
+        };
+        let open = match existing {
+            Some(p) if p.state == PrState::Open => Some(p),
+            Some(p) if p.state == PrState::Merged => {
+                return Err(End::new(
+                    Outcome::PrSkippedByPolicy,
+                    format!(
+                        "PR #{} for this gap was merged already: {}",
+                        p.number, p.url
+                    ),
+                ));
+            }
+            Some(p) if !settings.recreate_closed => {
+                return Err(End::new(Outcome::PrSkippedByPolicy, turned_down(&p)))
+            }
+            _ => None,
+        };
+        if open.is_none() {
+            self.check_limits(cx)?;
+        }
+
         let message = crate::cycle::commit_message(&gap, cx.proposal.as_ref());
         let bot = cx.pipeline.bot.clone();
         let sha = cx
@@ -30,56 +62,122 @@ impl Stage for Pr {
             .map_err(|e| End::new(Outcome::PrFailed, format!("cannot commit to {branch}: {e}")))?;
         cx.branch = Some(branch.clone());
         cx.commit = Some(sha.clone());
+        let worktree_git = cx.workspace()?.git().clone();
+        {
+            let (f, b, c) = (forge.clone(), branch.clone(), sha.clone());
+            cx.forge_call(async move { f.push(&worktree_git, &b, &c).await })?;
+        }
 
-        let base = base_branch(cx);
         let request = PrRequest {
-            title: title(&gap.text),
-            body: body(cx),
+            title: cx.secrets.redact(&title(&gap.text)),
+            body: cx.secrets.redact(&body(cx)),
             head: branch.clone(),
             base,
         };
-        let forge = crate::forge::from_config(&cx.pipeline.forge, &cx.state_dir);
-        let opened = cx.block_on(async {
-            forge.push(&branch, &sha).await?;
-            forge.open_draft(&request).await
-        });
-        let opened = match opened {
-            None => {
-                return Err(End::new(
-                    Outcome::Cancelled,
-                    "cancelled while talking to the forge",
-                ))
+        let note = format!(
+            "prbot pushed {} in cycle `{}`.",
+            &sha[..12.min(sha.len())],
+            cx.id
+        );
+        let f = forge.clone();
+        let req = request.clone();
+        let (pr, created) = cx.forge_call(async move {
+            let refresh = |p: RemotePr| {
+                let (f, req, note) = (f.clone(), req.clone(), note.clone());
+                async move {
+                    let updated = f.update(p.number, &req.title, &req.body).await?;
+                    f.comment(p.number, &note).await?;
+                    Ok::<_, ForgeError>((updated, false))
+                }
+            };
+            if let Some(p) = open {
+                return refresh(p).await;
             }
-            Some(Err(e)) => return Err(End::new(Outcome::PrFailed, e.to_string())),
-            Some(Ok(o)) => o,
-        };
+            match f.create_draft(&req).await {
+                Ok(p) => Ok((p, true)),
+                // Someone opened it between the lookup and now: use theirs.
+                Err(ForgeError::AlreadyExists) => {
+                    match f.pr_for_branch(&req.head, &req.base).await? {
+                        Some(p) if p.state == PrState::Open => refresh(p).await,
+                        _ => Err(ForgeError::Other(
+                            "the forge says a PR for this branch exists, but none is open".into(),
+                        )),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        })?;
+        if created {
+            if let Err(e) = cx.budget.add_pr() {
+                cx.warnings
+                    .push(format!("could not count the PR in today's ledger: {e}"));
+            }
+            if !settings.labels.is_empty() {
+                let (f, labels, n) = (forge.clone(), settings.labels.clone(), pr.number);
+                match cx.block_on(async move { f.add_labels(n, &labels).await }) {
+                    Some(Ok(missing)) if !missing.is_empty() => cx.warnings.push(format!(
+                        "labels not found on the forge: {}",
+                        missing.join(", ")
+                    )),
+                    Some(Err(e)) => cx.warnings.push(format!("could not label the PR: {e}")),
+                    _ => {}
+                }
+            }
+        }
         tracing::info!(
             "{} draft PR #{}: {}",
-            if opened.created { "opened" } else { "updated" },
-            opened.number,
-            opened.url
+            if created { "opened" } else { "updated" },
+            pr.number,
+            pr.url
         );
         cx.pr = Some(PrRef {
-            number: opened.number,
-            url: opened.url,
+            number: pr.number,
+            url: pr.url,
             title: request.title,
+            created,
         });
         Ok(StageStatus::Passed)
     }
 }
 
-fn base_branch(cx: &Cycle) -> String {
-    let base = &cx.pipeline.workspace.base;
-    if base == "HEAD" {
-        if let Ok(Some(b)) =
-            cx.repo
-                .git(&cx.cancel)
-                .query(["symbolic-ref", "--short", "-q", "HEAD"])
-        {
-            return b;
+impl Pr<'_> {
+    /// `pr.max_open` and `pr.max_per_day`, for a PR that would be new.
+    fn check_limits(&self, cx: &mut Cycle) -> Result<(), End> {
+        let forge = cx.forge()?;
+        let open = cx.forge_call(async move { forge.open_prs(BRANCH_PREFIX).await })?;
+        if open.len() >= self.0.max_open {
+            return Err(End::new(
+                Outcome::PrSkippedByPolicy,
+                format!(
+                    "{} of prbot's PRs are open, and pr.max_open is {}",
+                    open.len(),
+                    self.0.max_open
+                ),
+            ));
         }
+        let today = cx
+            .budget
+            .today_ledger()
+            .map_err(|e| End::internal("budget", e))?;
+        if today.prs_opened >= self.0.max_per_day as u64 {
+            return Err(End::new(
+                Outcome::PrSkippedByPolicy,
+                format!(
+                    "{} PRs were opened today (UTC), and pr.max_per_day is {}",
+                    today.prs_opened, self.0.max_per_day
+                ),
+            ));
+        }
+        Ok(())
     }
-    base.clone()
+}
+
+/// Why a gap whose PR a maintainer closed is left alone.
+pub fn turned_down(p: &RemotePr) -> String {
+    format!(
+        "a maintainer closed PR #{} ({}) for this gap without merging it; set `recreate_closed: true` on the pr stage to try again",
+        p.number, p.url
+    )
 }
 
 fn title(gap: &str) -> String {
