@@ -110,6 +110,7 @@ pub struct Cycle {
     base_commit: Option<String>,
     workspace: Option<Workspace>,
     forge: Option<Arc<dyn Forge>>,
+    repo_info: Option<crate::forge::RepoInfo>,
     pr_base: Option<String>,
 
     pub gap: Option<Gap>,
@@ -157,6 +158,7 @@ impl Cycle {
             base_commit: None,
             workspace: None,
             forge: None,
+            repo_info: None,
             pr_base: None,
             gap: None,
             prior: Vec::new(),
@@ -265,6 +267,17 @@ impl Cycle {
         };
         self.pr_base = Some(base.clone());
         Ok(base)
+    }
+
+    /// The forge's view of the repository, asked once per cycle.
+    pub fn repo_info(&mut self) -> Result<crate::forge::RepoInfo, End> {
+        if let Some(i) = &self.repo_info {
+            return Ok(i.clone());
+        }
+        let forge = self.forge()?;
+        let info = self.forge_call(async move { forge.repo_info().await })?;
+        self.repo_info = Some(info.clone());
+        Ok(info)
     }
 
     /// Runs a forge call from this thread; a failure ends the cycle `pr_failed`.

@@ -122,6 +122,8 @@ pub struct Summary {
     #[serde(default)]
     pub files: Vec<String>,
     pub pr_url: Option<String>,
+    #[serde(default)]
+    pub pr_number: Option<u64>,
     /// True when this cycle opened a new PR (not updated one).
     #[serde(default)]
     pub pr_created: bool,
@@ -137,6 +139,7 @@ impl Record {
             gap_id: self.gap.as_ref().map(|g| g.id.clone()),
             files: self.files.iter().map(|f| f.path.clone()).collect(),
             pr_url: self.pr.as_ref().map(|p| p.url.clone()),
+            pr_number: self.pr.as_ref().map(|p| p.number),
             pr_created: self.pr.as_ref().is_some_and(|p| p.created),
         }
     }

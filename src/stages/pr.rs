@@ -29,6 +29,13 @@ impl Stage for Pr<'_> {
         }
         let branch = Cycle::branch_for(&gap);
         let forge = cx.forge()?;
+        if !cx.repo_info()?.can_push {
+            let var = cx.pipeline.forge.token_var().unwrap_or_default();
+            return Err(End::new(
+                Outcome::PrFailed,
+                format!("the forge says the token in ${var} cannot push to this repository; give it write access"),
+            ));
+        }
         let base = cx.pr_base()?;
         let existing = {
             let (f, b, h) = (forge.clone(), base.clone(), branch.clone());

@@ -149,7 +149,14 @@ impl Env {
 
     /// Runs one cycle through the binary.
     pub fn run(&self, model: &Model, p: &Pipeline) -> Run {
-        Run::from(self.command(model, p).output().expect("prbot runs"))
+        self.run_with(model, p, &[])
+    }
+
+    /// Runs one cycle with extra environment variables, such as a forge token.
+    pub fn run_with(&self, model: &Model, p: &Pipeline, vars: &[(&str, &str)]) -> Run {
+        let mut c = self.command(model, p);
+        c.envs(vars.iter().copied());
+        Run::from(c.output().expect("prbot runs"))
     }
 
     /// Every byte a user could see: files outside `.git`, the index, HEAD and the branch it names.

@@ -1,6 +1,8 @@
 //! prbot's integration tests: the built binary against real git repositories in temp
 //! folders and a scripted model on loopback.
 
+mod fakeforge;
+mod forges;
 mod harness;
 
 use harness::*;
@@ -867,4 +869,9 @@ fn demo_runs_offline_to_ok() {
             "stage {stage} not shown:\n{stderr}"
         );
     }
+}
+
+/// The id prbot gives the gap in [`harness::PRD`].
+pub fn gap_id_of(_env: &Env) -> String {
+    prbot::prd::gaps(PRD, "[bot-eligible]")[0].id.clone()
 }

@@ -1,0 +1,800 @@
+//! In-process fakes of the Gitea and GitHub REST APIs, each with a real git remote behind
+//! it: `git http-backend` over smart HTTP, requiring the token. The fakes keep to what
+//! prbot relies on: paths, status codes and messages, paging headers, auth schemes,
+//! draft conventions and JSON shapes (Gitea's checked against its OpenAPI spec).
+
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Gitea,
+    Github,
+}
+
+pub const OWNER: &str = "acme";
+pub const NAME: &str = "widgets";
+
+#[derive(Clone, Debug)]
+pub struct FakePr {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    pub open: bool,
+    pub merged: bool,
+    pub draft: bool,
+    pub labels: Vec<String>,
+    pub comments: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub authorization: String,
+    pub body: String,
+}
+
+pub struct State {
+    pub flavor: Flavor,
+    pub token: String,
+    pub prs: Vec<FakePr>,
+    /// (id, name)
+    pub labels: Vec<(u64, String)>,
+    pub seen: Vec<Seen>,
+    /// Statuses to answer the next `POST .../pulls` with, before serving it.
+    pub fail_creates: Vec<u16>,
+    /// Hide open PRs from lookups until a create arrives: a PR "opened meanwhile".
+    pub hide_until_create: bool,
+    /// When false, the git remote refuses pushes with 403.
+    pub push_allowed: bool,
+    /// `permissions.push` in the repository's JSON.
+    pub push_permission: bool,
+    /// The server's page size cap (Gitea's MAX_RESPONSE_ITEMS, GitHub's per_page cap).
+    pub page_cap: usize,
+}
+
+pub struct FakeForge {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+    pub remote: PathBuf,
+}
+
+impl FakeForge {
+    /// Starts the fake, with `source` (a repository) cloned as its bare remote.
+    pub fn start(flavor: Flavor, token: &str, source: &Path, dir: &Path) -> FakeForge {
+        let root = dir.join("forge-git");
+        let remote = root.join(OWNER).join(format!("{NAME}.git"));
+        std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
+        crate::harness::git(
+            dir,
+            &[
+                "clone",
+                "--quiet",
+                "--bare",
+                &source.display().to_string(),
+                &remote.display().to_string(),
+            ],
+        );
+        let state = Arc::new(Mutex::new(State {
+            flavor,
+            token: token.to_string(),
+            prs: Vec::new(),
+            labels: vec![(1, "bot".into()), (2, "enhancement".into())],
+            seen: Vec::new(),
+            fail_creates: Vec::new(),
+            hide_until_create: false,
+            push_allowed: true,
+            push_permission: true,
+            page_cap: 2,
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (st, git_root, base) = (state.clone(), root.clone(), url.clone());
+        // Its own thread and runtime: tests block while the binary runs.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let (st, git_root, base) = (st.clone(), git_root.clone(), base.clone());
+                    async move { handle(st, &git_root, &base, method, uri, headers, body).await }
+                });
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        FakeForge { url, state, remote }
+    }
+
+    /// The pipeline's `forge:` block for this fake.
+    pub fn settings(&self, token_env: &str) -> String {
+        match self.state.lock().unwrap().flavor {
+            Flavor::Gitea => format!("forge:\n  kind: gitea\n  url: {}\n  repo: {OWNER}/{NAME}\n  token_env: {token_env}\n  retries: 2\n", self.url),
+            Flavor::Github => format!(
+                "forge:\n  kind: github\n  url: {url}\n  api_url: {url}\n  repo: {OWNER}/{NAME}\n  token_env: {token_env}\n  retries: 2\n",
+                url = self.url
+            ),
+        }
+    }
+
+    pub fn prs(&self) -> Vec<FakePr> {
+        self.state.lock().unwrap().prs.clone()
+    }
+
+    pub fn add_pr(&self, head: &str, open: bool, merged: bool) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let number = s.prs.len() as u64 + 1;
+        s.prs.push(FakePr {
+            number,
+            title: format!("earlier work on {head}"),
+            body: String::new(),
+            head: head.into(),
+            base: "main".into(),
+            open,
+            merged,
+            draft: true,
+            labels: Vec::new(),
+            comments: Vec::new(),
+        });
+        number
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// The commit a branch points at on the remote, if it exists.
+    pub fn remote_branch(&self, branch: &str) -> Option<String> {
+        let out = std::process::Command::new("git")
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ])
+            .current_dir(&self.remote)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+fn reply(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    st: Arc<Mutex<State>>,
+    git_root: &Path,
+    base: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    st.lock().unwrap().seen.push(Seen {
+        method: method.to_string(),
+        path: uri.to_string(),
+        authorization: authorization.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    if path.starts_with(&format!("/{OWNER}/{NAME}.git/")) {
+        return git_http(st, git_root, method, uri, headers, body, &authorization).await;
+    }
+    let flavor = st.lock().unwrap().flavor;
+    let prefix = match flavor {
+        Flavor::Gitea => format!("/api/v1/repos/{OWNER}/{NAME}"),
+        Flavor::Github => format!("/repos/{OWNER}/{NAME}"),
+    };
+    let token = st.lock().unwrap().token.clone();
+    let expected = match flavor {
+        Flavor::Gitea => format!("token {token}"),
+        Flavor::Github => format!("Bearer {token}"),
+    };
+    if authorization != expected {
+        return match flavor {
+            Flavor::Gitea => reply(
+                401,
+                json!({"message": "invalid username, password or token", "url": format!("{base}/api/swagger")}),
+            ),
+            Flavor::Github => reply(
+                401,
+                json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}),
+            ),
+        };
+    }
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return not_found(flavor, base);
+    };
+    let query: Vec<(String, String)> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%2F", "/").replace("%3A", ":")))
+        .collect();
+    let q = |k: &str| query.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut s = st.lock().unwrap();
+    match flavor {
+        Flavor::Gitea => gitea(&mut s, base, &method, rest, &q, &body),
+        Flavor::Github => github(&mut s, base, &method, rest, &q, &body),
+    }
+}
+
+fn not_found(flavor: Flavor, base: &str) -> Response {
+    match flavor {
+        Flavor::Gitea => reply(
+            404,
+            json!({"errors": null, "message": "The target couldn't be found.", "url": format!("{base}/api/swagger")}),
+        ),
+        Flavor::Github => reply(
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"}),
+        ),
+    }
+}
+
+fn page<T>(items: &[T], page: usize, wanted: usize, cap: usize) -> (&[T], bool) {
+    let size = wanted.clamp(1, cap);
+    let start = ((page.max(1) - 1) * size).min(items.len());
+    let end = (start + size).min(items.len());
+    (&items[start..end], end < items.len())
+}
+
+fn link(base: &str, path: &str, page: usize, more: bool, last: usize) -> String {
+    let mut parts = Vec::new();
+    if more {
+        parts.push(format!("<{base}{path}?page={}>; rel=\"next\"", page + 1));
+        parts.push(format!("<{base}{path}?page={last}>; rel=\"last\""));
+    }
+    if page > 1 {
+        parts.push(format!("<{base}{path}?page=1>; rel=\"first\""));
+        parts.push(format!("<{base}{path}?page={}>; rel=\"prev\"", page - 1));
+    }
+    parts.join(",")
+}
+
+fn list_response(items: Vec<Value>, total: usize, link: String, gitea: bool) -> Response {
+    let mut r = reply(200, Value::Array(items));
+    if gitea {
+        r.headers_mut()
+            .insert("x-total-count", total.to_string().parse().unwrap());
+        r.headers_mut().insert(
+            "access-control-expose-headers",
+            "X-Total-Count, Link".parse().unwrap(),
+        );
+    }
+    if !link.is_empty() {
+        r.headers_mut().insert("link", link.parse().unwrap());
+    }
+    r
+}
+
+fn branch_json(name: &str, repo_id: u64) -> Value {
+    json!({"label": name, "ref": name, "sha": "0000000000000000000000000000000000000000", "repo_id": repo_id})
+}
+
+fn gitea_pr(p: &FakePr, base: &str) -> Value {
+    json!({
+        "id": p.number + 100,
+        "number": p.number,
+        "title": p.title,
+        "body": p.body,
+        "state": if p.open { "open" } else { "closed" },
+        "draft": p.draft,
+        "merged": p.merged,
+        "merged_at": if p.merged { json!("2026-01-01T00:00:00Z") } else { Value::Null },
+        "html_url": format!("{base}/{OWNER}/{NAME}/pulls/{}", p.number),
+        "url": format!("{base}/api/v1/repos/{OWNER}/{NAME}/pulls/{}", p.number),
+        "head": branch_json(&p.head, 1),
+        "base": branch_json(&p.base, 1),
+        "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    })
+}
+
+fn github_pr(p: &FakePr, base: &str) -> Value {
+    json!({
+        "id": p.number + 100,
+        "number": p.number,
+        "title": p.title,
+        "body": p.body,
+        "state": if p.open { "open" } else { "closed" },
+        "draft": p.draft,
+        "merged_at": if p.merged { json!("2026-01-01T00:00:00Z") } else { Value::Null },
+        "html_url": format!("{base}/{OWNER}/{NAME}/pull/{}", p.number),
+        "url": format!("{base}/repos/{OWNER}/{NAME}/pulls/{}", p.number),
+        "head": {"label": format!("{OWNER}:{}", p.head), "ref": p.head, "sha": "0000000000000000000000000000000000000000"},
+        "base": {"label": format!("{OWNER}:{}", p.base), "ref": p.base, "sha": "0000000000000000000000000000000000000000"},
+        "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    })
+}
+
+fn repo_json(base: &str, push: bool) -> Value {
+    json!({
+        "id": 1, "name": NAME, "full_name": format!("{OWNER}/{NAME}"), "default_branch": "main",
+        "permissions": {"admin": false, "push": push, "pull": true},
+        "html_url": format!("{base}/{OWNER}/{NAME}"), "clone_url": format!("{base}/{OWNER}/{NAME}.git"),
+        "private": false, "fork": false, "empty": false, "archived": false,
+    })
+}
+
+fn visible(s: &State, p: &FakePr) -> bool {
+    !(s.hide_until_create && p.open)
+}
+
+fn gitea(
+    s: &mut State,
+    base: &str,
+    method: &Method,
+    rest: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+) -> Response {
+    let num = |x: &str| x.parse::<u64>().ok();
+    match (method.as_str(), rest) {
+        ("GET", "") => reply(200, repo_json(base, s.push_permission)),
+        ("GET", "/pulls") => {
+            let state = q("state").unwrap_or("open".into());
+            let all: Vec<&FakePr> = s
+                .prs
+                .iter()
+                .filter(|p| visible(s, p) && (state == "all" || (state == "open") == p.open))
+                .collect();
+            let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let wanted = q("limit").and_then(|l| l.parse().ok()).unwrap_or(30);
+            let (items, more) = page(&all, pg, wanted, s.page_cap);
+            let last = all.len().div_ceil(wanted.clamp(1, s.page_cap)).max(1);
+            let items = items.iter().map(|p| gitea_pr(p, base)).collect();
+            list_response(
+                items,
+                all.len(),
+                link(
+                    base,
+                    &format!("/api/v1/repos/{OWNER}/{NAME}/pulls"),
+                    pg,
+                    more,
+                    last,
+                ),
+                true,
+            )
+        }
+        ("POST", "/pulls") => {
+            if !s.fail_creates.is_empty() {
+                let status = s.fail_creates.remove(0);
+                return reply(
+                    status,
+                    json!({"message": "upstream is restarting", "url": format!("{base}/api/swagger")}),
+                );
+            }
+            s.hide_until_create = false;
+            let (head, basebr, title) = (
+                body["head"].as_str().unwrap_or(""),
+                body["base"].as_str().unwrap_or(""),
+                body["title"].as_str().unwrap_or(""),
+            );
+            if head == basebr {
+                return reply(
+                    422,
+                    json!({"message": "Invalid PullRequestOption: head and base are the same branch", "url": format!("{base}/api/swagger")}),
+                );
+            }
+            if let Some(p) = s
+                .prs
+                .iter()
+                .find(|p| p.open && p.head == head && p.base == basebr)
+            {
+                let msg = format!("pull request already exists for these targets [id: {}, issue_id: {}, head_repo_id: 1, base_repo_id: 1, head_branch: {head}, base_branch: {basebr}]", p.number + 100, p.number);
+                return reply(
+                    409,
+                    json!({"message": msg, "url": format!("{base}/api/swagger")}),
+                );
+            }
+            let ids: Vec<u64> = body["labels"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+                .unwrap_or_default();
+            let labels = s
+                .labels
+                .iter()
+                .filter(|(id, _)| ids.contains(id))
+                .map(|(_, n)| n.clone())
+                .collect();
+            let number = s.prs.len() as u64 + 1;
+            let pr = FakePr {
+                number,
+                title: title.into(),
+                body: body["body"].as_str().unwrap_or("").into(),
+                head: head.into(),
+                base: basebr.into(),
+                open: true,
+                merged: false,
+                draft: title.starts_with("WIP:") || title.starts_with("[WIP]"),
+                labels,
+                comments: Vec::new(),
+            };
+            s.prs.push(pr.clone());
+            reply(201, gitea_pr(&pr, base))
+        }
+        ("GET", "/labels") => {
+            let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let wanted = q("limit").and_then(|l| l.parse().ok()).unwrap_or(30);
+            let (items, more) = page(&s.labels, pg, wanted, s.page_cap);
+            let last = s.labels.len().div_ceil(wanted.clamp(1, s.page_cap)).max(1);
+            let items = items.iter().map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb", "description": "", "exclusive": false, "is_archived": false, "url": format!("{base}/api/v1/repos/{OWNER}/{NAME}/labels/{id}")})).collect();
+            list_response(
+                items,
+                s.labels.len(),
+                link(
+                    base,
+                    &format!("/api/v1/repos/{OWNER}/{NAME}/labels"),
+                    pg,
+                    more,
+                    last,
+                ),
+                true,
+            )
+        }
+        _ => {
+            if let Some(bh) = rest.strip_prefix("/pulls/") {
+                if method == Method::GET {
+                    if let Some((b, h)) = bh.split_once('/') {
+                        let found = s
+                            .prs
+                            .iter()
+                            .rev()
+                            .filter(|p| visible(s, p) && p.base == b && p.head == h)
+                            .max_by_key(|p| (p.open, p.number));
+                        return match found {
+                            Some(p) => reply(200, gitea_pr(p, base)),
+                            None => not_found(Flavor::Gitea, base),
+                        };
+                    }
+                }
+                if method == Method::PATCH {
+                    if let Some(p) = num(bh).and_then(|n| s.prs.iter_mut().find(|p| p.number == n))
+                    {
+                        if let Some(t) = body["title"].as_str() {
+                            p.title = t.into();
+                            p.draft = t.starts_with("WIP:") || t.starts_with("[WIP]");
+                        }
+                        if let Some(b) = body["body"].as_str() {
+                            p.body = b.into();
+                        }
+                        let p = p.clone();
+                        return reply(201, gitea_pr(&p, base));
+                    }
+                }
+                return not_found(Flavor::Gitea, base);
+            }
+            issue_subroutes(s, base, method, rest, body, Flavor::Gitea)
+        }
+    }
+}
+
+fn issue_subroutes(
+    s: &mut State,
+    base: &str,
+    method: &Method,
+    rest: &str,
+    body: &Value,
+    flavor: Flavor,
+) -> Response {
+    let Some(tail) = rest.strip_prefix("/issues/") else {
+        return not_found(flavor, base);
+    };
+    let Some((n, what)) = tail.split_once('/') else {
+        return not_found(flavor, base);
+    };
+    let Some(number) = n.parse::<u64>().ok() else {
+        return not_found(flavor, base);
+    };
+    let known: Vec<(u64, String)> = s.labels.clone();
+    let Some(pr) = s.prs.iter_mut().find(|p| p.number == number) else {
+        return not_found(flavor, base);
+    };
+    match (method.as_str(), what) {
+        ("POST", "comments") => {
+            let text = body["body"].as_str().unwrap_or("").to_string();
+            pr.comments.push(text.clone());
+            reply(
+                201,
+                json!({"id": pr.comments.len(), "body": text, "html_url": format!("{base}/{OWNER}/{NAME}/pulls/{number}#comment"), "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "user": {"login": "prbot"}}),
+            )
+        }
+        ("POST", "labels") => {
+            for v in body["labels"].as_array().cloned().unwrap_or_default() {
+                let name = match (flavor, &v) {
+                    (Flavor::Gitea, Value::Number(id)) => known
+                        .iter()
+                        .find(|(k, _)| Some(*k) == id.as_u64())
+                        .map(|(_, n)| n.clone()),
+                    (Flavor::Github, Value::String(n)) => Some(n.clone()),
+                    _ => None,
+                };
+                match name {
+                    Some(n) if !pr.labels.contains(&n) => pr.labels.push(n),
+                    Some(_) => {}
+                    None => {
+                        return reply(
+                            422,
+                            json!({"message": format!("label {v} is not valid here")}),
+                        )
+                    }
+                }
+            }
+            let all: Vec<Value> = pr.labels.iter().map(|l| json!({"name": l})).collect();
+            reply(200, Value::Array(all))
+        }
+        _ => not_found(flavor, base),
+    }
+}
+
+fn github(
+    s: &mut State,
+    base: &str,
+    method: &Method,
+    rest: &str,
+    q: &dyn Fn(&str) -> Option<String>,
+    body: &Value,
+) -> Response {
+    match (method.as_str(), rest) {
+        ("GET", "") => reply(200, repo_json(base, s.push_permission)),
+        ("GET", "/pulls") => {
+            let state = q("state").unwrap_or("open".into());
+            let head = q("head");
+            let basef = q("base");
+            let mut all: Vec<&FakePr> = s
+                .prs
+                .iter()
+                .filter(|p| visible(s, p) && (state == "all" || (state == "open") == p.open))
+                .filter(|p| {
+                    head.as_ref()
+                        .is_none_or(|h| *h == format!("{OWNER}:{}", p.head))
+                })
+                .filter(|p| basef.as_ref().is_none_or(|b| *b == p.base))
+                .collect();
+            all.reverse();
+            let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let wanted = q("per_page").and_then(|l| l.parse().ok()).unwrap_or(30);
+            let (items, more) = page(&all, pg, wanted, s.page_cap);
+            let last = all.len().div_ceil(wanted.clamp(1, s.page_cap)).max(1);
+            let items = items.iter().map(|p| github_pr(p, base)).collect();
+            list_response(
+                items,
+                all.len(),
+                link(
+                    base,
+                    &format!("/repos/{OWNER}/{NAME}/pulls"),
+                    pg,
+                    more,
+                    last,
+                ),
+                false,
+            )
+        }
+        ("POST", "/pulls") => {
+            if !s.fail_creates.is_empty() {
+                let status = s.fail_creates.remove(0);
+                let mut r = reply(status, json!({"message": "Server Error"}));
+                r.headers_mut().insert("retry-after", "0".parse().unwrap());
+                return r;
+            }
+            s.hide_until_create = false;
+            let (head, basebr) = (
+                body["head"].as_str().unwrap_or(""),
+                body["base"].as_str().unwrap_or(""),
+            );
+            let invalid = |m: String| {
+                reply(
+                    422,
+                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": m}], "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request", "status": "422"}),
+                )
+            };
+            if head == basebr {
+                return invalid(format!("No commits between {basebr} and {head}"));
+            }
+            if s.prs
+                .iter()
+                .any(|p| p.open && p.head == head && p.base == basebr)
+            {
+                return invalid(format!("A pull request already exists for {OWNER}:{head}."));
+            }
+            let number = s.prs.len() as u64 + 1;
+            let pr = FakePr {
+                number,
+                title: body["title"].as_str().unwrap_or("").into(),
+                body: body["body"].as_str().unwrap_or("").into(),
+                head: head.into(),
+                base: basebr.into(),
+                open: true,
+                merged: false,
+                draft: body["draft"].as_bool().unwrap_or(false),
+                labels: Vec::new(),
+                comments: Vec::new(),
+            };
+            s.prs.push(pr.clone());
+            reply(201, github_pr(&pr, base))
+        }
+        _ => {
+            if let Some(name) = rest.strip_prefix("/labels/") {
+                let name = name.replace("%20", " ");
+                return match s.labels.iter().find(|(_, n)| *n == name) {
+                    Some((id, n)) => reply(
+                        200,
+                        json!({"id": id, "name": n, "color": "00aabb", "default": false, "description": null}),
+                    ),
+                    None => not_found(Flavor::Github, base),
+                };
+            }
+            if let Some(n) = rest.strip_prefix("/pulls/") {
+                if method == Method::PATCH {
+                    if let Some(p) = n
+                        .parse::<u64>()
+                        .ok()
+                        .and_then(|n| s.prs.iter_mut().find(|p| p.number == n))
+                    {
+                        if let Some(t) = body["title"].as_str() {
+                            p.title = t.into();
+                        }
+                        if let Some(b) = body["body"].as_str() {
+                            p.body = b.into();
+                        }
+                        let p = p.clone();
+                        return reply(200, github_pr(&p, base));
+                    }
+                }
+                return not_found(Flavor::Github, base);
+            }
+            issue_subroutes(s, base, method, rest, body, Flavor::Github)
+        }
+    }
+}
+
+/// Smart HTTP through `git http-backend`, with basic auth whose password is the token.
+#[allow(clippy::too_many_arguments)]
+async fn git_http(
+    st: Arc<Mutex<State>>,
+    git_root: &Path,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    authorization: &str,
+) -> Response {
+    let (token, push_allowed) = {
+        let s = st.lock().unwrap();
+        (s.token.clone(), s.push_allowed)
+    };
+    let password = authorization
+        .strip_prefix("Basic ")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_string()));
+    if password.as_deref() != Some(token.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Basic realm=\"fake forge\"")],
+            "Unauthorized\n",
+        )
+            .into_response();
+    }
+    let query = uri.query().unwrap_or("").to_string();
+    let pushing =
+        uri.path().ends_with("/git-receive-pack") || query.contains("service=git-receive-pack");
+    if pushing && !push_allowed {
+        return (
+            StatusCode::FORBIDDEN,
+            "User permission denied for writing.\n",
+        )
+            .into_response();
+    }
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (root, path) = (git_root.to_path_buf(), uri.path().to_string());
+    let (ctype, cenc, proto) = (
+        header("content-type"),
+        header("content-encoding"),
+        header("git-protocol"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new("git");
+        cmd.arg("http-backend")
+            .env("GIT_PROJECT_ROOT", &root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("REQUEST_METHOD", method.as_str())
+            .env("PATH_INFO", &path)
+            .env("QUERY_STRING", &query)
+            .env("REMOTE_USER", "prbot")
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .env("CONTENT_LENGTH", body.len().to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(c) = ctype {
+            cmd.env("CONTENT_TYPE", c);
+        }
+        if let Some(c) = cenc {
+            cmd.env("HTTP_CONTENT_ENCODING", c);
+        }
+        if let Some(p) = proto {
+            cmd.env("GIT_PROTOCOL", p);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out.stdout
+    })
+    .await
+    .unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, gap)) = split else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "bad CGI output").into_response();
+    };
+    let head = String::from_utf8_lossy(&out[..at]).into_owned();
+    let mut status = StatusCode::OK;
+    let mut builder = axum::http::Response::builder();
+    for line in head.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("status") {
+                status = v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|c| c.parse().ok())
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .unwrap_or(StatusCode::OK);
+            } else {
+                builder = builder.header(k.trim(), v);
+            }
+        }
+    }
+    builder
+        .status(status)
+        .body(axum::body::Body::from(out[at + gap..].to_vec()))
+        .unwrap()
+}

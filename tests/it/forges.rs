@@ -1,0 +1,546 @@
+//! The pr stage against fakes of Gitea and GitHub, with real pushes behind them.
+
+use crate::fakeforge::{FakeForge, Flavor, NAME, OWNER};
+use crate::harness::*;
+use serde_json::Value;
+
+const TOKEN_ENV: &str = "PRBOT_IT_FORGE_TOKEN";
+
+struct Setup {
+    env: Env,
+    forge: FakeForge,
+    model: Model,
+    token: String,
+}
+
+impl Setup {
+    async fn new(flavor: Flavor) -> Setup {
+        Setup::with_token(
+            flavor,
+            &format!("tok-{}-{}", std::process::id(), rand_suffix()),
+        )
+        .await
+    }
+
+    async fn with_token(flavor: Flavor, token: &str) -> Setup {
+        let env = Env::new();
+        let forge = FakeForge::start(flavor, token, &env.repo, env.tmp.path());
+        Setup {
+            env,
+            forge,
+            model: Model::good().await,
+            token: token.to_string(),
+        }
+    }
+
+    fn pipeline(&self) -> Pipeline {
+        Pipeline::default().settings(&self.forge.settings(TOKEN_ENV))
+    }
+
+    fn run(&self, p: &Pipeline) -> Run {
+        self.env
+            .run_with(&self.model, p, &[(TOKEN_ENV, &self.token)])
+    }
+}
+
+fn rand_suffix() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{n:08x}")
+}
+
+const BOTH: [Flavor; 2] = [Flavor::Gitea, Flavor::Github];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_pr_is_a_draft_and_the_branch_is_really_pushed() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let before = s.env.snapshot();
+        let r = s.run(&s.pipeline()).expect("ok", 0);
+        assert_eq!(s.env.snapshot(), before);
+        let prs = s.forge.prs();
+        assert_eq!(prs.len(), 1, "{flavor:?}");
+        let pr = &prs[0];
+        assert!(pr.draft, "{flavor:?}: not a draft");
+        match flavor {
+            Flavor::Gitea => assert!(pr.title.starts_with("WIP: prbot: "), "{}", pr.title),
+            Flavor::Github => assert!(pr.title.starts_with("prbot: "), "{}", pr.title),
+        }
+        let branch = r["branch"].as_str().unwrap();
+        assert_eq!(pr.head, branch);
+        assert_eq!(pr.base, "main");
+        assert_eq!(
+            s.forge.remote_branch(branch).as_deref(),
+            r["commit"].as_str(),
+            "{flavor:?}: the branch was not pushed"
+        );
+        assert_eq!(r["pr"]["number"], 1);
+        assert_eq!(r["pr"]["created"], true);
+        let url = r["pr"]["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&s.forge.url) && url.ends_with("/1"),
+            "{url}"
+        );
+        assert!(pr.body.contains("Greet the world."), "{}", pr.body);
+        let scheme = if flavor == Flavor::Gitea {
+            "token "
+        } else {
+            "Bearer "
+        };
+        let api: Vec<_> = s
+            .forge
+            .seen()
+            .into_iter()
+            .filter(|x| !x.path.contains(".git/"))
+            .collect();
+        assert!(
+            !api.is_empty()
+                && api
+                    .iter()
+                    .all(|x| x.authorization == format!("{scheme}{}", s.token)),
+            "{flavor:?}: wrong auth scheme"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_cycle_on_the_gap_updates_the_same_pr() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        s.run(&s.pipeline()).expect("ok", 0);
+        s.env.write("other.txt", "a maintainer's commit\n");
+        s.env.commit("move main on");
+        let r = s.run(&s.pipeline()).expect("ok", 0);
+        let prs = s.forge.prs();
+        assert_eq!(prs.len(), 1, "{flavor:?}: a duplicate PR");
+        assert_eq!(r["pr"]["number"], 1);
+        assert_eq!(r["pr"]["created"], false);
+        assert_eq!(prs[0].comments.len(), 1, "{flavor:?}");
+        assert!(
+            prs[0]
+                .body
+                .contains("Prior attempts on this gap (1 most recent)"),
+            "{}",
+            prs[0].body
+        );
+        assert_eq!(
+            s.forge
+                .remote_branch(r["branch"].as_str().unwrap())
+                .as_deref(),
+            r["commit"].as_str(),
+            "{flavor:?}: force-with-lease push"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pr_opened_between_lookup_and_create_is_reused() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let gap = crate::gap_id_of(&s.env);
+        let existing = s.forge.add_pr(&format!("prbot/{gap}"), true, false);
+        s.forge.state.lock().unwrap().hide_until_create = true;
+        let r = s.run(&s.pipeline()).expect("ok", 0);
+        assert_eq!(s.forge.prs().len(), 1, "{flavor:?}: a second PR was opened");
+        assert_eq!(r["pr"]["number"], existing);
+        assert_eq!(r["pr"]["created"], false);
+        let creates = s
+            .forge
+            .seen()
+            .iter()
+            .filter(|x| x.method == "POST" && x.path.ends_with("/pulls"))
+            .count();
+        assert_eq!(creates, 1, "{flavor:?}: the create was not tried");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_whose_pr_was_closed_is_left_alone_unless_told() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let gap = crate::gap_id_of(&s.env);
+        let closed = s.forge.add_pr(&format!("prbot/{gap}"), false, false);
+        let r = s.run(&s.pipeline()).expect("skipped_no_gap", 0);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("closed PR #{closed}")) && reason.contains("recreate_closed"),
+            "{reason}"
+        );
+        assert!(
+            s.model.requests().await.is_empty(),
+            "a model call was spent on a turned-down gap"
+        );
+
+        let stages = STAGES.replace(
+            "  - uses: pr\n",
+            "  - uses: pr\n    with:\n      recreate_closed: true\n",
+        );
+        let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
+        assert_eq!(r["pr"]["number"], 2);
+        assert_eq!(s.forge.prs().len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_open_and_max_per_day_cap_new_prs() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        for b in ["prbot/a", "prbot/b", "prbot/c"] {
+            s.forge.add_pr(b, true, false);
+        }
+        s.forge.add_pr("feature/human", true, false);
+        let r = s.run(&s.pipeline()).expect("pr_skipped_by_policy", 0);
+        assert_eq!(
+            r["reason"], "3 of prbot's PRs are open, and pr.max_open is 3",
+            "{flavor:?}"
+        );
+        assert_eq!(s.forge.prs().len(), 4);
+        assert!(
+            s.forge
+                .remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env)))
+                .is_none(),
+            "pushed past the cap"
+        );
+
+        let stages = STAGES.replace(
+            "  - uses: pr\n",
+            "  - uses: pr\n    with:\n      max_open: 10\n      max_per_day: 0\n",
+        );
+        let r = s
+            .run(&s.pipeline().stages(&stages))
+            .expect("pr_skipped_by_policy", 0);
+        assert_eq!(
+            r["reason"], "0 PRs were opened today (UTC), and pr.max_per_day is 0",
+            "{flavor:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_is_retried() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        s.forge.state.lock().unwrap().fail_creates = vec![502, 503];
+        s.run(&s.pipeline()).expect("ok", 0);
+        let creates = s
+            .forge
+            .seen()
+            .iter()
+            .filter(|x| x.method == "POST" && x.path.ends_with("/pulls"))
+            .count();
+        assert_eq!(creates, 3, "{flavor:?}");
+        assert_eq!(s.forge.prs().len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_token_fails_clearly_before_any_model_call() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let wrong = "tok-wrong-5b1f0c";
+        let run = s
+            .env
+            .run_with(&s.model, &s.pipeline(), &[(TOKEN_ENV, wrong)]);
+        let r = run.expect("pr_failed", 1);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("HTTP 401") && reason.contains(&format!("${TOKEN_ENV}")),
+            "{flavor:?}: {reason}"
+        );
+        assert!(!run.stdout.contains(wrong) && !run.stderr.contains(wrong));
+        assert!(s.model.requests().await.is_empty());
+
+        let run = s.env.run(&s.model, &s.pipeline());
+        let r = run.expect("pr_failed", 1);
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{TOKEN_ENV} is not set")),
+            "{}",
+            r["reason"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_push_is_pr_failed_with_gits_reason() {
+    let s = Setup::new(Flavor::Gitea).await;
+    s.forge.state.lock().unwrap().push_allowed = false;
+    let r = s.run(&s.pipeline()).expect("pr_failed", 1);
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rejected") && reason.contains("403"),
+        "{reason}"
+    );
+    assert!(s.forge.prs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_without_push_permission_stops_before_the_push() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        s.forge.state.lock().unwrap().push_permission = false;
+        let r = s.run(&s.pipeline()).expect("pr_failed", 1);
+        assert!(
+            r["reason"].as_str().unwrap().contains("cannot push"),
+            "{}",
+            r["reason"]
+        );
+        assert!(s
+            .forge
+            .remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env)))
+            .is_none());
+        assert!(s.forge.prs().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_are_resolved_and_missing_ones_are_a_warning() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let stages = STAGES.replace(
+            "  - uses: pr\n",
+            "  - uses: pr\n    with:\n      labels: [enhancement, no-such-label]\n",
+        );
+        let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
+        assert_eq!(
+            s.forge.prs()[0].labels,
+            vec!["enhancement".to_string()],
+            "{flavor:?}"
+        );
+        assert!(
+            r["warnings"].to_string().contains("no-such-label"),
+            "{}",
+            r["warnings"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_canary_token_appears_nowhere() {
+    for flavor in BOTH {
+        let canary = format!("canary-{}-{}", rand_suffix(), std::process::id());
+        let s = Setup::with_token(flavor, &canary).await;
+        // The test command sees no token either.
+        let dump = s.env.tmp.path().join("env.txt");
+        let p = Pipeline::default()
+            .tests(&[&format!("env > {}", dump.display())])
+            .settings(&s.forge.settings(TOKEN_ENV));
+        let ok = s.run(&p);
+        ok.expect("ok", 0);
+        let second = s.run(&p);
+        second.expect("ok", 0);
+        s.forge.state.lock().unwrap().push_allowed = false;
+        s.env.write("other.txt", "move on\n");
+        s.env.commit("move main on");
+        let failed = s.run(&p);
+        failed.expect("pr_failed", 1);
+
+        let mut places: Vec<(String, String)> = Vec::new();
+        for (i, run) in [&ok, &second, &failed].iter().enumerate() {
+            places.push((format!("stdout {i}"), run.stdout.clone()));
+            places.push((format!("stderr {i}"), run.stderr.clone()));
+        }
+        for pr in s.forge.prs() {
+            places.push((
+                "PR body".into(),
+                format!("{} {} {:?}", pr.title, pr.body, pr.comments),
+            ));
+        }
+        places.push(("test env".into(), std::fs::read_to_string(&dump).unwrap()));
+        for dir in [
+            s.env.repo.join(".git"),
+            s.env.work.clone(),
+            s.forge.remote.clone(),
+        ] {
+            for (path, text) in text_files(&dir) {
+                places.push((path, text));
+            }
+        }
+        for (what, text) in &places {
+            assert!(
+                !text.contains(&canary),
+                "{flavor:?}: the token leaked into {what}"
+            );
+        }
+        assert!(
+            places.iter().any(|(w, _)| w.ends_with("config")),
+            "no git config was checked"
+        );
+    }
+}
+
+/// Every small text file under `dir`: configs, records, ledgers, logs.
+fn text_files(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("objects") {
+                stack.push(p);
+            } else if p.is_file() {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    out.push((p.display().to_string(), text));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fakes_answer_like_the_real_servers() {
+    let client = reqwest::Client::new();
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let (api, auth) = match flavor {
+            Flavor::Gitea => (
+                format!("{}/api/v1/repos/{OWNER}/{NAME}", s.forge.url),
+                format!("token {}", s.token),
+            ),
+            Flavor::Github => (
+                format!("{}/repos/{OWNER}/{NAME}", s.forge.url),
+                format!("Bearer {}", s.token),
+            ),
+        };
+        let post = |body: Value| {
+            client
+                .post(format!("{api}/pulls"))
+                .header("authorization", &auth)
+                .json(&body)
+                .send()
+        };
+        let same = post(serde_json::json!({"title": "t", "head": "main", "base": "main"}))
+            .await
+            .unwrap();
+        assert_eq!(same.status(), 422, "{flavor:?}: head equal to base");
+        let first = post(serde_json::json!({"title": "t", "head": "x", "base": "main"}))
+            .await
+            .unwrap();
+        assert_eq!(first.status(), 201);
+        let dup = post(serde_json::json!({"title": "t", "head": "x", "base": "main"}))
+            .await
+            .unwrap();
+        let expected = if flavor == Flavor::Gitea { 409 } else { 422 };
+        assert_eq!(dup.status().as_u16(), expected);
+        assert!(dup.text().await.unwrap().contains("already exists"));
+        let unauth = client
+            .get(&api)
+            .header("authorization", "token nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unauth.status(), 401);
+        let missing = client
+            .get(format!("{api}/pulls/main/nope"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        for b in ["y", "z"] {
+            post(serde_json::json!({"title": "t", "head": b, "base": "main"}))
+                .await
+                .unwrap();
+        }
+        let page1 = client
+            .get(format!("{api}/pulls?state=open&page=1&limit=2&per_page=2"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(page1.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("rel=\"next\""));
+        if flavor == Flavor::Gitea {
+            assert_eq!(page1.headers()["x-total-count"], "3");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gitea_fake_keeps_to_giteas_openapi_shapes() {
+    let spec: Value =
+        serde_json::from_str(include_str!("../fixtures/gitea-api-subset.json")).unwrap();
+    let props = |def: &str| -> Vec<String> {
+        spec["definitions"][def]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let s = Setup::new(Flavor::Gitea).await;
+    s.run(&s.pipeline()).expect("ok", 0);
+    let client = reqwest::Client::new();
+    let api = format!("{}/api/v1/repos/{OWNER}/{NAME}", s.forge.url);
+    let get = |path: String| {
+        client
+            .get(format!("{api}{path}"))
+            .header("authorization", format!("token {}", s.token))
+            .send()
+    };
+    let pr: Value = get("/pulls/1".replace("/1", "/main/") + s.forge.prs()[0].head.as_str())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (key, def) in [
+        (None, "PullRequest"),
+        (Some("head"), "PRBranchInfo"),
+        (Some("base"), "PRBranchInfo"),
+    ] {
+        let obj = key.map_or(&pr, |k| &pr[k]);
+        for k in obj.as_object().unwrap().keys() {
+            assert!(
+                props(def).contains(k),
+                "the fake's {def} has `{k}`, which Gitea's doesn't"
+            );
+        }
+    }
+    for k in [
+        "number", "html_url", "state", "merged", "title", "head", "base",
+    ] {
+        assert!(
+            props("PullRequest").contains(&k.to_string()),
+            "prbot relies on PullRequest.{k}"
+        );
+    }
+    let repo: Value = get(String::new()).await.unwrap().json().await.unwrap();
+    for k in repo.as_object().unwrap().keys() {
+        assert!(
+            props("Repository").contains(k),
+            "the fake's Repository has `{k}`"
+        );
+    }
+    let labels: Value = get("/labels".into()).await.unwrap().json().await.unwrap();
+    for k in labels[0].as_object().unwrap().keys() {
+        assert!(props("Label").contains(k), "the fake's Label has `{k}`");
+    }
+    for (path, method, status) in [
+        ("/repos/{owner}/{repo}/pulls", "post", "201"),
+        ("/repos/{owner}/{repo}/pulls", "post", "409"),
+        ("/repos/{owner}/{repo}/pulls/{base}/{head}", "get", "404"),
+        ("/repos/{owner}/{repo}/pulls/{index}", "patch", "201"),
+        (
+            "/repos/{owner}/{repo}/issues/{index}/comments",
+            "post",
+            "201",
+        ),
+    ] {
+        let known = spec["paths"][path][method].as_array().unwrap();
+        assert!(
+            known.iter().any(|s| s == status),
+            "Gitea's {method} {path} has no {status}"
+        );
+    }
+}
