@@ -196,11 +196,21 @@ impl Forge for Gitea {
         let r = self
             .call(what, Method::GET, &format!("/pulls/{base}/{branch}"), None)
             .await?;
-        match r.status {
-            404 => Ok(None),
-            _ if r.ok() => Ok(Some(r.json::<ApiPr>(what)?.into())),
-            _ => Err(self.fail(what, &r)),
+        let found: RemotePr = match r.status {
+            404 => return Ok(None),
+            _ if r.ok() => r.json::<ApiPr>(what)?.into(),
+            _ => return Err(self.fail(what, &r)),
+        };
+        if found.state == PrState::Open {
+            return Ok(Some(found));
         }
+        // With a closed PR and a newer open one on the same branch, the open one counts.
+        let open = self
+            .open_prs(branch)
+            .await?
+            .into_iter()
+            .find(|p| p.head == branch);
+        Ok(Some(open.unwrap_or(found)))
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {

@@ -475,7 +475,7 @@ fn gitea(
                             .iter()
                             .rev()
                             .filter(|p| visible(s, p) && p.base == b && p.head == h)
-                            .max_by_key(|p| (p.open, p.number));
+                            .min_by_key(|p| p.number);
                         return match found {
                             Some(p) => reply(200, gitea_pr(p, base)),
                             None => not_found(Flavor::Gitea, base),

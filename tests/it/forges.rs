@@ -180,6 +180,14 @@ async fn a_gap_whose_pr_was_closed_is_left_alone_unless_told() {
         let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
         assert_eq!(r["pr"]["number"], 2);
         assert_eq!(s.forge.prs().len(), 2);
+        // The closed PR stays closed; the next cycle updates the open one.
+        let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
+        assert_eq!(
+            (r["pr"]["number"].as_u64(), r["pr"]["created"].as_bool()),
+            (Some(2), Some(false)),
+            "{flavor:?}"
+        );
+        assert_eq!(s.forge.prs().len(), 2);
     }
 }
 
