@@ -1,23 +1,17 @@
 //! Gitea and Forgejo, over `/api/v1` with `Authorization: token <T>`.
 //! Gitea has no draft flag: a draft is a PR whose title starts with a WIP prefix.
 
-use super::http::{self, Reply, SendError};
+use super::http::{self, Reply, Rest, SendError, Transport, Verb};
 use super::push::Pusher;
-use super::{hint, Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
+use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::git::Git;
 use crate::pipeline::config::ForgeConfig;
-use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub struct Gitea {
-    http: reqwest::Client,
-    api: String,
-    web: String,
-    repo: String,
-    token_var: String,
+    rest: Rest,
     draft_prefix: String,
-    retries: usize,
     pusher: Pusher,
 }
 
@@ -55,6 +49,55 @@ impl From<ApiPr> for RemotePr {
     }
 }
 
+/// reqwest, with the token as a sensitive default header.
+struct Client {
+    http: reqwest::Client,
+    /// `{api}/repos/{owner}/{name}`
+    base: String,
+}
+
+#[async_trait::async_trait]
+impl Transport for Client {
+    async fn send(
+        &self,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, SendError> {
+        let method = match verb {
+            Verb::Get => reqwest::Method::GET,
+            Verb::Post => reqwest::Method::POST,
+            Verb::Patch => reqwest::Method::PATCH,
+        };
+        let mut req = self
+            .http
+            .request(method, format!("{}{route}", self.base))
+            .header("accept", "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                SendError::Timeout
+            } else {
+                SendError::Transport(http::chain(&e))
+            }
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = resp.text().await.map_err(transport)?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
 impl Gitea {
     pub fn new(config: &ForgeConfig, token: String) -> Result<Gitea, ForgeError> {
         let web = config.web_url().expect("validated: gitea has a url");
@@ -66,89 +109,40 @@ impl Gitea {
                 )
             })?;
         auth.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, auth);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("prbot/", env!("CARGO_PKG_VERSION")))
             .timeout(config.timeout)
             .build()
             .map_err(|e| ForgeError::Other(format!("cannot build the HTTP client: {e}")))?;
+        let base = format!("{}/repos/{repo}", config.api_base().expect("validated"));
         Ok(Gitea {
-            http,
-            api: config.api_base().expect("validated"),
             pusher: Pusher::new(format!("{web}/{repo}.git"), &token),
-            web,
-            repo,
-            token_var: config.token_var().expect("gitea has a token variable"),
+            rest: Rest::new(
+                Box::new(Client { http, base }),
+                http::Target::new(config, web, &repo),
+                config.retries,
+            ),
             draft_prefix: config.draft_prefix.clone(),
-            retries: config.retries,
         })
     }
 
-    async fn call(
-        &self,
-        what: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, ForgeError> {
-        let url = format!("{}/repos/{}{path}", self.api, self.repo);
-        http::send(self.retries, what, &self.api, || async {
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .header("accept", "application/json");
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req.send().await.map_err(|e| {
-                if e.is_timeout() {
-                    SendError::Timeout
-                } else {
-                    SendError::Transport(http::chain(&e))
-                }
-            })?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| SendError::Transport(http::chain(&e)))?;
-            Ok(Reply {
-                status,
-                headers,
-                body,
-            })
-        })
-        .await
-    }
-
-    fn fail(&self, what: &str, r: &Reply) -> ForgeError {
-        ForgeError::Status {
-            what: what.to_string(),
-            status: r.status,
-            message: r.message(),
-            hint: hint(r.status, &self.token_var, &self.web, &self.repo),
-        }
-    }
-
-    /// Every page of a list endpoint, following `Link: rel="next"` and `X-Total-Count`.
-    async fn all_pages(&self, what: &str, path: &str) -> Result<Vec<Value>, ForgeError> {
+    /// Every page of a list endpoint, following `X-Total-Count` and `Link: rel="next"`.
+    async fn all_pages(&self, what: &str, route: &str) -> Result<Vec<Value>, ForgeError> {
         let mut out = Vec::new();
+        let sep = if route.contains('?') { '&' } else { '?' };
         for page in 1..=100 {
-            let sep = if path.contains('?') { '&' } else { '?' };
             let r = self
-                .call(
+                .rest
+                .call_ok(
                     what,
-                    Method::GET,
-                    &format!("{path}{sep}page={page}&limit=50"),
+                    Verb::Get,
+                    &format!("{route}{sep}page={page}&limit=50"),
                     None,
                 )
                 .await?;
-            if !r.ok() {
-                return Err(self.fail(what, &r));
-            }
             let items: Vec<Value> = r.json(what)?;
             let got = items.len();
             out.extend(items);
@@ -156,12 +150,7 @@ impl Gitea {
                 .headers
                 .get("x-total-count")
                 .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-            let has_next = r
-                .headers
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|l| l.contains("rel=\"next\""));
-            if got == 0 || total.is_some_and(|t| out.len() >= t) || (total.is_none() && !has_next) {
+            if got == 0 || total.map_or(!r.has_next_page(), |t| out.len() >= t) {
                 break;
             }
         }
@@ -172,18 +161,7 @@ impl Gitea {
 #[async_trait::async_trait]
 impl Forge for Gitea {
     async fn repo_info(&self) -> Result<RepoInfo, ForgeError> {
-        let what = "reading the repository";
-        let r = self.call(what, Method::GET, "", None).await?;
-        if !r.ok() {
-            return Err(self.fail(what, &r));
-        }
-        let v: Value = r.json(what)?;
-        let default_branch = v["default_branch"].as_str().unwrap_or("main").to_string();
-        let can_push = v["permissions"]["push"].as_bool().unwrap_or(false);
-        Ok(RepoInfo {
-            default_branch,
-            can_push,
-        })
+        self.rest.repo_info().await
     }
 
     async fn pr_for_branch(
@@ -194,12 +172,13 @@ impl Forge for Gitea {
         let what = "looking up the PR of the branch";
         // The list endpoint has no head filter; this one finds the PR of a base and head.
         let r = self
-            .call(what, Method::GET, &format!("/pulls/{base}/{branch}"), None)
+            .rest
+            .call(what, Verb::Get, &format!("/pulls/{base}/{branch}"), None)
             .await?;
         let found: RemotePr = match r.status {
             404 => return Ok(None),
             _ if r.ok() => r.json::<ApiPr>(what)?.into(),
-            _ => return Err(self.fail(what, &r)),
+            _ => return Err(self.rest.fail(what, &r)),
         };
         if found.state == PrState::Open {
             return Ok(Some(found));
@@ -215,9 +194,8 @@ impl Forge for Gitea {
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
         let what = "listing open PRs";
-        let items = self.all_pages(what, "/pulls?state=open").await?;
         let mut out = Vec::new();
-        for v in items {
+        for v in self.all_pages(what, "/pulls?state=open").await? {
             let pr: RemotePr = serde_json::from_value::<ApiPr>(v)
                 .map_err(|e| ForgeError::Shape {
                     what: what.into(),
@@ -235,45 +213,29 @@ impl Forge for Gitea {
         let what = "opening the PR";
         let title = format!("{}{}", self.draft_prefix, pr.title);
         let body = json!({"title": title, "body": pr.body, "head": pr.head, "base": pr.base});
-        let r = self.call(what, Method::POST, "/pulls", Some(&body)).await?;
+        let r = self
+            .rest
+            .call(what, Verb::Post, "/pulls", Some(&body))
+            .await?;
         match r.status {
             409 => Err(ForgeError::AlreadyExists),
             _ if r.ok() => Ok(r.json::<ApiPr>(what)?.into()),
-            _ => Err(self.fail(what, &r)),
+            _ => Err(self.rest.fail(what, &r)),
         }
     }
 
     async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError> {
         let what = "updating the PR";
-        let title = format!("{}{title}", self.draft_prefix);
+        let edit = json!({"title": format!("{}{title}", self.draft_prefix), "body": body});
         let r = self
-            .call(
-                what,
-                Method::PATCH,
-                &format!("/pulls/{number}"),
-                Some(&json!({"title": title, "body": body})),
-            )
+            .rest
+            .call_ok(what, Verb::Patch, &format!("/pulls/{number}"), Some(&edit))
             .await?;
-        if !r.ok() {
-            return Err(self.fail(what, &r));
-        }
         Ok(r.json::<ApiPr>(what)?.into())
     }
 
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
-        let what = "commenting on the PR";
-        let r = self
-            .call(
-                what,
-                Method::POST,
-                &format!("/issues/{number}/comments"),
-                Some(&json!({"body": body})),
-            )
-            .await?;
-        if !r.ok() {
-            return Err(self.fail(what, &r));
-        }
-        Ok(())
+        self.rest.comment(number, body).await
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {
@@ -283,30 +245,23 @@ impl Forge for Gitea {
         let what = "labelling the PR";
         // Gitea labels by id; resolve the names first.
         let known = self.all_pages(what, "/labels").await?;
-        let mut ids = Vec::new();
-        let mut missing = Vec::new();
-        for name in names {
-            match known
+        let id_of = |name: &str| {
+            known
                 .iter()
-                .find(|l| l["name"].as_str() == Some(name.as_str()))
+                .find(|l| l["name"].as_str() == Some(name))
                 .and_then(|l| l["id"].as_u64())
-            {
-                Some(id) => ids.push(id),
-                None => missing.push(name.clone()),
-            }
-        }
+        };
+        let ids: Vec<u64> = names.iter().filter_map(|n| id_of(n)).collect();
+        let missing = names
+            .iter()
+            .filter(|n| id_of(n).is_none())
+            .cloned()
+            .collect();
         if !ids.is_empty() {
-            let r = self
-                .call(
-                    what,
-                    Method::POST,
-                    &format!("/issues/{number}/labels"),
-                    Some(&json!({"labels": ids})),
-                )
+            let route = format!("/issues/{number}/labels");
+            self.rest
+                .call_ok(what, Verb::Post, &route, Some(&json!({"labels": ids})))
                 .await?;
-            if !r.ok() {
-                return Err(self.fail(what, &r));
-            }
         }
         Ok(missing)
     }

@@ -1,23 +1,18 @@
 //! GitHub and GitHub Enterprise, through octocrab (`Authorization: Bearer <T>`).
 //! Raw routes keep the status and headers in view, for retries and clear errors.
 
-use super::http::{self, Reply, SendError};
+use super::http::{self, Reply, Rest, SendError, Transport, Verb};
 use super::push::Pusher;
-use super::{hint, Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
+use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::git::Git;
 use crate::pipeline::config::ForgeConfig;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 pub struct GitHub {
-    octo: octocrab::Octocrab,
-    api: String,
-    web: String,
-    repo: String,
+    rest: Rest,
     owner: String,
-    token_var: String,
-    retries: usize,
-    timeout: std::time::Duration,
     pusher: Pusher,
 }
 
@@ -54,11 +49,50 @@ impl From<ApiPr> for RemotePr {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Verb {
-    Get,
-    Post,
-    Patch,
+struct Client {
+    octo: octocrab::Octocrab,
+    /// `/repos/{owner}/{name}`: relative, since octocrab only sends the token to its base.
+    prefix: String,
+    api: String,
+    timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl Transport for Client {
+    async fn send(
+        &self,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, SendError> {
+        let route = format!("{}{route}", self.prefix);
+        let sent = async {
+            match verb {
+                Verb::Get => self.octo._get(route.as_str()).await,
+                Verb::Post => self.octo._post(route.as_str(), body).await,
+                Verb::Patch => self.octo._patch(route.as_str(), body).await,
+            }
+        };
+        let resp = match tokio::time::timeout(self.timeout, sent).await {
+            Err(_) => return Err(SendError::Timeout),
+            Ok(r) => r.map_err(|e| SendError::Transport(http::chain(&e)))?,
+        };
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = self
+            .octo
+            .body_to_string(resp)
+            .await
+            .map_err(|e| SendError::Transport(http::chain(&e)))?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn base(&self) -> &str {
+        &self.api
+    }
 }
 
 impl GitHub {
@@ -83,90 +117,33 @@ impl GitHub {
                     http::chain(&e)
                 ))
             })?;
-        Ok(GitHub {
+        let client = Client {
             octo,
+            prefix: format!("/repos/{repo}"),
+            api,
+            timeout: config.timeout,
+        };
+        Ok(GitHub {
             pusher: Pusher::new(format!("{web}/{repo}.git"), &token),
             owner: repo.split('/').next().unwrap_or_default().to_string(),
-            api,
-            web,
-            repo,
-            token_var: config.token_var().expect("github has a token variable"),
-            retries: config.retries,
-            timeout: config.timeout,
+            rest: Rest::new(
+                Box::new(client),
+                http::Target::new(config, web, &repo),
+                config.retries,
+            ),
         })
-    }
-
-    async fn call(
-        &self,
-        what: &str,
-        verb: Verb,
-        route: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, ForgeError> {
-        // A relative route: octocrab only sends the token to its own base address.
-        let route = format!("/repos/{}{route}", self.repo);
-        http::send(self.retries, what, &self.api, || async {
-            let sent = async {
-                match verb {
-                    Verb::Get => self.octo._get(route.as_str()).await,
-                    Verb::Post => self.octo._post(route.as_str(), body).await,
-                    Verb::Patch => self.octo._patch(route.as_str(), body).await,
-                }
-            };
-            let resp = match tokio::time::timeout(self.timeout, sent).await {
-                Err(_) => return Err(SendError::Timeout),
-                Ok(Err(e)) => return Err(SendError::Transport(http::chain(&e))),
-                Ok(Ok(r)) => r,
-            };
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = self
-                .octo
-                .body_to_string(resp)
-                .await
-                .map_err(|e| SendError::Transport(http::chain(&e)))?;
-            Ok(Reply {
-                status,
-                headers,
-                body,
-            })
-        })
-        .await
-    }
-
-    fn fail(&self, what: &str, r: &Reply) -> ForgeError {
-        ForgeError::Status {
-            what: what.to_string(),
-            status: r.status,
-            message: r.message(),
-            hint: hint(r.status, &self.token_var, &self.web, &self.repo),
-        }
     }
 
     /// Every page of a PR list, following `Link: rel="next"`.
     async fn pulls(&self, what: &str, query: &str) -> Result<Vec<RemotePr>, ForgeError> {
         let mut out = Vec::new();
         for page in 1..=100 {
-            let r = self
-                .call(
-                    what,
-                    Verb::Get,
-                    &format!("/pulls?{query}&per_page=100&page={page}"),
-                    None,
-                )
-                .await?;
-            if !r.ok() {
-                return Err(self.fail(what, &r));
-            }
+            let route = format!("/pulls?{query}&per_page=100&page={page}");
+            let r = self.rest.call_ok(what, Verb::Get, &route, None).await?;
             let items: Vec<ApiPr> = r.json(what)?;
             let got = items.len();
             out.extend(items.into_iter().map(RemotePr::from));
-            let next = r
-                .headers
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|l| l.contains("rel=\"next\""));
-            if got == 0 || !next {
+            if got == 0 || !r.has_next_page() {
                 break;
             }
         }
@@ -174,23 +151,10 @@ impl GitHub {
     }
 }
 
-fn already_exists(r: &Reply) -> bool {
-    r.status == 422 && r.body.contains("already exists")
-}
-
 #[async_trait::async_trait]
 impl Forge for GitHub {
     async fn repo_info(&self) -> Result<RepoInfo, ForgeError> {
-        let what = "reading the repository";
-        let r = self.call(what, Verb::Get, "", None).await?;
-        if !r.ok() {
-            return Err(self.fail(what, &r));
-        }
-        let v: Value = r.json(what)?;
-        Ok(RepoInfo {
-            default_branch: v["default_branch"].as_str().unwrap_or("main").to_string(),
-            can_push: v["permissions"]["push"].as_bool().unwrap_or(false),
-        })
+        self.rest.repo_info().await
     }
 
     async fn pr_for_branch(
@@ -198,11 +162,9 @@ impl Forge for GitHub {
         branch: &str,
         base: &str,
     ) -> Result<Option<RemotePr>, ForgeError> {
+        let query = format!("state=all&head={}:{branch}&base={base}", self.owner);
         let prs = self
-            .pulls(
-                "looking up the PR of the branch",
-                &format!("state=all&head={}:{branch}&base={base}", self.owner),
-            )
+            .pulls("looking up the PR of the branch", &query)
             .await?;
         let open = prs.iter().find(|p| p.state == PrState::Open).cloned();
         // GitHub lists newest first.
@@ -210,9 +172,8 @@ impl Forge for GitHub {
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
-        Ok(self
-            .pulls("listing open PRs", "state=open")
-            .await?
+        let all = self.pulls("listing open PRs", "state=open").await?;
+        Ok(all
             .into_iter()
             .filter(|p| p.head.starts_with(prefix))
             .collect())
@@ -221,75 +182,53 @@ impl Forge for GitHub {
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {
         let what = "opening the PR";
         let body = json!({"title": pr.title, "body": pr.body, "head": pr.head, "base": pr.base, "draft": true});
-        let r = self.call(what, Verb::Post, "/pulls", Some(&body)).await?;
-        if already_exists(&r) {
+        let r = self
+            .rest
+            .call(what, Verb::Post, "/pulls", Some(&body))
+            .await?;
+        if r.status == 422 && r.body.contains("already exists") {
             return Err(ForgeError::AlreadyExists);
         }
         if !r.ok() {
-            return Err(self.fail(what, &r));
+            return Err(self.rest.fail(what, &r));
         }
         Ok(r.json::<ApiPr>(what)?.into())
     }
 
     async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError> {
         let what = "updating the PR";
+        let edit = json!({"title": title, "body": body});
         let r = self
-            .call(
-                what,
-                Verb::Patch,
-                &format!("/pulls/{number}"),
-                Some(&json!({"title": title, "body": body})),
-            )
+            .rest
+            .call_ok(what, Verb::Patch, &format!("/pulls/{number}"), Some(&edit))
             .await?;
-        if !r.ok() {
-            return Err(self.fail(what, &r));
-        }
         Ok(r.json::<ApiPr>(what)?.into())
     }
 
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
-        let what = "commenting on the PR";
-        let r = self
-            .call(
-                what,
-                Verb::Post,
-                &format!("/issues/{number}/comments"),
-                Some(&json!({"body": body})),
-            )
-            .await?;
-        if !r.ok() {
-            return Err(self.fail(what, &r));
-        }
-        Ok(())
+        self.rest.comment(number, body).await
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {
         let what = "labelling the PR";
-        let mut known = Vec::new();
-        let mut missing = Vec::new();
+        let (mut known, mut missing) = (Vec::new(), Vec::new());
         // GitHub would create unknown labels on the fly; prbot only uses the repository's own.
         for name in names {
             let r = self
+                .rest
                 .call(what, Verb::Get, &format!("/labels/{}", encode(name)), None)
                 .await?;
             match r.status {
                 404 => missing.push(name.clone()),
                 _ if r.ok() => known.push(name.clone()),
-                _ => return Err(self.fail(what, &r)),
+                _ => return Err(self.rest.fail(what, &r)),
             }
         }
         if !known.is_empty() {
-            let r = self
-                .call(
-                    what,
-                    Verb::Post,
-                    &format!("/issues/{number}/labels"),
-                    Some(&json!({"labels": known})),
-                )
+            let route = format!("/issues/{number}/labels");
+            self.rest
+                .call_ok(what, Verb::Post, &route, Some(&json!({"labels": known})))
                 .await?;
-            if !r.ok() {
-                return Err(self.fail(what, &r));
-            }
         }
         Ok(missing)
     }

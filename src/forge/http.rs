@@ -3,8 +3,96 @@
 
 use super::ForgeError;
 use backon::{ExponentialBuilder, Retryable};
+use serde_json::Value;
 use std::future::Future;
 use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+}
+
+/// One HTTP exchange with a forge's API, without retries: reqwest for Gitea, octocrab
+/// for GitHub. `route` is relative to the repository's API path.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(&self, verb: Verb, route: &str, body: Option<&Value>)
+        -> Result<Reply, SendError>;
+    /// The API's address, for error messages.
+    fn base(&self) -> &str;
+}
+
+/// A repository's REST API: a transport, retries, and errors that say what to check.
+pub struct Rest {
+    transport: Box<dyn Transport>,
+    target: Target,
+    retries: usize,
+}
+
+impl Rest {
+    pub fn new(transport: Box<dyn Transport>, target: Target, retries: usize) -> Rest {
+        Rest {
+            transport,
+            target,
+            retries,
+        }
+    }
+
+    /// Any final answer, after retries on 429, 5xx and transport failures.
+    pub async fn call(
+        &self,
+        what: &str,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        send(self.retries, what, self.transport.base(), || {
+            self.transport.send(verb, route, body)
+        })
+        .await
+    }
+
+    /// Like `call`, but any answer other than 2xx is an error.
+    pub async fn call_ok(
+        &self,
+        what: &str,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        let r = self.call(what, verb, route, body).await?;
+        if r.ok() {
+            Ok(r)
+        } else {
+            Err(self.target.fail(what, &r))
+        }
+    }
+
+    pub fn fail(&self, what: &str, r: &Reply) -> ForgeError {
+        self.target.fail(what, r)
+    }
+
+    /// Gitea and GitHub describe a repository alike.
+    pub async fn repo_info(&self) -> Result<super::RepoInfo, ForgeError> {
+        let what = "reading the repository";
+        let v: Value = self.call_ok(what, Verb::Get, "", None).await?.json(what)?;
+        Ok(super::RepoInfo {
+            default_branch: v["default_branch"].as_str().unwrap_or("main").to_string(),
+            can_push: v["permissions"]["push"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// Both forges comment on a PR through its issue.
+    pub async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
+        let route = format!("/issues/{number}/comments");
+        let comment = serde_json::json!({ "body": body });
+        self.call_ok("commenting on the PR", Verb::Post, &route, Some(&comment))
+            .await?;
+        Ok(())
+    }
+}
 
 #[derive(Debug)]
 pub struct Reply {
@@ -35,6 +123,12 @@ impl Reply {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| crate::records::one_line(&self.body, 200))
+    }
+
+    /// Whether a `Link` header points at a next page.
+    pub fn has_next_page(&self) -> bool {
+        let link = self.headers.get("link").and_then(|v| v.to_str().ok());
+        link.is_some_and(|l| l.contains("rel=\"next\""))
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -129,4 +223,48 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+/// What error messages name: the token's variable, the server and the repository.
+pub struct Target {
+    token_var: String,
+    web: String,
+    repo: String,
+}
+
+impl Target {
+    pub fn new(config: &crate::pipeline::config::ForgeConfig, web: String, repo: &str) -> Target {
+        let token_var = config
+            .token_var()
+            .expect("remote forges have a token variable");
+        Target {
+            token_var,
+            web,
+            repo: repo.to_string(),
+        }
+    }
+
+    /// An answer that is not 2xx, as an error that says what to check.
+    pub fn fail(&self, what: &str, r: &Reply) -> ForgeError {
+        ForgeError::Status {
+            what: what.to_string(),
+            status: r.status,
+            message: r.message(),
+            hint: self.hint(r.status),
+        }
+    }
+
+    /// What the user should check for an HTTP status, without ever quoting the token.
+    fn hint(&self, status: u16) -> String {
+        let (var, web, repo) = (&self.token_var, &self.web, &self.repo);
+        match status {
+            401 => format!("The forge refused the token in ${var}: check that it is set, valid and not expired"),
+            403 => format!("The token in ${var} lacks permission: it needs write access to {repo}'s code and pull requests"),
+            404 => format!("Not found: check forge.url ({web}) and forge.repo ({repo}), and that the token can see the repository"),
+            409 | 422 => "The forge refused the request as it stands".into(),
+            429 => "Rate limited, and still so after the retries; try again later".into(),
+            s if s >= 500 => "The forge had an internal error, and still after the retries; check its status".into(),
+            _ => String::new(),
+        }
+    }
 }

@@ -118,16 +118,3 @@ pub fn from_config(
         ForgeKind::Github => Arc::new(github::GitHub::new(config, token()?)?),
     })
 }
-
-/// What the user should check for an HTTP status, without ever quoting the token.
-fn hint(status: u16, token_var: &str, web: &str, repo: &str) -> String {
-    match status {
-        401 => format!("The forge refused the token in ${token_var}: check that it is set, valid and not expired"),
-        403 => format!("The token in ${token_var} lacks permission: it needs write access to {repo}'s code and pull requests"),
-        404 => format!("Not found: check forge.url ({web}) and forge.repo ({repo}), and that the token can see the repository"),
-        409 | 422 => "The forge refused the request as it stands".into(),
-        429 => "Rate limited, and still so after the retries; try again later".into(),
-        s if s >= 500 => "The forge had an internal error, and still after the retries; check its status".into(),
-        _ => String::new(),
-    }
-}
