@@ -7,11 +7,14 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Ledger {
     pub day: String,
     pub calls: u64,
     pub tokens: u64,
+    /// Dollars spent, for models with prices.
+    #[serde(default)]
+    pub usd: f64,
     /// New PRs opened this day, for `pr.max_per_day`.
     #[serde(default)]
     pub prs_opened: u64,
@@ -22,15 +25,9 @@ pub enum BudgetError {
     #[error("daily model budget exhausted: {0}")]
     Exhausted(String),
     #[error("cannot use the budget ledger {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the budget ledger {path} is corrupt ({source}); fix or remove it")]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Corrupt { path: PathBuf, source: serde_json::Error },
 }
 
 /// The ledger for one state directory.
@@ -42,10 +39,7 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(state_dir: &Path, limits: BudgetConfig) -> Self {
-        Budget {
-            dir: state_dir.to_path_buf(),
-            limits,
-        }
+        Budget { dir: state_dir.to_path_buf(), limits }
     }
 
     fn today() -> NaiveDate {
@@ -53,8 +47,7 @@ impl Budget {
     }
 
     pub fn ledger_path(&self, day: NaiveDate) -> PathBuf {
-        self.dir
-            .join(format!("cost-{}.json", day.format("%Y-%m-%d")))
+        self.dir.join(format!("cost-{}.json", day.format("%Y-%m-%d")))
     }
 
     /// Today's ledger as it stands.
@@ -82,6 +75,14 @@ impl Budget {
                 l.tokens, self.limits.tokens_per_day, l.day
             )));
         }
+        if let Some(cap) = self.limits.usd_per_day {
+            if l.usd >= cap {
+                return Err(BudgetError::Exhausted(format!(
+                    "${:.4} of ${cap:.4} spent on {} (UTC)",
+                    l.usd, l.day
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -94,10 +95,11 @@ impl Budget {
         })
     }
 
-    /// Adds the tokens a call used.
-    pub fn add_tokens(&self, tokens: u64) -> Result<Ledger, BudgetError> {
+    /// Adds what a call used.
+    pub fn add_usage(&self, tokens: u64, usd: f64) -> Result<Ledger, BudgetError> {
         self.update(|l, _| {
             l.tokens += tokens;
+            l.usd += usd;
             Ok(())
         })
     }
@@ -139,12 +141,12 @@ impl Budget {
     fn read(&self, day: NaiveDate) -> Result<Ledger, BudgetError> {
         let path = self.ledger_path(day);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| BudgetError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger {
-                day: day.format("%Y-%m-%d").to_string(),
-                ..Ledger::default()
-            }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| BudgetError::Corrupt { path, source })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Ledger { day: day.format("%Y-%m-%d").to_string(), ..Ledger::default() })
+            }
             Err(source) => Err(BudgetError::Io { path, source }),
         }
     }
@@ -159,15 +161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = Budget::new(
             dir.path(),
-            BudgetConfig {
-                calls_per_day: 5,
-                tokens_per_day: 1_000,
-            },
+            BudgetConfig { calls_per_day: 5, tokens_per_day: 1_000, usd_per_day: None },
         );
         let granted: usize = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..16)
-                .map(|_| s.spawn(|| b.reserve_call().is_ok() as usize))
-                .collect();
+            let hs: Vec<_> = (0..16).map(|_| s.spawn(|| b.reserve_call().is_ok() as usize)).collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(granted, 5);
@@ -176,17 +173,28 @@ mod tests {
     }
 
     #[test]
+    fn dollars_exhaust_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Budget::new(
+            dir.path(),
+            BudgetConfig { calls_per_day: 5, tokens_per_day: 1_000_000, usd_per_day: Some(0.01) },
+        );
+        b.reserve_call().unwrap();
+        b.add_usage(10, 0.02).unwrap();
+        assert!(
+            matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("$0.0200 of $0.0100"))
+        );
+    }
+
+    #[test]
     fn tokens_exhaust_too() {
         let dir = tempfile::tempdir().unwrap();
         let b = Budget::new(
             dir.path(),
-            BudgetConfig {
-                calls_per_day: 5,
-                tokens_per_day: 100,
-            },
+            BudgetConfig { calls_per_day: 5, tokens_per_day: 100, usd_per_day: None },
         );
         b.reserve_call().unwrap();
-        b.add_tokens(150).unwrap();
+        b.add_usage(150, 0.0).unwrap();
         assert!(
             matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("150 of 100 tokens"))
         );

@@ -4,11 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "prbot",
-    version,
-    about = "An autonomous pull-request bot that runs like a CI job"
-)]
+#[command(name = "prbot", version, about = "An autonomous pull-request bot that runs like a CI job")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -104,7 +100,8 @@ pub fn main() -> i32 {
     match crate::commands::dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            use std::io::Write;
+            let _ = writeln!(crate::secrets::RedactingStderr, "error: {e}");
             e.exit_code()
         }
     }
@@ -115,7 +112,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("prbot=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::secrets::RedactingStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)

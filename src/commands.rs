@@ -16,12 +16,7 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
     match command {
         Command::Run { target, json } => run(&target, json),
         Command::Validate { file } => validate(file),
-        Command::History {
-            target,
-            gap,
-            limit,
-            json,
-        } => history(&target, gap.as_deref(), limit, json),
+        Command::History { target, gap, limit, json } => history(&target, gap.as_deref(), limit, json),
         Command::Stats { target, json } => stats(&target, json),
         Command::Demo { dir } => crate::demo::run(dir),
     }
@@ -30,9 +25,7 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
 const DEFAULT_PIPELINE: &str = "pipelines/default.yml";
 
 fn pipeline_path(repo: &Repo, given: &Option<PathBuf>) -> PathBuf {
-    given
-        .clone()
-        .unwrap_or_else(|| repo.root.join(DEFAULT_PIPELINE))
+    given.clone().unwrap_or_else(|| repo.root.join(DEFAULT_PIPELINE))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -54,10 +47,9 @@ pub fn run_one(
         let cancel = cancel.clone();
         async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
                 return;
             };
             tokio::select! {
@@ -69,8 +61,7 @@ pub fn run_one(
         }
     });
     let handle = rt.handle().clone();
-    let result =
-        rt.block_on(rt.spawn_blocking(move || runner::run_cycle(pipeline, repo, cancel, handle)));
+    let result = rt.block_on(rt.spawn_blocking(move || runner::run_cycle(pipeline, repo, cancel, handle)));
     watcher.abort();
     let run = result.map_err(|e| CliError::Other(format!("the cycle thread failed: {e}")))??;
     Ok(run)
@@ -99,11 +90,7 @@ fn validate(file: Option<PathBuf>) -> Result<i32, CliError> {
     } else {
         "; no enabled pr stage, so cycles are dry runs"
     };
-    println!(
-        "{}: ok ({} stages, {enabled} enabled{mode})",
-        path.display(),
-        p.stages.len()
-    );
+    println!("{}: ok ({} stages, {enabled} enabled{mode})", path.display(), p.stages.len());
     Ok(0)
 }
 
@@ -124,13 +111,7 @@ fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Resu
     let mut all: Vec<Summary> = store
         .all()?
         .into_iter()
-        .filter(|s| {
-            gap.is_none_or(|g| {
-                s.gap_id
-                    .as_deref()
-                    .is_some_and(|id| id == g || id.starts_with(g))
-            })
-        })
+        .filter(|s| gap.is_none_or(|g| s.gap_id.as_deref().is_some_and(|id| id == g || id.starts_with(g))))
         .collect();
     all.reverse();
     all.truncate(limit);
@@ -144,16 +125,10 @@ fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Resu
         println!("no cycles recorded in {}", dir.display());
         return Ok(0);
     }
-    println!(
-        "{:<26} {:<17} {:<21} {:<49} PR / REASON",
-        "CYCLE", "STARTED (UTC)", "OUTCOME", "GAP"
-    );
+    println!("{:<26} {:<17} {:<21} {:<49} PR / REASON", "CYCLE", "STARTED (UTC)", "OUTCOME", "GAP");
     for s in &all {
         let gap = s.gap_id.as_deref().unwrap_or("-");
-        let last = s
-            .pr_url
-            .clone()
-            .unwrap_or_else(|| crate::records::one_line(&s.reason, 70));
+        let last = s.pr_url.clone().unwrap_or_else(|| crate::records::one_line(&s.reason, 70));
         println!(
             "{:<26} {:<17} {:<21} {:<49} {last}",
             s.cycle_id,
@@ -186,9 +161,7 @@ pub fn compute_stats(all: &[Summary]) -> Stats {
     let mut by_outcome = BTreeMap::new();
     let mut by_gap: BTreeMap<String, GapStats> = BTreeMap::new();
     for s in all {
-        *by_outcome
-            .entry(s.outcome.as_str().to_string())
-            .or_insert(0) += 1;
+        *by_outcome.entry(s.outcome.as_str().to_string()).or_insert(0) += 1;
         if let Some(g) = &s.gap_id {
             let e = by_gap.entry(g.clone()).or_default();
             e.cycles += 1;
@@ -197,36 +170,18 @@ pub fn compute_stats(all: &[Summary]) -> Stats {
         }
     }
     let prs_opened = all.iter().filter(|s| s.outcome == Outcome::Ok).count();
-    let pr_share = if all.is_empty() {
-        0.0
-    } else {
-        prs_opened as f64 / all.len() as f64
-    };
-    Stats {
-        cycles: all.len(),
-        prs_opened,
-        pr_share,
-        by_outcome,
-        by_gap,
-    }
+    let pr_share = if all.is_empty() { 0.0 } else { prs_opened as f64 / all.len() as f64 };
+    Stats { cycles: all.len(), prs_opened, pr_share, by_outcome, by_gap }
 }
 
 fn stats(target: &Target, json: bool) -> Result<i32, CliError> {
     let (store, _) = store(target)?;
     let s = compute_stats(&store.all()?);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&s).expect("stats serialise")
-        );
+        println!("{}", serde_json::to_string_pretty(&s).expect("stats serialise"));
         return Ok(0);
     }
-    println!(
-        "cycles: {}   PRs opened: {} ({:.0}%)",
-        s.cycles,
-        s.prs_opened,
-        s.pr_share * 100.0
-    );
+    println!("cycles: {}   PRs opened: {} ({:.0}%)", s.cycles, s.prs_opened, s.pr_share * 100.0);
     if !s.by_outcome.is_empty() {
         println!("\nby outcome:");
         for (o, n) in &s.by_outcome {
@@ -237,10 +192,7 @@ fn stats(target: &Target, json: bool) -> Result<i32, CliError> {
         println!("\nby gap:");
         for (g, st) in &s.by_gap {
             let last = st.last_outcome.map(|o| o.as_str()).unwrap_or("-");
-            println!(
-                "  {g:<40} cycles {:<4} PRs {:<3} last {last}",
-                st.cycles, st.prs_opened
-            );
+            println!("  {g:<40} cycles {:<4} PRs {:<3} last {last}", st.cycles, st.prs_opened);
         }
     }
     Ok(0)

@@ -4,13 +4,16 @@ use crate::budget::Budget;
 use crate::forge::Forge;
 use crate::git::GitError;
 use crate::model::proposal::Proposal;
+use crate::model::ChatMessage;
 use crate::model::ModelClient;
 use crate::outcome::Outcome;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
 use crate::prd::Gap;
 use crate::process::Cancel;
-use crate::records::{ModelUse, PrRef, Store, Summary, TestRun, TouchedFile};
+use crate::records::{
+    Attempt, AttemptKind, ModelCall, ModelUse, PrRef, Store, Summary, TestRun, TouchedFile,
+};
 use crate::secrets::Secrets;
 use crate::workspace::{Repo, Workspace};
 use chrono::{DateTime, Utc};
@@ -25,14 +28,18 @@ use std::time::Duration;
 pub struct End {
     pub outcome: Outcome,
     pub reason: String,
+    /// For failures the model can fix: what to tell it in a repair request.
+    pub feedback: Option<String>,
 }
 
 impl End {
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
-        End {
-            outcome,
-            reason: reason.into(),
-        }
+        End { outcome, reason: reason.into(), feedback: None }
+    }
+
+    /// A failure that goes back to the model, if the pipeline allows a repair.
+    pub fn repairable(outcome: Outcome, reason: impl Into<String>, feedback: impl Into<String>) -> Self {
+        End { outcome, reason: reason.into(), feedback: Some(feedback.into()) }
     }
 
     pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
@@ -44,6 +51,14 @@ impl From<GitError> for End {
     fn from(e: GitError) -> Self {
         End::internal("git failed", e)
     }
+}
+
+/// A pending request for a corrected proposal.
+#[derive(Debug, Clone)]
+pub struct Repair {
+    pub feedback: String,
+    /// Ask `propose.escalate_to` instead of the ladder.
+    pub escalate: bool,
 }
 
 /// Held for the whole cycle; the kernel drops it if the process dies, so a killed run's
@@ -73,19 +88,13 @@ impl RunLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 let holder = holder.trim();
-                let who = if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {holder})")
-                };
+                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
                 Err(End::new(
                     Outcome::SkippedLocked,
                     format!("another prbot cycle{who} is running on this repository"),
                 ))
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(End::internal("cannot take the run lock", e))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(End::internal("cannot take the run lock", e)),
         }
     }
 }
@@ -117,6 +126,19 @@ pub struct Cycle {
     pub prior: Vec<Summary>,
     pub proposal: Option<Proposal>,
     pub model_use: Option<ModelUse>,
+    pub model_calls: Vec<ModelCall>,
+    pub attempts: Vec<Attempt>,
+    /// The conversation with the model, kept across repairs.
+    pub conversation: Vec<ChatMessage>,
+    /// Set when the cycle went back to propose: what to tell the model, and whether to
+    /// ask the escalation model.
+    pub repair: Option<Repair>,
+    /// The failure that the pending or running repair answers.
+    pub last_failure: Option<End>,
+    /// How the current proposal was asked for.
+    pub attempt_kind: AttemptKind,
+    /// A proposal was made and its attempt not yet recorded.
+    pub attempt_open: bool,
     /// Set by apply; `Some` means a change sits in the worktree.
     pub applied: Option<Vec<TouchedFile>>,
     pub tests: Vec<TestRun>,
@@ -139,7 +161,7 @@ impl Cycle {
         rt: tokio::runtime::Handle,
     ) -> Cycle {
         let budget = Budget::new(&state_dir, pipeline.budget.clone());
-        let model = ModelClient::new(pipeline.model.clone(), budget.clone());
+        let model = ModelClient::new(&pipeline.providers, budget.clone());
         Cycle {
             id,
             started_at: Utc::now(),
@@ -164,6 +186,13 @@ impl Cycle {
             prior: Vec::new(),
             proposal: None,
             model_use: None,
+            model_calls: Vec::new(),
+            attempts: Vec::new(),
+            conversation: Vec::new(),
+            repair: None,
+            last_failure: None,
+            attempt_kind: AttemptKind::First,
+            attempt_open: false,
             applied: None,
             tests: Vec::new(),
             branch: None,
@@ -185,11 +214,7 @@ impl Cycle {
     /// What a killed cycle left behind: half-written temp files and a dirty worktree.
     /// Only safe with the lock held, when no other cycle can own them.
     fn sweep_leftovers(&self) {
-        for dir in [
-            self.state_dir.clone(),
-            self.state_dir.join("cycles"),
-            self.state_dir.join("pulls"),
-        ] {
+        for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -216,12 +241,7 @@ impl Cycle {
         let c = self
             .repo
             .git(&self.cancel)
-            .run([
-                "rev-parse",
-                "--verify",
-                "--end-of-options",
-                &format!("{base}^{{commit}}"),
-            ])
+            .run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])
             .map_err(|e| End::internal(&format!("workspace.base `{base}` is not a commit"), e))?;
         self.base_commit = Some(c.clone());
         Ok(c)
@@ -244,9 +264,8 @@ impl Cycle {
     /// the cycle `pr_failed`.
     pub fn forge(&mut self) -> Result<Arc<dyn Forge>, End> {
         if self.forge.is_none() {
-            let f =
-                crate::forge::from_config(&self.pipeline.forge, &self.repo.root, &self.state_dir)
-                    .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
+            let f = crate::forge::from_config(&self.pipeline.forge, &self.repo.root, &self.state_dir)
+                .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
             self.forge = Some(f);
         }
         Ok(self.forge.clone().expect("just set"))
@@ -261,8 +280,7 @@ impl Cycle {
             Some(b) => b,
             None => {
                 let forge = self.forge()?;
-                self.forge_call(async move { forge.repo_info().await })?
-                    .default_branch
+                self.forge_call(async move { forge.repo_info().await })?.default_branch
             }
         };
         self.pr_base = Some(base.clone());
@@ -286,10 +304,7 @@ impl Cycle {
         F: std::future::Future<Output = Result<T, crate::forge::ForgeError>>,
     {
         match self.block_on(fut) {
-            None => Err(End::new(
-                Outcome::Cancelled,
-                "cancelled while talking to the forge",
-            )),
+            None => Err(End::new(Outcome::Cancelled, "cancelled while talking to the forge")),
             Some(Err(e)) => Err(End::new(Outcome::PrFailed, e.to_string())),
             Some(Ok(v)) => Ok(v),
         }
@@ -319,21 +334,15 @@ impl Cycle {
     }
 
     pub fn policy(&self) -> Policy<'_> {
-        Policy::new(
-            &self.pipeline.policy,
-            &self.repo.root,
-            self.child_env(&[]),
-            self.cancel.clone(),
-        )
+        Policy::new(&self.pipeline.policy, &self.repo.root, self.child_env(&[]), self.cancel.clone())
     }
 
     /// Paths relative to the repository that only maintainers write.
     pub fn protected_paths(&self) -> Vec<String> {
         let mut out = vec![self.pipeline.prd.path.to_string_lossy().into_owned()];
-        let pipeline = std::fs::canonicalize(&self.pipeline.path)
-            .unwrap_or_else(|_| self.pipeline.path.clone());
-        let root =
-            std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
+        let pipeline =
+            std::fs::canonicalize(&self.pipeline.path).unwrap_or_else(|_| self.pipeline.path.clone());
+        let root = std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
         if let Ok(rel) = pipeline.strip_prefix(&root) {
             out.push(rel.to_string_lossy().into_owned());
         }
@@ -348,24 +357,15 @@ impl Cycle {
     /// What the cycle comes to when every stage let it go on.
     pub fn conclude(&mut self) -> End {
         if let Some(pr) = &self.pr {
-            return End::new(
-                Outcome::Ok,
-                format!("draft PR #{} opened: {}", pr.number, pr.url),
-            );
+            return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
         }
         let Some(gap) = self.gap.clone() else {
-            return End::new(
-                Outcome::DryRun,
-                "the pipeline ended before a gap was picked",
-            );
+            return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");
         };
         if self.applied.is_none() {
             return End::new(
                 Outcome::DryRun,
-                format!(
-                    "the pipeline ended before a change was applied for gap {}",
-                    gap.id
-                ),
+                format!("the pipeline ended before a change was applied for gap {}", gap.id),
             );
         }
         let branch = Self::branch_for(&gap);
@@ -377,21 +377,75 @@ impl Cycle {
         };
         match ws.commit_to_branch(&branch, &message, &bot.name, &bot.email) {
             Ok(sha) => {
-                let tests = if self.tests.is_empty() {
-                    "no test stage ran"
-                } else {
-                    "tests passed"
-                };
-                let reason = format!("{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})", &sha[..12.min(sha.len())]);
+                let tests = if self.tests.is_empty() { "no test stage ran" } else { "tests passed" };
+                let reason = format!(
+                    "{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})",
+                    &sha[..12.min(sha.len())]
+                );
                 self.branch = Some(branch);
                 self.commit = Some(sha);
                 End::new(Outcome::DryRun, reason)
             }
-            Err(e) => End::new(
-                Outcome::InternalError,
-                format!("could not keep the change on branch {branch}: {e}"),
-            ),
+            Err(e) => {
+                End::new(Outcome::InternalError, format!("could not keep the change on branch {branch}: {e}"))
+            }
         }
+    }
+
+    /// Records the attempt that just ended.
+    pub fn close_attempt(&mut self, end: &End) {
+        if !std::mem::take(&mut self.attempt_open) {
+            return;
+        }
+        let Some(model) = self.model_use.as_ref().map(|m| m.name.clone()) else { return };
+        let tokens_so_far: u64 = self.attempts.iter().map(|a| a.tokens).sum();
+        let total = self.model_use.as_ref().map_or(0, |m| m.total_tokens);
+        let excerpt =
+            self.tests.iter().rev().find(|t| !t.passed).map(|t| t.excerpt.clone()).unwrap_or_default();
+        self.attempts.push(Attempt {
+            kind: self.attempt_kind,
+            model,
+            tokens: total.saturating_sub(tokens_so_far),
+            outcome: end.outcome,
+            reason: end.reason.clone(),
+            excerpt,
+        });
+    }
+
+    /// Goes back for a repair if the propose stage allows one more (or an escalation).
+    /// On `true` the worktree is clean again and the runner re-enters propose.
+    pub fn start_repair(&mut self, end: &End) -> bool {
+        let Some(feedback) = end.feedback.clone() else { return false };
+        let Some(settings) = self.pipeline.propose_settings().cloned() else { return false };
+        if self.proposal.is_none() {
+            return false;
+        }
+        self.close_attempt(end);
+        let repairs = self.attempts.iter().filter(|a| a.kind == AttemptKind::Repair).count();
+        let escalated = self.attempts.iter().any(|a| a.kind == AttemptKind::Escalation);
+        let escalate = if escalated {
+            return false;
+        } else if repairs < settings.repair_attempts {
+            false
+        } else if settings.escalate_to.is_some() {
+            true
+        } else {
+            return false;
+        };
+        if let Some(ws) = &self.workspace {
+            if let Err(e) = ws.reset() {
+                tracing::warn!("cannot reset the worktree for a repair: {e}");
+                return false;
+            }
+        }
+        let what = if escalate { "escalating to a stronger model" } else { "asking the model for a repair" };
+        tracing::info!("↻ {}: {what} ({} so far)", end.outcome, self.attempts.len());
+        self.repair = Some(Repair { feedback, escalate });
+        self.last_failure = Some(end.clone());
+        self.proposal = None;
+        self.applied = None;
+        self.tests.clear();
+        true
     }
 
     /// Drops the worktree handle, which resets it to the base commit.
@@ -402,8 +456,6 @@ impl Cycle {
 
 pub fn commit_message(gap: &Gap, proposal: Option<&Proposal>) -> String {
     let title = crate::records::one_line(&gap.text, 68);
-    let summary = proposal
-        .map(|p| p.summary.trim().to_string())
-        .unwrap_or_default();
+    let summary = proposal.map(|p| p.summary.trim().to_string()).unwrap_or_default();
     format!("prbot: {title}\n\n{summary}\n\nGap: {}\n", gap.id)
 }

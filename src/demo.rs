@@ -10,7 +10,8 @@ use axum::{routing::post, Json, Router};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const GREET: &str = "#!/bin/sh\n# Prints a greeting for the name given as the first argument.\necho \"Hello, $1!\"\n";
+const GREET: &str =
+    "#!/bin/sh\n# Prints a greeting for the name given as the first argument.\necho \"Hello, $1!\"\n";
 
 const TEST: &str = "#!/bin/sh\n# The project's tests: run from the repository root.\nset -e\nout=$(sh greet.sh Ada)\n[ \"$out\" = \"Hello, Ada!\" ] || { echo \"FAIL: expected 'Hello, Ada!', got '$out'\"; exit 1; }\necho \"greet: all checks passed\"\n";
 
@@ -23,9 +24,9 @@ const TEST_NEW: &str = "#!/bin/sh\n# The project's tests: run from the repositor
 fn pipeline_yaml(base_url: &str, work_dir: &Path) -> String {
     format!(
         r#"# The demo's pipeline: the six stages, a scripted model on loopback, the local forge.
-model:
-  base_url: {base_url}
-  name: scripted-demo-model
+providers:
+  demo:
+    base_url: {base_url}
 workspace:
   dir: {work}
 forge:
@@ -34,6 +35,8 @@ stages:
   - uses: guard
   - uses: pick-gap
   - uses: propose
+    with:
+      models: [demo/scripted-demo-model]
   - uses: apply
   - uses: test
     with:
@@ -46,9 +49,7 @@ stages:
 }
 
 /// The scripted model: it answers the greeter gap, and anything else with an error.
-async fn chat(
-    Json(req): Json<serde_json::Value>,
-) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+async fn chat(Json(req): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     let asked = req.to_string();
     if !asked.contains("greet.sh") || !asked.contains("without a name") {
         let err = serde_json::json!({"error": {"message": "the scripted demo model only knows the greeter gap", "type": "invalid_request_error"}});
@@ -61,10 +62,7 @@ async fn chat(
             {"path": "tests/test_greet.sh", "is_new": false, "content": TEST_NEW},
         ]
     });
-    let content = format!(
-        "```json\n{}\n```",
-        serde_json::to_string_pretty(&proposal).expect("json")
-    );
+    let content = format!("```json\n{}\n```", serde_json::to_string_pretty(&proposal).expect("json"));
     let reply = serde_json::json!({
         "id": "chatcmpl-demo",
         "object": "chat.completion",
@@ -78,9 +76,7 @@ async fn chat(
 
 fn sh_git(dir: &Path, args: &[&str]) -> Result<(), CliError> {
     let git = crate::git::Git::new(dir, crate::process::Cancel::new());
-    git.run(args.iter().copied())
-        .map(|_| ())
-        .map_err(|e| CliError::Other(e.to_string()))
+    git.run(args.iter().copied()).map(|_| ()).map_err(|e| CliError::Other(e.to_string()))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
@@ -130,7 +126,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
             .map_err(|e| CliError::Other(format!("cannot create a temporary folder: {e}")))?
             .keep(),
     };
-    eprintln!("prbot demo: a sample repository, a scripted model on loopback, the local forge\n  folder: {}\n", dir.display());
+    eprintln!(
+        "prbot demo: a sample repository, a scripted model on loopback, the local forge\n  folder: {}\n",
+        dir.display()
+    );
     let repo_dir = make_repo(&dir)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -141,19 +140,14 @@ pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(|e| CliError::Other(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| CliError::Other(e.to_string()))?;
     let app = Router::new().route("/v1/chat/completions", post(chat));
     rt.spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
 
     let pipeline_path = dir.join("pipeline.yml");
-    write(
-        &pipeline_path,
-        &pipeline_yaml(&format!("http://{addr}/v1"), &dir.join("work")),
-    )?;
+    write(&pipeline_path, &pipeline_yaml(&format!("http://{addr}/v1"), &dir.join("work")))?;
     let pipeline = Arc::new(Pipeline::load(&pipeline_path)?);
     let repo = Repo::discover(&repo_dir)?;
     let run = crate::commands::run_one(&rt, pipeline, repo)?;
@@ -164,19 +158,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
         let pr = r.pr.as_ref().expect("ok has a PR");
         let branch = r.branch.clone().unwrap_or_default();
         println!("\nWhere to look:");
-        println!(
-            "  draft PR record: {}",
-            pr.url.trim_start_matches("file://")
-        );
-        println!(
-            "  the change:      git -C {} show {branch}",
-            repo_dir.display()
-        );
+        println!("  draft PR record: {}", pr.url.trim_start_matches("file://"));
+        println!("  the change:      git -C {} show {branch}", repo_dir.display());
         println!("  cycle record:    {}", run.path.display());
-        println!(
-            "  your tree:       git -C {} status   (untouched)",
-            repo_dir.display()
-        );
+        println!("  your tree:       git -C {} status   (untouched)", repo_dir.display());
         println!(
             "  history:         cargo run -- history --repo {} --pipeline {}",
             repo_dir.display(),

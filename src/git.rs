@@ -12,11 +12,7 @@ pub enum GitError {
     #[error(transparent)]
     Spawn(#[from] process::SpawnError),
     #[error("`git {args}` failed ({status}): {stderr}")]
-    Failed {
-        args: String,
-        status: String,
-        stderr: String,
-    },
+    Failed { args: String, status: String, stderr: String },
 }
 
 /// git, run in one directory.
@@ -28,10 +24,7 @@ pub struct Git {
 
 impl Git {
     pub fn new(dir: impl Into<PathBuf>, cancel: Cancel) -> Self {
-        Git {
-            dir: dir.into(),
-            cancel,
-        }
+        Git { dir: dir.into(), cancel }
     }
 
     pub fn dir(&self) -> &Path {
@@ -56,11 +49,7 @@ impl Git {
     }
 
     /// Runs git with extra variables, such as `GIT_CONFIG_*` settings for one command only.
-    pub fn run_with_env<I, S>(
-        &self,
-        args: I,
-        extra_env: &[(String, String)],
-    ) -> Result<String, GitError>
+    pub fn run_with_env<I, S>(&self, args: I, extra_env: &[(String, String)]) -> Result<String, GitError>
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
@@ -81,11 +70,7 @@ impl Git {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let mut cmd = Command::new("git", &self.dir, GIT_TIMEOUT).args(args.clone());
         let mut env = git_env();
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        );
+        env.extend(extra_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         cmd.env = Some(env);
         cmd.stdin = stdin;
         let out = process::run(cmd, &self.cancel)?;
@@ -93,11 +78,7 @@ impl Git {
             Ok(out.stdout.trim_end().to_string())
         } else {
             Err(GitError::Failed {
-                args: args
-                    .iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                args: args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
                 status: out.status_text(),
                 stderr: out.stderr.trim().to_string(),
             })
@@ -125,11 +106,7 @@ fn git_env() -> std::collections::HashMap<OsString, OsString> {
             let k = k.to_string_lossy();
             !matches!(
                 k.as_ref(),
-                "GIT_DIR"
-                    | "GIT_WORK_TREE"
-                    | "GIT_INDEX_FILE"
-                    | "GIT_OBJECT_DIRECTORY"
-                    | "GIT_COMMON_DIR"
+                "GIT_DIR" | "GIT_WORK_TREE" | "GIT_INDEX_FILE" | "GIT_OBJECT_DIRECTORY" | "GIT_COMMON_DIR"
             )
         })
         .collect();

@@ -34,20 +34,15 @@ pub struct Guardrails {
 impl Guardrails {
     /// `protected` holds the pipeline file and the PRD, when they live in the repository.
     pub fn new(protected: impl IntoIterator<Item = String>) -> Self {
-        let protected = protected
-            .into_iter()
-            .filter_map(|p| normalise(&p).ok())
-            .map(|p| p.to_lowercase())
-            .collect();
+        let protected =
+            protected.into_iter().filter_map(|p| normalise(&p).ok()).map(|p| p.to_lowercase()).collect();
         Guardrails { protected }
     }
 
     /// Checks a path the model proposed against the tree at `root`.
     pub fn check(&self, root: &Path, raw: &str) -> Result<RepoPath, String> {
         if raw.starts_with('/') || raw.starts_with('\\') || raw.get(1..2) == Some(":") {
-            return Err(format!(
-                "`{raw}` is absolute; only paths inside the repository may be written"
-            ));
+            return Err(format!("`{raw}` is absolute; only paths inside the repository may be written"));
         }
         let path = normalise(raw)?;
         let lower = path.to_lowercase();
@@ -86,10 +81,7 @@ impl Guardrails {
         if is_secret(name) {
             return Some("looks like a secret or credential file");
         }
-        if parts.len() == 2
-            && parts[0] == "docs"
-            && (name.starts_with("adr-") || name == "decisions.md")
-        {
+        if parts.len() == 2 && parts[0] == "docs" && (name.starts_with("adr-") || name == "decisions.md") {
             return Some("is a decision record, which only maintainers write");
         }
         if self.protected.iter().any(|p| p == lower) {
@@ -133,11 +125,7 @@ fn normalise(raw: &str) -> Result<String, String> {
     for part in raw.split('/') {
         match part {
             "" | "." => {}
-            ".." => {
-                return Err(format!(
-                    "`{raw}` contains `..`; paths may not leave their folder"
-                ))
-            }
+            ".." => return Err(format!("`{raw}` contains `..`; paths may not leave their folder")),
             p => parts.push(p),
         }
     }
@@ -152,10 +140,7 @@ mod tests {
     use super::*;
 
     fn g() -> Guardrails {
-        Guardrails::new([
-            "docs/PRD.md".to_string(),
-            "pipelines/default.yml".to_string(),
-        ])
+        Guardrails::new(["docs/PRD.md".to_string(), "pipelines/default.yml".to_string()])
     }
 
     #[test]
@@ -192,14 +177,8 @@ mod tests {
     #[test]
     fn normalises_what_it_allows() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(
-            g().check(root.path(), "src//./lib.rs").unwrap().as_str(),
-            "src/lib.rs"
-        );
-        assert_eq!(
-            g().check(root.path(), "docs/guide.md").unwrap().as_str(),
-            "docs/guide.md"
-        );
+        assert_eq!(g().check(root.path(), "src//./lib.rs").unwrap().as_str(), "src/lib.rs");
+        assert_eq!(g().check(root.path(), "docs/guide.md").unwrap().as_str(), "docs/guide.md");
     }
 
     #[test]

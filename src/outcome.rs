@@ -74,10 +74,7 @@ impl Outcome {
     /// The process exit code of `prbot run` for this outcome.
     pub fn exit_code(self) -> i32 {
         match self {
-            Outcome::ModelFailed
-            | Outcome::ApplyFailed
-            | Outcome::PrFailed
-            | Outcome::InternalError => 1,
+            Outcome::ModelFailed | Outcome::ApplyFailed | Outcome::PrFailed | Outcome::InternalError => 1,
             Outcome::Cancelled => 130,
             _ => 0,
         }

@@ -20,16 +20,10 @@ pub struct Decision {
 
 impl Decision {
     fn allow() -> Self {
-        Decision {
-            allow: true,
-            reason: String::new(),
-        }
+        Decision { allow: true, reason: String::new() }
     }
     fn deny(reason: impl Into<String>) -> Self {
-        Decision {
-            allow: false,
-            reason: reason.into(),
-        }
+        Decision { allow: false, reason: reason.into() }
     }
 }
 
@@ -60,12 +54,7 @@ impl<'a> Policy<'a> {
         env: HashMap<OsString, OsString>,
         cancel: Cancel,
     ) -> Self {
-        Policy {
-            config,
-            dir,
-            env,
-            cancel,
-        }
+        Policy { config, dir, env, cancel }
     }
 
     pub fn should_run_cycle(&self, now: DateTime<Utc>) -> Decision {
@@ -75,11 +64,7 @@ impl<'a> Policy<'a> {
         }
         if let Some([first, last]) = run.utc_hours {
             let h = now.hour();
-            let inside = if first <= last {
-                h >= first && h <= last
-            } else {
-                h >= first || h <= last
-            };
+            let inside = if first <= last { h >= first && h <= last } else { h >= first || h <= last };
             if !inside {
                 return Decision::deny(format!(
                     "{h}:00 UTC is outside policy.run.utc_hours [{first}, {last}]"
@@ -88,11 +73,7 @@ impl<'a> Policy<'a> {
         }
         if let Some(days) = &run.weekdays {
             let today = now.weekday();
-            if !days
-                .iter()
-                .filter_map(|d| parse_weekday(d))
-                .any(|d| d == today)
-            {
+            if !days.iter().filter_map(|d| parse_weekday(d)).any(|d| d == today) {
                 return Decision::deny(format!("{today} is not in policy.run.weekdays"));
             }
         }
@@ -101,30 +82,15 @@ impl<'a> Policy<'a> {
 
     /// Why a gap is passed over, or `None` to take it.
     pub fn skip_gap(&self, gap: &crate::prd::Gap, recent: &[Summary]) -> Option<String> {
-        if self
-            .config
-            .gaps
-            .exclude
-            .iter()
-            .any(|e| gap.id == *e || gap.id.starts_with(e.as_str()))
-        {
+        if self.config.gaps.exclude.iter().any(|e| gap.id == *e || gap.id.starts_with(e.as_str())) {
             return Some("excluded by policy.gaps.exclude".into());
         }
         let n = self.config.gaps.skip_after_failures;
-        if n > 0
-            && recent.len() >= n
-            && recent.iter().take(n).all(|s| s.outcome.is_failed_attempt())
-        {
+        if n > 0 && recent.len() >= n && recent.iter().take(n).all(|s| s.outcome.is_failed_attempt()) {
             let outcomes: Vec<&str> = recent.iter().take(n).map(|s| s.outcome.as_str()).collect();
-            return Some(format!(
-                "its last {n} attempts all failed ({})",
-                outcomes.join(", ")
-            ));
+            return Some(format!("its last {n} attempts all failed ({})", outcomes.join(", ")));
         }
-        let d = self.ask(
-            "skip_gap",
-            serde_json::json!({ "gap": gap, "recent": recent }),
-        );
+        let d = self.ask("skip_gap", serde_json::json!({ "gap": gap, "recent": recent }));
         // For this decision, "allow" means "take the gap".
         (!d.allow).then(|| format!("policy command: {}", d.reason))
     }
@@ -159,15 +125,10 @@ impl<'a> Policy<'a> {
                 return Decision::deny(format!("`{path}` matches policy.proposal.deny"));
             }
             if !p.allow.is_empty() && !allow.is_match(path) {
-                return Decision::deny(format!(
-                    "`{path}` matches no glob in policy.proposal.allow"
-                ));
+                return Decision::deny(format!("`{path}` matches no glob in policy.proposal.allow"));
             }
         }
-        self.ask(
-            "score_proposal",
-            serde_json::to_value(score).expect("score serialises"),
-        )
+        self.ask("score_proposal", serde_json::to_value(score).expect("score serialises"))
     }
 
     pub fn should_open_pr(&self, context: serde_json::Value) -> Decision {
@@ -183,9 +144,7 @@ impl<'a> Policy<'a> {
             return Decision::allow();
         };
         let input = serde_json::json!({ "decision": decision, "context": context });
-        let mut cmd = Command::new("sh", self.dir, COMMAND_TIMEOUT)
-            .arg("-c")
-            .arg(command);
+        let mut cmd = Command::new("sh", self.dir, COMMAND_TIMEOUT).arg("-c").arg(command);
         cmd.env = Some(self.env.clone());
         cmd.stdin = Some(serde_json::to_vec(&input).expect("input serialises"));
         let out = match process::run(cmd, &self.cancel) {

@@ -38,10 +38,7 @@ pub fn gaps(prd: &str, tag: &str) -> Vec<Gap> {
         if fence.is_some() {
             continue;
         }
-        let Some(rest) = ["- [ ] ", "* [ ] ", "+ [ ] "]
-            .iter()
-            .find_map(|p| trimmed.strip_prefix(p))
-        else {
+        let Some(rest) = ["- [ ] ", "* [ ] ", "+ [ ] "].iter().find_map(|p| trimmed.strip_prefix(p)) else {
             continue;
         };
         if !rest.contains(tag) {
@@ -51,11 +48,7 @@ pub fn gaps(prd: &str, tag: &str) -> Vec<Gap> {
         if text.is_empty() {
             continue;
         }
-        out.push(Gap {
-            id: gap_id(&text),
-            text,
-            line: i + 1,
-        });
+        out.push(Gap { id: gap_id(&text), text, line: i + 1 });
     }
     out
 }
@@ -70,11 +63,7 @@ pub fn gap_id(text: &str) -> String {
     let hash = Sha256::digest(normal.as_bytes());
     let short: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
     let mut slug = String::new();
-    for word in normal
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(6)
-    {
+    for word in normal.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).take(6) {
         if slug.len() + word.len() + 1 > 40 {
             break;
         }
@@ -108,24 +97,15 @@ mod tests {
     fn picks_tagged_unchecked_items_outside_fences() {
         let prd = "# PRD\n- [ ] one [bot-eligible]\n- [x] done [bot-eligible]\n- [ ] untagged\n```\n- [ ] fenced [bot-eligible]\n```\n* [ ]   two  words [bot-eligible]\n";
         let g = gaps(prd, "[bot-eligible]");
-        assert_eq!(
-            g.iter().map(|g| g.text.as_str()).collect::<Vec<_>>(),
-            ["one", "two words"]
-        );
+        assert_eq!(g.iter().map(|g| g.text.as_str()).collect::<Vec<_>>(), ["one", "two words"]);
         assert_eq!(g[0].line, 2);
         assert_eq!(g[1].line, 8);
     }
 
     #[test]
     fn ids_survive_moves_and_whitespace() {
-        let a = gaps(
-            "- [ ] Add a `--shout` flag [bot-eligible]\n",
-            "[bot-eligible]",
-        );
-        let b = gaps(
-            "intro\n\n  - [ ]  Add a  `--shout` flag   [bot-eligible]\n",
-            "[bot-eligible]",
-        );
+        let a = gaps("- [ ] Add a `--shout` flag [bot-eligible]\n", "[bot-eligible]");
+        let b = gaps("intro\n\n  - [ ]  Add a  `--shout` flag   [bot-eligible]\n", "[bot-eligible]");
         assert_eq!(a[0].id, b[0].id);
         assert!(a[0].id.starts_with("add-a-shout-flag-"), "{}", a[0].id);
         assert_ne!(a[0].id, gap_id("Add a --whisper flag"));
@@ -133,9 +113,6 @@ mod tests {
 
     #[test]
     fn finds_mentioned_paths() {
-        assert_eq!(
-            mentioned_paths("Fix `src/lib.rs` and README.md."),
-            ["src/lib.rs", "README.md"]
-        );
+        assert_eq!(mentioned_paths("Fix `src/lib.rs` and README.md."), ["src/lib.rs", "README.md"]);
     }
 }

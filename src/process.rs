@@ -85,14 +85,7 @@ pub struct Command<'a> {
 
 impl<'a> Command<'a> {
     pub fn new(program: &'a str, dir: &'a Path, timeout: Duration) -> Self {
-        Command {
-            program,
-            args: Vec::new(),
-            dir,
-            env: None,
-            stdin: None,
-            timeout,
-        }
+        Command { program, args: Vec::new(), dir, env: None, stdin: None, timeout }
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
@@ -178,10 +171,7 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
         None => expr.stdin_null(),
     };
     let started = Instant::now();
-    let handle = expr.start().map_err(|source| SpawnError {
-        program: cmd.program.to_string(),
-        source,
-    })?;
+    let handle = expr.start().map_err(|source| SpawnError { program: cmd.program.to_string(), source })?;
     let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
     cancel.register(pgid);
     let deadline = started + cmd.timeout;
@@ -203,10 +193,7 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
     cancel.unregister(pgid);
     // Whatever the leader did, leave no stray grandchildren behind.
     kill_group(pgid);
-    let output = output.map_err(|source| SpawnError {
-        program: cmd.program.to_string(),
-        source,
-    })?;
+    let output = output.map_err(|source| SpawnError { program: cmd.program.to_string(), source })?;
     Ok(Finished {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -19,6 +19,12 @@ pub struct Record {
     pub base_commit: Option<String>,
     pub gap: Option<crate::prd::Gap>,
     pub model: Option<ModelUse>,
+    /// Every request to a model, in order, with why it failed when it did.
+    #[serde(default)]
+    pub model_calls: Vec<ModelCall>,
+    /// Each proposal tried: the first, its repairs, the escalation.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
     pub proposal: Option<crate::model::proposal::Proposal>,
     #[serde(default)]
     pub files: Vec<TouchedFile>,
@@ -33,17 +39,52 @@ pub struct Record {
     pub warnings: Vec<String>,
 }
 
+/// The cycle's model use, all calls together.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ModelUse {
+    /// The `provider/model` whose proposal the cycle went on with.
     pub name: String,
-    pub base_url: String,
     pub calls: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
-    /// True when the server sent no `usage` and the tokens were estimated.
+    pub usd: f64,
+    /// True when a server sent no `usage` and tokens were estimated.
     pub estimated: bool,
-    pub prompt_bytes: usize,
+    /// The size of the first prompt, in estimated tokens.
+    pub prompt_size_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCall {
+    pub model: String,
+    pub ok: bool,
+    /// Why the call failed, or why its reply was unusable.
+    pub error: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub usd: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    First,
+    Repair,
+    Escalation,
+}
+
+/// One proposal and what became of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub kind: AttemptKind,
+    pub model: String,
+    pub tokens: u64,
+    pub outcome: Outcome,
+    pub reason: String,
+    /// The failure output that went back to the model, if any.
+    #[serde(default)]
+    pub excerpt: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -91,6 +132,8 @@ pub enum StageStatus {
     FailedContinued,
     Disabled,
     NotReached,
+    /// This stage failed, and the cycle went back to propose for a repair.
+    Repaired,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,15 +191,9 @@ impl Record {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
 }
 
 /// The records of one state directory.
@@ -166,9 +203,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(state_dir: &Path) -> Self {
-        Store {
-            dir: state_dir.to_path_buf(),
-        }
+        Store { dir: state_dir.to_path_buf() }
     }
 
     pub fn record_path(&self, cycle_id: &str) -> PathBuf {
@@ -187,20 +222,16 @@ impl Store {
     /// `json` is the record as it should appear on disk, already redacted.
     pub fn write(&self, record: &Record, json: &str) -> Result<PathBuf, RecordError> {
         let path = self.record_path(&record.cycle_id);
-        fsutil::write_atomic(&path, json.as_bytes()).map_err(|source| RecordError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        fsutil::write_atomic(&path, json.as_bytes())
+            .map_err(|source| RecordError::Write { path: path.clone(), source })?;
         let summary = serde_json::to_string(&record.summary()).expect("summary serialises");
         let mut targets = vec![self.log_path()];
         if let Some(g) = &record.gap {
             targets.push(self.gap_index_path(&g.id));
         }
         for t in targets {
-            fsutil::append_line(&t, &summary).map_err(|source| RecordError::Write {
-                path: t.clone(),
-                source,
-            })?;
+            fsutil::append_line(&t, &summary)
+                .map_err(|source| RecordError::Write { path: t.clone(), source })?;
         }
         Ok(path)
     }
@@ -231,18 +262,10 @@ fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(RecordError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(RecordError::Read { path: path.to_path_buf(), source }),
     };
     // A line cut short by a crash is skipped; the record files still hold the truth.
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 /// A cycle id that sorts by time: `20261126T190626123Z-3f9a`.
@@ -260,10 +283,7 @@ pub fn prior_attempts_block(attempts: &[Summary]) -> Option<String> {
     if attempts.is_empty() {
         return None;
     }
-    let mut s = format!(
-        "Prior attempts on this gap ({} most recent):\n",
-        attempts.len()
-    );
+    let mut s = format!("Prior attempts on this gap ({} most recent):\n", attempts.len());
     for a in attempts {
         let what = match (&a.pr_url, a.files.is_empty()) {
             (Some(url), _) => format!("PR: {url}"),

@@ -2,6 +2,34 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::io::Write;
+use std::sync::{OnceLock, RwLock};
+
+/// Every secret value this process has read, for the log writer.
+fn registry() -> &'static RwLock<Vec<String>> {
+    static SECRETS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+/// stderr for the logs, with every known secret value replaced. Each log event is one write.
+pub struct RedactingStderr;
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let secrets = registry().read().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(buf);
+        let mut out = text.into_owned();
+        for v in secrets.iter() {
+            out = out.replace(v.as_str(), "[REDACTED]");
+        }
+        std::io::stderr().write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// The secret values this cycle knows about, for redaction.
 #[derive(Clone, Default, Debug)]
@@ -27,6 +55,13 @@ impl Secrets {
         }
         // Longest first, so a secret that contains another is replaced whole.
         s.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let mut known = registry().write().unwrap_or_else(|e| e.into_inner());
+        for v in &s.values {
+            if !known.contains(v) {
+                known.push(v.clone());
+            }
+        }
+        known.sort_by_key(|v| std::cmp::Reverse(v.len()));
         s
     }
 

@@ -39,10 +39,7 @@ impl Repo {
             return Err(RepoError::NotARepo(dir.to_path_buf()));
         };
         let git_dir = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
-        Ok(Repo {
-            root: PathBuf::from(root),
-            git_dir: PathBuf::from(git_dir),
-        })
+        Ok(Repo { root: PathBuf::from(root), git_dir: PathBuf::from(git_dir) })
     }
 
     pub fn git(&self, cancel: &Cancel) -> Git {
@@ -61,28 +58,15 @@ impl Repo {
         let name: String = self
             .root
             .file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                    .collect()
-            })
+            .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
             .unwrap_or_default();
-        std::env::temp_dir()
-            .join("prbot")
-            .join(format!("{name}-{short}"))
+        std::env::temp_dir().join("prbot").join(format!("{name}-{short}"))
     }
 
     /// Tracked files with uncommitted changes, staged or not. Untracked files don't count:
     /// the cycle starts from a commit, so they cannot leak into it.
-    pub fn dirty_files(
-        &self,
-        cancel: &Cancel,
-        exclude: &[PathBuf],
-    ) -> Result<Vec<String>, GitError> {
-        let mut args: Vec<String> = ["status", "--porcelain", "-uno", "--", "."]
-            .map(String::from)
-            .to_vec();
+    pub fn dirty_files(&self, cancel: &Cancel, exclude: &[PathBuf]) -> Result<Vec<String>, GitError> {
+        let mut args: Vec<String> = ["status", "--porcelain", "-uno", "--", "."].map(String::from).to_vec();
         for e in exclude {
             if let Ok(rel) = e.strip_prefix(&self.root) {
                 if !rel.as_os_str().is_empty() {
@@ -91,10 +75,7 @@ impl Repo {
             }
         }
         let out = self.git(cancel).run(args)?;
-        Ok(out
-            .lines()
-            .map(|l| l.get(3..).unwrap_or(l).to_string())
-            .collect())
+        Ok(out.lines().map(|l| l.get(3..).unwrap_or(l).to_string()).collect())
     }
 }
 
@@ -110,19 +91,10 @@ pub struct Workspace {
 
 impl Workspace {
     /// Makes the worktree at `work_dir/worktree` a clean checkout of `base`, creating it if needed.
-    pub fn prepare(
-        repo: &Repo,
-        work_dir: &Path,
-        base: &str,
-        cancel: &Cancel,
-    ) -> Result<Workspace, GitError> {
+    pub fn prepare(repo: &Repo, work_dir: &Path, base: &str, cancel: &Cancel) -> Result<Workspace, GitError> {
         let repo_git = repo.git(cancel);
-        let base_commit = repo_git.run([
-            "rev-parse",
-            "--verify",
-            "--end-of-options",
-            &format!("{base}^{{commit}}"),
-        ])?;
+        let base_commit =
+            repo_git.run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])?;
         let path = work_dir.join("worktree");
         let cache_dir = work_dir.join("cache");
         std::fs::create_dir_all(&cache_dir).map_err(|e| io_failed("create the cache folder", e))?;
@@ -131,40 +103,20 @@ impl Workspace {
         let git = Git::new(&path, cancel.clone());
         let reusable = path.join(".git").is_file() && Self::belongs_to(&git, repo)?;
         if reusable {
-            let ws = Workspace {
-                path,
-                cache_dir,
-                base_commit,
-                git,
-                repo_git,
-            };
+            let ws = Workspace { path, cache_dir, base_commit, git, repo_git };
             ws.reset()?;
             return Ok(ws);
         }
         if path.exists() {
             let _ = repo_git.run(["worktree", "remove", "--force", &path.to_string_lossy()]);
             if path.exists() {
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| io_failed("remove a stale worktree", e))?;
+                std::fs::remove_dir_all(&path).map_err(|e| io_failed("remove a stale worktree", e))?;
             }
             repo_git.run(["worktree", "prune"])?;
         }
         std::fs::create_dir_all(work_dir).map_err(|e| io_failed("create the work folder", e))?;
-        repo_git.run([
-            "worktree",
-            "add",
-            "--force",
-            "--detach",
-            &path.to_string_lossy(),
-            &base_commit,
-        ])?;
-        Ok(Workspace {
-            path,
-            cache_dir,
-            base_commit,
-            git,
-            repo_git,
-        })
+        repo_git.run(["worktree", "add", "--force", "--detach", &path.to_string_lossy(), &base_commit])?;
+        Ok(Workspace { path, cache_dir, base_commit, git, repo_git })
     }
 
     fn belongs_to(git: &Git, repo: &Repo) -> Result<bool, GitError> {
@@ -174,13 +126,7 @@ impl Workspace {
 
     /// Back to a pristine checkout of the base commit, detached, with nothing untracked.
     pub fn reset(&self) -> Result<(), GitError> {
-        self.git.run([
-            "checkout",
-            "--quiet",
-            "--force",
-            "--detach",
-            &self.base_commit,
-        ])?;
+        self.git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit])?;
         self.git.run(["clean", "-ffdxq"])?;
         Ok(())
     }
@@ -192,11 +138,7 @@ impl Workspace {
     /// Tracked files at the base commit.
     pub fn files(&self) -> Result<Vec<String>, GitError> {
         let out = self.git.run(["ls-files", "-z"])?;
-        Ok(out
-            .split('\0')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect())
+        Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
     /// Commits everything in the worktree and points `refs/heads/<branch>` at the commit.
@@ -208,12 +150,7 @@ impl Workspace {
         email: &str,
     ) -> Result<String, GitError> {
         let reference = format!("refs/heads/{branch}");
-        if self
-            .repo_git
-            .query(["symbolic-ref", "-q", "HEAD"])?
-            .as_deref()
-            == Some(reference.as_str())
-        {
+        if self.repo_git.query(["symbolic-ref", "-q", "HEAD"])?.as_deref() == Some(reference.as_str()) {
             return Err(GitError::Failed {
                 args: format!("update-ref {reference}"),
                 status: "refused".into(),
@@ -232,22 +169,10 @@ impl Workspace {
             "commit.gpgsign=false".to_string(),
         ];
         let mut args: Vec<String> = ident.to_vec();
-        args.extend(
-            [
-                "commit",
-                "--quiet",
-                "--no-verify",
-                "--allow-empty",
-                "-F",
-                "-",
-            ]
-            .map(String::from),
-        );
-        self.git
-            .run_with_stdin(args, Some(message.as_bytes().to_vec()))?;
+        args.extend(["commit", "--quiet", "--no-verify", "--allow-empty", "-F", "-"].map(String::from));
+        self.git.run_with_stdin(args, Some(message.as_bytes().to_vec()))?;
         let sha = self.git.run(["rev-parse", "HEAD"])?;
-        self.repo_git
-            .run(["update-ref", "-m", "prbot: cycle commit", &reference, &sha])?;
+        self.repo_git.run(["update-ref", "-m", "prbot: cycle commit", &reference, &sha])?;
         Ok(sha)
     }
 }
@@ -257,21 +182,11 @@ impl Drop for Workspace {
         // Nothing the model wrote outlives the cycle, even after an error or a cancellation.
         // The reset must run even after a cancellation killed other children.
         let git = Git::new(&self.path, Cancel::new());
-        let _ = git.run([
-            "checkout",
-            "--quiet",
-            "--force",
-            "--detach",
-            &self.base_commit,
-        ]);
+        let _ = git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit]);
         let _ = git.run(["clean", "-ffdxq"]);
     }
 }
 
 fn io_failed(what: &str, e: std::io::Error) -> GitError {
-    GitError::Failed {
-        args: what.to_string(),
-        status: "I/O error".into(),
-        stderr: e.to_string(),
-    }
+    GitError::Failed { args: what.to_string(), status: "I/O error".into(), stderr: e.to_string() }
 }

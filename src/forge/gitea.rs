@@ -39,13 +39,7 @@ impl From<ApiPr> for RemotePr {
             (_, true) => PrState::Merged,
             _ => PrState::Closed,
         };
-        RemotePr {
-            number: p.number,
-            url: p.html_url,
-            state,
-            head: p.head.name,
-            title: p.title,
-        }
+        RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, title: p.title }
     }
 }
 
@@ -58,21 +52,14 @@ struct Client {
 
 #[async_trait::async_trait]
 impl Transport for Client {
-    async fn send(
-        &self,
-        verb: Verb,
-        route: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, SendError> {
+    async fn send(&self, verb: Verb, route: &str, body: Option<&Value>) -> Result<Reply, SendError> {
         let method = match verb {
             Verb::Get => reqwest::Method::GET,
             Verb::Post => reqwest::Method::POST,
             Verb::Patch => reqwest::Method::PATCH,
         };
-        let mut req = self
-            .http
-            .request(method, format!("{}{route}", self.base))
-            .header("accept", "application/json");
+        let mut req =
+            self.http.request(method, format!("{}{route}", self.base)).header("accept", "application/json");
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -80,17 +67,13 @@ impl Transport for Client {
             if e.is_timeout() {
                 SendError::Timeout
             } else {
-                SendError::Transport(http::chain(&e))
+                SendError::Transport(crate::retry::describe(&e))
             }
         };
         let resp = req.send().await.map_err(transport)?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
         let body = resp.text().await.map_err(transport)?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok(Reply { status, headers, body })
     }
 
     fn base(&self) -> &str {
@@ -102,15 +85,11 @@ impl Gitea {
     pub fn new(config: &ForgeConfig, token: String) -> Result<Gitea, ForgeError> {
         let web = config.web_url().expect("validated: gitea has a url");
         let repo = config.repo.clone().expect("validated: gitea has a repo");
-        let mut auth =
-            reqwest::header::HeaderValue::from_str(&format!("token {token}")).map_err(|_| {
-                ForgeError::Other(
-                    "the forge token holds characters that cannot go in a header".into(),
-                )
-            })?;
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("token {token}")).map_err(|_| {
+            ForgeError::Other("the forge token holds characters that cannot go in a header".into())
+        })?;
         auth.set_sensitive(true);
-        let headers =
-            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
+        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("prbot/", env!("CARGO_PKG_VERSION")))
@@ -136,20 +115,12 @@ impl Gitea {
         for page in 1..=100 {
             let r = self
                 .rest
-                .call_ok(
-                    what,
-                    Verb::Get,
-                    &format!("{route}{sep}page={page}&limit=50"),
-                    None,
-                )
+                .call_ok(what, Verb::Get, &format!("{route}{sep}page={page}&limit=50"), None)
                 .await?;
             let items: Vec<Value> = r.json(what)?;
             let got = items.len();
             out.extend(items);
-            let total = r
-                .headers
-                .get("x-total-count")
-                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            let total = r.headers.get("x-total-count").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
             if got == 0 || total.map_or(!r.has_next_page(), |t| out.len() >= t) {
                 break;
             }
@@ -164,17 +135,10 @@ impl Forge for Gitea {
         self.rest.repo_info().await
     }
 
-    async fn pr_for_branch(
-        &self,
-        branch: &str,
-        base: &str,
-    ) -> Result<Option<RemotePr>, ForgeError> {
+    async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
         let what = "looking up the PR of the branch";
         // The list endpoint has no head filter; this one finds the PR of a base and head.
-        let r = self
-            .rest
-            .call(what, Verb::Get, &format!("/pulls/{base}/{branch}"), None)
-            .await?;
+        let r = self.rest.call(what, Verb::Get, &format!("/pulls/{base}/{branch}"), None).await?;
         let found: RemotePr = match r.status {
             404 => return Ok(None),
             _ if r.ok() => r.json::<ApiPr>(what)?.into(),
@@ -184,11 +148,7 @@ impl Forge for Gitea {
             return Ok(Some(found));
         }
         // With a closed PR and a newer open one on the same branch, the open one counts.
-        let open = self
-            .open_prs(branch)
-            .await?
-            .into_iter()
-            .find(|p| p.head == branch);
+        let open = self.open_prs(branch).await?.into_iter().find(|p| p.head == branch);
         Ok(Some(open.unwrap_or(found)))
     }
 
@@ -197,10 +157,7 @@ impl Forge for Gitea {
         let mut out = Vec::new();
         for v in self.all_pages(what, "/pulls?state=open").await? {
             let pr: RemotePr = serde_json::from_value::<ApiPr>(v)
-                .map_err(|e| ForgeError::Shape {
-                    what: what.into(),
-                    detail: e.to_string(),
-                })?
+                .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?
                 .into();
             if pr.head.starts_with(prefix) {
                 out.push(pr);
@@ -213,10 +170,7 @@ impl Forge for Gitea {
         let what = "opening the PR";
         let title = format!("{}{}", self.draft_prefix, pr.title);
         let body = json!({"title": title, "body": pr.body, "head": pr.head, "base": pr.base});
-        let r = self
-            .rest
-            .call(what, Verb::Post, "/pulls", Some(&body))
-            .await?;
+        let r = self.rest.call(what, Verb::Post, "/pulls", Some(&body)).await?;
         match r.status {
             409 => Err(ForgeError::AlreadyExists),
             _ if r.ok() => Ok(r.json::<ApiPr>(what)?.into()),
@@ -227,10 +181,7 @@ impl Forge for Gitea {
     async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError> {
         let what = "updating the PR";
         let edit = json!({"title": format!("{}{title}", self.draft_prefix), "body": body});
-        let r = self
-            .rest
-            .call_ok(what, Verb::Patch, &format!("/pulls/{number}"), Some(&edit))
-            .await?;
+        let r = self.rest.call_ok(what, Verb::Patch, &format!("/pulls/{number}"), Some(&edit)).await?;
         Ok(r.json::<ApiPr>(what)?.into())
     }
 
@@ -246,22 +197,13 @@ impl Forge for Gitea {
         // Gitea labels by id; resolve the names first.
         let known = self.all_pages(what, "/labels").await?;
         let id_of = |name: &str| {
-            known
-                .iter()
-                .find(|l| l["name"].as_str() == Some(name))
-                .and_then(|l| l["id"].as_u64())
+            known.iter().find(|l| l["name"].as_str() == Some(name)).and_then(|l| l["id"].as_u64())
         };
         let ids: Vec<u64> = names.iter().filter_map(|n| id_of(n)).collect();
-        let missing = names
-            .iter()
-            .filter(|n| id_of(n).is_none())
-            .cloned()
-            .collect();
+        let missing = names.iter().filter(|n| id_of(n).is_none()).cloned().collect();
         if !ids.is_empty() {
             let route = format!("/issues/{number}/labels");
-            self.rest
-                .call_ok(what, Verb::Post, &route, Some(&json!({"labels": ids})))
-                .await?;
+            self.rest.call_ok(what, Verb::Post, &route, Some(&json!({"labels": ids}))).await?;
         }
         Ok(missing)
     }

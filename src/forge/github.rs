@@ -39,13 +39,7 @@ impl From<ApiPr> for RemotePr {
             (_, true) => PrState::Merged,
             _ => PrState::Closed,
         };
-        RemotePr {
-            number: p.number,
-            url: p.html_url,
-            state,
-            head: p.head.name,
-            title: p.title,
-        }
+        RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, title: p.title }
     }
 }
 
@@ -59,12 +53,7 @@ struct Client {
 
 #[async_trait::async_trait]
 impl Transport for Client {
-    async fn send(
-        &self,
-        verb: Verb,
-        route: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, SendError> {
+    async fn send(&self, verb: Verb, route: &str, body: Option<&Value>) -> Result<Reply, SendError> {
         let route = format!("{}{route}", self.prefix);
         let sent = async {
             match verb {
@@ -75,19 +64,15 @@ impl Transport for Client {
         };
         let resp = match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => return Err(SendError::Timeout),
-            Ok(r) => r.map_err(|e| SendError::Transport(http::chain(&e)))?,
+            Ok(r) => r.map_err(|e| SendError::Transport(crate::retry::describe(&e)))?,
         };
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
         let body = self
             .octo
             .body_to_string(resp)
             .await
-            .map_err(|e| SendError::Transport(http::chain(&e)))?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+            .map_err(|e| SendError::Transport(crate::retry::describe(&e)))?;
+        Ok(Reply { status, headers, body })
     }
 
     fn base(&self) -> &str {
@@ -102,35 +87,19 @@ impl GitHub {
         let repo = config.repo.clone().expect("validated: github has a repo");
         let octo = octocrab::Octocrab::builder()
             .base_uri(api.as_str())
-            .map_err(|e| {
-                ForgeError::Other(format!(
-                    "forge.api_url `{api}` is not a usable address: {e}"
-                ))
-            })?
+            .map_err(|e| ForgeError::Other(format!("forge.api_url `{api}` is not a usable address: {e}")))?
             .personal_token(token.clone())
             .set_connect_timeout(Some(config.timeout))
             .set_read_timeout(Some(config.timeout))
             .build()
             .map_err(|e| {
-                ForgeError::Other(format!(
-                    "cannot build the GitHub client: {}",
-                    http::chain(&e)
-                ))
+                ForgeError::Other(format!("cannot build the GitHub client: {}", crate::retry::describe(&e)))
             })?;
-        let client = Client {
-            octo,
-            prefix: format!("/repos/{repo}"),
-            api,
-            timeout: config.timeout,
-        };
+        let client = Client { octo, prefix: format!("/repos/{repo}"), api, timeout: config.timeout };
         Ok(GitHub {
             pusher: Pusher::new(format!("{web}/{repo}.git"), &token),
             owner: repo.split('/').next().unwrap_or_default().to_string(),
-            rest: Rest::new(
-                Box::new(client),
-                http::Target::new(config, web, &repo),
-                config.retries,
-            ),
+            rest: Rest::new(Box::new(client), http::Target::new(config, web, &repo), config.retries),
         })
     }
 
@@ -157,15 +126,9 @@ impl Forge for GitHub {
         self.rest.repo_info().await
     }
 
-    async fn pr_for_branch(
-        &self,
-        branch: &str,
-        base: &str,
-    ) -> Result<Option<RemotePr>, ForgeError> {
+    async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
         let query = format!("state=all&head={}:{branch}&base={base}", self.owner);
-        let prs = self
-            .pulls("looking up the PR of the branch", &query)
-            .await?;
+        let prs = self.pulls("looking up the PR of the branch", &query).await?;
         let open = prs.iter().find(|p| p.state == PrState::Open).cloned();
         // GitHub lists newest first.
         Ok(open.or_else(|| prs.into_iter().next()))
@@ -173,19 +136,14 @@ impl Forge for GitHub {
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
         let all = self.pulls("listing open PRs", "state=open").await?;
-        Ok(all
-            .into_iter()
-            .filter(|p| p.head.starts_with(prefix))
-            .collect())
+        Ok(all.into_iter().filter(|p| p.head.starts_with(prefix)).collect())
     }
 
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {
         let what = "opening the PR";
-        let body = json!({"title": pr.title, "body": pr.body, "head": pr.head, "base": pr.base, "draft": true});
-        let r = self
-            .rest
-            .call(what, Verb::Post, "/pulls", Some(&body))
-            .await?;
+        let body =
+            json!({"title": pr.title, "body": pr.body, "head": pr.head, "base": pr.base, "draft": true});
+        let r = self.rest.call(what, Verb::Post, "/pulls", Some(&body)).await?;
         if r.status == 422 && r.body.contains("already exists") {
             return Err(ForgeError::AlreadyExists);
         }
@@ -198,10 +156,7 @@ impl Forge for GitHub {
     async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError> {
         let what = "updating the PR";
         let edit = json!({"title": title, "body": body});
-        let r = self
-            .rest
-            .call_ok(what, Verb::Patch, &format!("/pulls/{number}"), Some(&edit))
-            .await?;
+        let r = self.rest.call_ok(what, Verb::Patch, &format!("/pulls/{number}"), Some(&edit)).await?;
         Ok(r.json::<ApiPr>(what)?.into())
     }
 
@@ -214,10 +169,7 @@ impl Forge for GitHub {
         let (mut known, mut missing) = (Vec::new(), Vec::new());
         // GitHub would create unknown labels on the fly; prbot only uses the repository's own.
         for name in names {
-            let r = self
-                .rest
-                .call(what, Verb::Get, &format!("/labels/{}", encode(name)), None)
-                .await?;
+            let r = self.rest.call(what, Verb::Get, &format!("/labels/{}", encode(name)), None).await?;
             match r.status {
                 404 => missing.push(name.clone()),
                 _ if r.ok() => known.push(name.clone()),
@@ -226,9 +178,7 @@ impl Forge for GitHub {
         }
         if !known.is_empty() {
             let route = format!("/issues/{number}/labels");
-            self.rest
-                .call_ok(what, Verb::Post, &route, Some(&json!({"labels": known})))
-                .await?;
+            self.rest.call_ok(what, Verb::Post, &route, Some(&json!({"labels": known}))).await?;
         }
         Ok(missing)
     }
@@ -242,9 +192,7 @@ impl Forge for GitHub {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -2,7 +2,6 @@
 //! `Retry-After`, and the mapping of failures to errors.
 
 use super::ForgeError;
-use backon::{ExponentialBuilder, Retryable};
 use serde_json::Value;
 use std::future::Future;
 use std::time::Duration;
@@ -18,8 +17,7 @@ pub enum Verb {
 /// for GitHub. `route` is relative to the repository's API path.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync {
-    async fn send(&self, verb: Verb, route: &str, body: Option<&Value>)
-        -> Result<Reply, SendError>;
+    async fn send(&self, verb: Verb, route: &str, body: Option<&Value>) -> Result<Reply, SendError>;
     /// The API's address, for error messages.
     fn base(&self) -> &str;
 }
@@ -33,11 +31,7 @@ pub struct Rest {
 
 impl Rest {
     pub fn new(transport: Box<dyn Transport>, target: Target, retries: usize) -> Rest {
-        Rest {
-            transport,
-            target,
-            retries,
-        }
+        Rest { transport, target, retries }
     }
 
     /// Any final answer, after retries on 429, 5xx and transport failures.
@@ -48,10 +42,7 @@ impl Rest {
         route: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ForgeError> {
-        send(self.retries, what, self.transport.base(), || {
-            self.transport.send(verb, route, body)
-        })
-        .await
+        send(self.retries, what, self.transport.base(), || self.transport.send(verb, route, body)).await
     }
 
     /// Like `call`, but any answer other than 2xx is an error.
@@ -88,8 +79,7 @@ impl Rest {
     pub async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
         let route = format!("/issues/{number}/comments");
         let comment = serde_json::json!({ "body": body });
-        self.call_ok("commenting on the PR", Verb::Post, &route, Some(&comment))
-            .await?;
+        self.call_ok("commenting on the PR", Verb::Post, &route, Some(&comment)).await?;
         Ok(())
     }
 }
@@ -107,21 +97,15 @@ impl Reply {
     }
 
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ForgeError> {
-        serde_json::from_str(&self.body).map_err(|e| ForgeError::Shape {
-            what: what.to_string(),
-            detail: e.to_string(),
-        })
+        serde_json::from_str(&self.body)
+            .map_err(|e| ForgeError::Shape { what: what.to_string(), detail: e.to_string() })
     }
 
     /// The `message` of a JSON error body (Gitea and GitHub both use it), else the raw body.
     pub fn message(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.body)
             .ok()
-            .and_then(|v| {
-                v.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
-            })
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
             .unwrap_or_else(|| crate::records::one_line(&self.body, 200))
     }
 
@@ -129,15 +113,6 @@ impl Reply {
     pub fn has_next_page(&self) -> bool {
         let link = self.headers.get("link").and_then(|v| v.to_str().ok());
         link.is_some_and(|l| l.contains("rel=\"next\""))
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        let v = self
-            .headers
-            .get(reqwest::header::RETRY_AFTER)?
-            .to_str()
-            .ok()?;
-        v.trim().parse::<u64>().ok().map(Duration::from_secs)
     }
 }
 
@@ -153,17 +128,21 @@ enum Attempt {
     Failed(SendError),
 }
 
-impl Attempt {
+impl crate::retry::Transient for Attempt {
     fn retryable(&self) -> bool {
         match self {
             Attempt::Answer(r) => r.status == 429 || r.status >= 500,
             Attempt::Failed(_) => true,
         }
     }
-}
 
-/// The longest `Retry-After` prbot will sit through.
-const MAX_WAIT: Duration = Duration::from_secs(60);
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Attempt::Answer(r) => crate::retry::retry_after(&r.headers),
+            Attempt::Failed(_) => None,
+        }
+    }
+}
 
 /// Sends with retries; the final answer (any status) or the final transport failure.
 pub async fn send<F, Fut>(retries: usize, what: &str, url: &str, f: F) -> Result<Reply, ForgeError>
@@ -171,39 +150,32 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Reply, SendError>>,
 {
+    use crate::retry::Transient;
     let op = || async {
         match f().await {
-            Ok(r) if !(r.status == 429 || r.status >= 500) => Ok(r),
-            Ok(r) => Err(Attempt::Answer(r)),
+            Ok(r) => {
+                let a = Attempt::Answer(r);
+                if a.retryable() {
+                    Err(a)
+                } else {
+                    Ok(a)
+                }
+            }
             Err(e) => Err(Attempt::Failed(e)),
         }
     };
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(20))
-        .with_max_times(retries)
-        .with_jitter();
-    let result = op
-        .retry(backoff)
-        .when(Attempt::retryable)
-        // `None` means the retries are used up; a `Retry-After` only changes the wait.
-        .adjust(|e: &Attempt, delay| match e {
-            Attempt::Answer(r) => delay.map(|d| r.retry_after().map_or(d, |ra| ra.min(MAX_WAIT))),
-            Attempt::Failed(_) => delay,
-        })
-        .notify(|e: &Attempt, delay| {
-            let why = match e {
-                Attempt::Answer(r) => format!("HTTP {}", r.status),
-                Attempt::Failed(SendError::Timeout) => "timeout".into(),
-                Attempt::Failed(SendError::Transport(d)) => d.clone(),
-            };
-            tracing::warn!("{what}: {why}; retrying in {:.1} s", delay.as_secs_f64());
-        })
-        .await;
+    let result = crate::retry::run(retries, op, |e: &Attempt, delay| {
+        let why = match e {
+            Attempt::Answer(r) => format!("HTTP {}", r.status),
+            Attempt::Failed(SendError::Timeout) => "timeout".into(),
+            Attempt::Failed(SendError::Transport(d)) => d.clone(),
+        };
+        tracing::warn!("{what}: {why}; retrying in {:.1} s", delay.as_secs_f64());
+    })
+    .await;
     match result {
-        Ok(r) => Ok(r),
-        Err(Attempt::Answer(r)) => Ok(r),
-        Err(Attempt::Failed(e)) => Err(ForgeError::Transport {
+        Ok(Attempt::Answer(r)) | Err(Attempt::Answer(r)) => Ok(r),
+        Ok(Attempt::Failed(e)) | Err(Attempt::Failed(e)) => Err(ForgeError::Transport {
             what: what.to_string(),
             url: url.to_string(),
             detail: match e {
@@ -212,17 +184,6 @@ where
             },
         }),
     }
-}
-
-/// The full chain of an error's causes, on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(&format!(": {c}"));
-        src = c.source();
-    }
-    s
 }
 
 /// What error messages name: the token's variable, the server and the repository.
@@ -234,14 +195,8 @@ pub struct Target {
 
 impl Target {
     pub fn new(config: &crate::pipeline::config::ForgeConfig, web: String, repo: &str) -> Target {
-        let token_var = config
-            .token_var()
-            .expect("remote forges have a token variable");
-        Target {
-            token_var,
-            web,
-            repo: repo.to_string(),
-        }
+        let token_var = config.token_var().expect("remote forges have a token variable");
+        Target { token_var, web, repo: repo.to_string() }
     }
 
     /// An answer that is not 2xx, as an error that says what to check.

@@ -35,11 +35,7 @@ pub struct LocalPr {
 
 impl LocalForge {
     pub fn new(repo_root: &Path, state_dir: &Path) -> Self {
-        LocalForge {
-            repo_root: repo_root.to_path_buf(),
-            dir: state_dir.join("pulls"),
-            lock: Mutex::new(()),
-        }
+        LocalForge { repo_root: repo_root.to_path_buf(), dir: state_dir.join("pulls"), lock: Mutex::new(()) }
     }
 
     fn path(&self, number: u64) -> PathBuf {
@@ -62,10 +58,8 @@ impl LocalForge {
     fn save(&self, pr: &LocalPr) -> Result<(), ForgeError> {
         let path = self.path(pr.number);
         let json = serde_json::to_vec_pretty(pr).expect("PR record serialises");
-        fsutil::write_atomic(&path, &json).map_err(|source| ForgeError::LocalIo {
-            path: path.display().to_string(),
-            source,
-        })
+        fsutil::write_atomic(&path, &json)
+            .map_err(|source| ForgeError::LocalIo { path: path.display().to_string(), source })
     }
 
     fn remote(&self, p: &LocalPr) -> RemotePr {
@@ -100,22 +94,12 @@ impl Forge for LocalForge {
             .query(["symbolic-ref", "--short", "-q", "HEAD"])
             .map_err(|e| ForgeError::Other(e.to_string()))?
             .unwrap_or_else(|| "HEAD".into());
-        Ok(RepoInfo {
-            default_branch: branch,
-            can_push: true,
-        })
+        Ok(RepoInfo { default_branch: branch, can_push: true })
     }
 
-    async fn pr_for_branch(
-        &self,
-        branch: &str,
-        base: &str,
-    ) -> Result<Option<RemotePr>, ForgeError> {
-        let mine: Vec<LocalPr> = self
-            .all()
-            .into_iter()
-            .filter(|p| p.head == branch && p.base == base)
-            .collect();
+    async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
+        let mine: Vec<LocalPr> =
+            self.all().into_iter().filter(|p| p.head == branch && p.base == base).collect();
         let open = mine.iter().find(|p| p.state == PrState::Open);
         Ok(open.or(mine.last()).map(|p| self.remote(p)))
     }
@@ -132,10 +116,7 @@ impl Forge for LocalForge {
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {
         let _guard = self.lock.lock().unwrap();
         let all = self.all();
-        if all
-            .iter()
-            .any(|p| p.state == PrState::Open && p.head == pr.head && p.base == pr.base)
-        {
+        if all.iter().any(|p| p.state == PrState::Open && p.head == pr.head && p.base == pr.base) {
             return Err(ForgeError::AlreadyExists);
         }
         let now = chrono::Utc::now();
@@ -164,8 +145,7 @@ impl Forge for LocalForge {
     }
 
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
-        self.edit(number, |p| p.comments.push(body.to_string()))
-            .map(|_| ())
+        self.edit(number, |p| p.comments.push(body.to_string())).map(|_| ())
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

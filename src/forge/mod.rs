@@ -48,18 +48,9 @@ pub struct RepoInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
     #[error("{what}: HTTP {status}: {message}. {hint}")]
-    Status {
-        what: String,
-        status: u16,
-        message: String,
-        hint: String,
-    },
+    Status { what: String, status: u16, message: String, hint: String },
     #[error("{what}: cannot reach the forge at {url}: {detail}")]
-    Transport {
-        what: String,
-        url: String,
-        detail: String,
-    },
+    Transport { what: String, url: String, detail: String },
     #[error("{what}: the forge's answer is not what its API documents: {detail}")]
     Shape { what: String, detail: String },
     /// The forge says an open PR for this head and base exists already.
@@ -70,10 +61,7 @@ pub enum ForgeError {
     #[error("the forge token variable {0} is not set (or empty); export the token in it")]
     NoToken(String),
     #[error("cannot write the local PR record {path}: {source}")]
-    LocalIo {
-        path: String,
-        source: std::io::Error,
-    },
+    LocalIo { path: String, source: std::io::Error },
     #[error("{0}")]
     Other(String),
 }
@@ -83,8 +71,7 @@ pub trait Forge: Send + Sync {
     /// The default branch, and whether the token may push.
     async fn repo_info(&self) -> Result<RepoInfo, ForgeError>;
     /// The PR whose head is `branch` into `base`: the open one if any, else the latest.
-    async fn pr_for_branch(&self, branch: &str, base: &str)
-        -> Result<Option<RemotePr>, ForgeError>;
+    async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError>;
     /// Open PRs whose head branch starts with `prefix`.
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError>;
     /// Opens a draft PR. `ForgeError::AlreadyExists` when one is open for the same head.
@@ -104,13 +91,8 @@ pub fn from_config(
     state_dir: &Path,
 ) -> Result<Arc<dyn Forge>, ForgeError> {
     let token = || {
-        let var = config
-            .token_var()
-            .expect("remote forges have a token variable");
-        std::env::var(&var)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .ok_or(ForgeError::NoToken(var))
+        let var = config.token_var().expect("remote forges have a token variable");
+        std::env::var(&var).ok().filter(|t| !t.is_empty()).ok_or(ForgeError::NoToken(var))
     };
     Ok(match config.kind {
         ForgeKind::Local => Arc::new(local::LocalForge::new(repo_root, state_dir)),

@@ -16,12 +16,8 @@ pub struct Pusher {
 impl Pusher {
     pub fn new(remote_url: String, token: &str) -> Self {
         // Gitea and GitHub both take a token as the password of basic auth.
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
-        Pusher {
-            remote_url,
-            auth_header: format!("Authorization: Basic {basic}"),
-        }
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        Pusher { remote_url, auth_header: format!("Authorization: Basic {basic}") }
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -35,18 +31,8 @@ impl Pusher {
     }
 
     /// [`Pusher::push`] on a blocking thread, so the async runtime keeps running.
-    pub async fn push_off_thread(
-        &self,
-        git: &Git,
-        branch: &str,
-        commit: &str,
-    ) -> Result<(), ForgeError> {
-        let (me, git, branch, commit) = (
-            self.clone(),
-            git.clone(),
-            branch.to_string(),
-            commit.to_string(),
-        );
+    pub async fn push_off_thread(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
+        let (me, git, branch, commit) = (self.clone(), git.clone(), branch.to_string(), commit.to_string());
         tokio::task::spawn_blocking(move || me.push(&git, &branch, &commit))
             .await
             .map_err(|e| ForgeError::Other(format!("the push thread failed: {e}")))?
@@ -55,21 +41,14 @@ impl Pusher {
     /// Pushes `commit` to `branch`, with a lease on what the remote had just before.
     pub fn push(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
         let refname = format!("refs/heads/{branch}");
-        let failed = |e: GitError| ForgeError::Push {
-            url: self.remote_url.clone(),
-            reason: reason(e),
-        };
-        let listed = git
-            .run_with_env(["ls-remote", "--", &self.remote_url, &refname], &self.env())
-            .map_err(failed)?;
+        let failed = |e: GitError| ForgeError::Push { url: self.remote_url.clone(), reason: reason(e) };
+        let listed =
+            git.run_with_env(["ls-remote", "--", &self.remote_url, &refname], &self.env()).map_err(failed)?;
         let current = listed.split_whitespace().next().unwrap_or("").to_string();
         let lease = format!("--force-with-lease={refname}:{current}");
         let spec = format!("{commit}:{refname}");
-        git.run_with_env(
-            ["push", "--no-verify", &lease, "--", &self.remote_url, &spec],
-            &self.env(),
-        )
-        .map_err(failed)?;
+        git.run_with_env(["push", "--no-verify", &lease, "--", &self.remote_url, &spec], &self.env())
+            .map_err(failed)?;
         Ok(())
     }
 }

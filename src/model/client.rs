@@ -1,11 +1,13 @@
-//! One chat-completion call to an OpenAI-compatible endpoint, inside the daily budget.
+//! Chat completions from OpenAI-compatible endpoints, routed by `provider/model`, inside
+//! the daily budget.
 
 use crate::budget::{Budget, BudgetError};
-use crate::pipeline::config::ModelConfig;
+use crate::pipeline::config::{Price, ProviderConfig};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
@@ -13,16 +15,13 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn system(c: impl Into<String>) -> Self {
-        ChatMessage {
-            role: "system".into(),
-            content: c.into(),
-        }
+        ChatMessage { role: "system".into(), content: c.into() }
     }
     pub fn user(c: impl Into<String>) -> Self {
-        ChatMessage {
-            role: "user".into(),
-            content: c.into(),
-        }
+        ChatMessage { role: "user".into(), content: c.into() }
+    }
+    pub fn assistant(c: impl Into<String>) -> Self {
+        ChatMessage { role: "assistant".into(), content: c.into() }
     }
 }
 
@@ -31,22 +30,41 @@ pub struct Completion {
     pub content: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// True when the server sent no `usage`.
     pub estimated: bool,
     pub finish_reason: Option<String>,
+    pub usd: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
     Budget(#[from] BudgetError),
-    #[error("the model call to {url} failed: {detail}")]
+    #[error("cannot reach {url}: {detail}")]
     Transport { url: String, detail: String },
-    #[error("the model call timed out after {0:?}")]
+    #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("the model server answered HTTP {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("the model server's answer is not a chat completion: {0}")]
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String, retry_after: Option<Duration> },
+    #[error("the answer is not a chat completion: {0}")]
     Shape(String),
+}
+
+impl crate::retry::Transient for ModelError {
+    fn retryable(&self) -> bool {
+        match self {
+            ModelError::Transport { .. } | ModelError::Timeout(_) => true,
+            ModelError::Status { status, .. } => *status == 429 || *status >= 500,
+            ModelError::Budget(_) | ModelError::Shape(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ModelError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,12 +90,18 @@ struct Usage {
     completion_tokens: Option<u64>,
 }
 
-/// The only way prbot reaches a model. It takes from the budget before every call,
-/// so the cap holds even when no guard stage runs.
+struct Provider {
+    base_url: String,
+    api_key: Option<String>,
+    headers: BTreeMap<String, String>,
+    prices: BTreeMap<String, Price>,
+}
+
+/// The only way prbot reaches a model. It takes from the budget before every request,
+/// so the caps hold even when no guard stage runs.
 pub struct ModelClient {
     http: reqwest::Client,
-    config: ModelConfig,
-    api_key: Option<String>,
+    providers: BTreeMap<String, Provider>,
     budget: Budget,
 }
 
@@ -87,115 +111,108 @@ pub fn estimate_tokens(text: &str) -> u64 {
 }
 
 impl ModelClient {
-    pub fn new(config: ModelConfig, budget: Budget) -> Self {
-        let api_key = std::env::var(&config.api_key_env)
-            .ok()
-            .filter(|k| !k.is_empty());
+    pub fn new(providers: &BTreeMap<String, ProviderConfig>, budget: Budget) -> Self {
+        let providers = providers
+            .iter()
+            .map(|(name, p)| {
+                let api_key =
+                    p.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|k| !k.is_empty());
+                let provider = Provider {
+                    base_url: p.base_url.trim_end_matches('/').to_string(),
+                    api_key,
+                    headers: p.headers.clone(),
+                    prices: p.prices.clone(),
+                };
+                (name.clone(), provider)
+            })
+            .collect();
         let http = reqwest::Client::builder()
             .user_agent(concat!("prbot/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        ModelClient {
-            http,
-            config,
-            api_key,
-            budget,
-        }
+        ModelClient { http, providers, budget }
     }
 
-    pub fn url(&self) -> String {
-        format!(
-            "{}/chat/completions",
-            self.config.base_url.trim_end_matches('/')
-        )
-    }
-
+    /// One request to the model a `provider/model` reference names.
     pub async fn complete(
         &self,
+        model_ref: &str,
         messages: &[ChatMessage],
         timeout: Duration,
+        temperature: f32,
     ) -> Result<Completion, ModelError> {
+        let (provider_name, model) = crate::pipeline::split_model_ref(model_ref)
+            .ok_or_else(|| ModelError::Shape(format!("`{model_ref}` is not provider/model")))?;
+        // Validation makes sure every reference routes; this is a bug guard, not a user error.
+        let provider = self
+            .providers
+            .get(provider_name)
+            .ok_or_else(|| ModelError::Shape(format!("no provider `{provider_name}`")))?;
         self.budget.reserve_call()?;
-        let url = self.url();
+        let url = format!("{}/chat/completions", provider.base_url);
         let body = serde_json::json!({
-            "model": self.config.name,
+            "model": model,
             "messages": messages,
-            "temperature": self.config.temperature,
+            "temperature": temperature,
             "stream": false,
         });
         let mut req = self.http.post(&url).json(&body).timeout(timeout);
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &provider.api_key {
             req = req.bearer_auth(key);
         }
-        let prompt_estimate: u64 = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
-        let result = self.send(req, &url, timeout).await;
-        // A failed call still cost the server its prompt; count what we can.
-        let tokens = match &result {
-            Ok(c) => c.prompt_tokens + c.completion_tokens,
-            Err(_) => prompt_estimate,
-        };
-        self.budget.add_tokens(tokens)?;
-        result.map(|mut c| {
-            if c.estimated {
-                c.prompt_tokens = prompt_estimate;
-            }
-            c
-        })
-    }
-
-    async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-        url: &str,
-        timeout: Duration,
-    ) -> Result<Completion, ModelError> {
-        let resp = req.send().await.map_err(|e| classify(e, url, timeout))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| classify(e, url, timeout))?;
-        if !status.is_success() {
-            return Err(ModelError::Status {
-                status: status.as_u16(),
-                body: text.chars().take(300).collect(),
-            });
+        for (k, v) in &provider.headers {
+            req = req.header(k, v);
         }
-        let parsed: ChatResponse =
-            serde_json::from_str(&text).map_err(|e| ModelError::Shape(e.to_string()))?;
-        let choice = parsed
-            .choices
-            .into_iter()
-            .next()
-            .ok_or_else(|| ModelError::Shape("`choices` is empty".into()))?;
-        let content = choice.message.content.unwrap_or_default();
-        let (prompt_tokens, completion_tokens, estimated) = match parsed.usage {
-            Some(Usage {
-                prompt_tokens: Some(p),
-                completion_tokens: Some(c),
-            }) => (p, c, false),
-            _ => (0, estimate_tokens(&content), true),
+        let prompt_estimate: u64 = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let result = send(req, &url, timeout).await;
+        let price = provider.prices.get(model).copied().unwrap_or_default();
+        let (tokens_in, tokens_out) = match &result {
+            Ok(c) if !c.estimated => (c.prompt_tokens, c.completion_tokens),
+            Ok(c) => (prompt_estimate, c.completion_tokens),
+            // A failed call may still have cost the server its prompt.
+            Err(_) => (prompt_estimate, 0),
         };
-        Ok(Completion {
-            content,
-            prompt_tokens,
-            completion_tokens,
-            estimated,
-            finish_reason: choice.finish_reason,
+        let usd =
+            (tokens_in as f64 * price.price_per_mtok_in + tokens_out as f64 * price.price_per_mtok_out) / 1e6;
+        self.budget.add_usage(tokens_in + tokens_out, usd)?;
+        result.map(|mut c| {
+            c.prompt_tokens = tokens_in;
+            c.usd = usd;
+            c
         })
     }
 }
 
-fn classify(e: reqwest::Error, url: &str, timeout: Duration) -> ModelError {
-    if e.is_timeout() {
-        ModelError::Timeout(timeout)
-    } else {
-        let mut detail = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            detail.push_str(&format!(": {s}"));
-            src = s.source();
+async fn send(req: reqwest::RequestBuilder, url: &str, timeout: Duration) -> Result<Completion, ModelError> {
+    let classify = |e: reqwest::Error| {
+        if e.is_timeout() {
+            ModelError::Timeout(timeout)
+        } else {
+            ModelError::Transport { url: url.to_string(), detail: crate::retry::describe(&e) }
         }
-        ModelError::Transport {
-            url: url.to_string(),
-            detail,
-        }
+    };
+    let resp = req.send().await.map_err(classify)?;
+    let status = resp.status();
+    let retry_after = crate::retry::retry_after(resp.headers());
+    let text = resp.text().await.map_err(classify)?;
+    if !status.is_success() {
+        let body = crate::records::one_line(&text, 300);
+        return Err(ModelError::Status { status: status.as_u16(), body, retry_after });
     }
+    let parsed: ChatResponse = serde_json::from_str(&text).map_err(|e| ModelError::Shape(e.to_string()))?;
+    let choice =
+        parsed.choices.into_iter().next().ok_or_else(|| ModelError::Shape("`choices` is empty".into()))?;
+    let content = choice.message.content.unwrap_or_default();
+    let (prompt_tokens, completion_tokens, estimated) = match parsed.usage {
+        Some(Usage { prompt_tokens: Some(p), completion_tokens: Some(c) }) => (p, c, false),
+        _ => (0, estimate_tokens(&content), true),
+    };
+    Ok(Completion {
+        content,
+        prompt_tokens,
+        completion_tokens,
+        estimated,
+        finish_reason: choice.finish_reason,
+        usd: 0.0,
+    })
 }

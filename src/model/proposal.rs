@@ -1,6 +1,8 @@
-//! The model's reply: a JSON proposal, tolerated in a markdown fence, strict inside.
+//! The model's reply: a JSON proposal. Tolerant of its framing (a markdown fence, prose
+//! around it), strict about the object itself, with errors that name the field.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -14,7 +16,19 @@ pub struct Proposal {
 pub struct ProposedFile {
     pub path: String,
     pub is_new: bool,
-    pub content: String,
+    /// The whole new content: for new files, or a full rewrite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Search/replace edits of an existing file, applied in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edits: Option<Vec<Edit>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Edit {
+    pub search: String,
+    pub replace: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,37 +39,66 @@ pub struct ParseError {
 }
 
 impl Proposal {
-    /// Finds the proposal in a reply: bare JSON, or JSON inside one markdown fence.
+    /// Finds the proposal in a reply and checks its shape.
     pub fn parse(reply: &str) -> Result<Proposal, ParseError> {
-        let fail = |reason: String| ParseError {
-            reason,
-            start: reply.trim().chars().take(160).collect(),
-        };
-        let body =
-            unfence(reply.trim()).ok_or_else(|| fail("the reply holds no JSON object".into()))?;
-        let p: Proposal = serde_json::from_str(body)
-            .map_err(|e| fail(format!("the JSON is not a proposal: {e}")))?;
-        if p.files.is_empty() {
-            return Err(fail("the proposal lists no files".into()));
-        }
-        if p.summary.trim().is_empty() {
-            return Err(fail("the proposal's `summary` is empty".into()));
-        }
+        let fail = |reason: String| ParseError { reason, start: reply.trim().chars().take(160).collect() };
+        let value = find_object(reply).ok_or_else(|| fail("the reply holds no JSON object".into()))?;
+        let p: Proposal = serde_path_to_error::deserialize(value).map_err(|e| {
+            let at = e.path().to_string();
+            let at = if at == "." { String::new() } else { format!("{at}: ") };
+            fail(format!("the JSON is not a proposal: {at}{}", e.inner()))
+        })?;
+        p.check().map_err(fail)?;
         Ok(p)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.summary.trim().is_empty() {
+            return Err("`summary` is empty".into());
+        }
+        if self.files.is_empty() {
+            return Err("`files` is empty".into());
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            match (&f.content, &f.edits, f.is_new) {
+                (Some(_), Some(_), _) => {
+                    return Err(format!("files[{i}]: give `content` or `edits`, not both"))
+                }
+                (None, None, _) => {
+                    return Err(format!("files[{i}]: missing `content` (or `edits` for an existing file)"))
+                }
+                (None, Some(_), true) => {
+                    return Err(format!("files[{i}]: a new file needs `content`, not `edits`"))
+                }
+                (None, Some(edits), false) => {
+                    if edits.is_empty() {
+                        return Err(format!("files[{i}].edits is empty"));
+                    }
+                    if let Some(j) = edits.iter().position(|e| e.search.is_empty()) {
+                        return Err(format!("files[{i}].edits[{j}].search is empty"));
+                    }
+                }
+                (Some(_), None, _) => {}
+            }
+        }
+        Ok(())
     }
 }
 
-fn unfence(reply: &str) -> Option<&str> {
-    if reply.starts_with('{') {
-        return Some(reply);
+/// The first JSON object in the reply that looks like a proposal: inside a fence first,
+/// else starting at any `{`. Prose before and after is ignored.
+fn find_object(reply: &str) -> Option<Value> {
+    let mut fallback = None;
+    for (i, _) in reply.match_indices('{') {
+        let mut stream = serde_json::Deserializer::from_str(&reply[i..]).into_iter::<Value>();
+        if let Some(Ok(v @ Value::Object(_))) = stream.next() {
+            if v.get("files").is_some() || v.get("summary").is_some() {
+                return Some(v);
+            }
+            fallback.get_or_insert(v);
+        }
     }
-    let start = reply.find("```")?;
-    let after = &reply[start + 3..];
-    let body_start = after.find('\n')? + 1;
-    let body = &after[body_start..];
-    let end = body.rfind("```")?;
-    let inner = body[..end].trim();
-    inner.starts_with('{').then_some(inner)
+    fallback
 }
 
 #[cfg(test)]
@@ -65,21 +108,30 @@ mod tests {
     const JSON: &str = r#"{"summary":"s","files":[{"path":"a","is_new":true,"content":"x"}]}"#;
 
     #[test]
-    fn accepts_bare_and_fenced() {
+    fn accepts_bare_fenced_and_prose_wrapped() {
         assert_eq!(Proposal::parse(JSON).unwrap().files[0].path, "a");
         let fenced = format!("```json\n{JSON}\n```");
         assert_eq!(Proposal::parse(&fenced).unwrap().summary, "s");
+        let prose = format!("Here is my change {{as asked}}:\n{JSON}\nHope it helps!");
+        assert_eq!(Proposal::parse(&prose).unwrap().summary, "s");
     }
 
     #[test]
-    fn refuses_prose_and_wrong_shapes() {
+    fn names_the_field_that_is_wrong() {
         let e = Proposal::parse("Sure! I will do that.").unwrap_err();
         assert!(e.to_string().contains("Sure! I will"), "{e}");
+        let e = Proposal::parse(r#"{"summary":"s","files":[{"path":"a","is_new":"yes","content":"x"}]}"#)
+            .unwrap_err();
+        assert!(e.reason.contains("files[0].is_new: invalid type"), "{e}");
+        let e = Proposal::parse(r#"{"summary":"s","files":[{"path":"a","content":"x"}]}"#).unwrap_err();
+        assert!(e.reason.contains("files[0]: missing field `is_new`"), "{e}");
+        let e = Proposal::parse(r#"{"summary":"s","files":[{"path":"a","is_new":false}]}"#).unwrap_err();
+        assert!(e.reason.contains("files[0]: missing `content`"), "{e}");
         let e = Proposal::parse(
-            r#"{"summary":"s","files":[{"path":"a","is_new":"yes","content":"x"}]}"#,
+            r#"{"summary":"s","files":[{"path":"a","is_new":true,"edits":[{"search":"a","replace":"b"}]}]}"#,
         )
         .unwrap_err();
-        assert!(e.reason.contains("invalid type"), "{e}");
+        assert!(e.reason.contains("a new file needs `content`"), "{e}");
         assert!(Proposal::parse(r#"{"summary":"s","files":[]}"#).is_err());
     }
 }

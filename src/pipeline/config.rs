@@ -1,6 +1,7 @@
 //! The pipeline file as written: serde shapes with defaults, unknown keys refused.
 
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ pub struct RawPipeline {
     pub workspace: WorkspaceConfig,
     #[serde(default)]
     pub budget: BudgetConfig,
-    #[serde(default)]
-    pub model: ModelConfig,
+    #[serde(default = "default_providers")]
+    pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub forge: ForgeConfig,
     #[serde(default)]
@@ -37,10 +38,7 @@ pub struct PrdConfig {
 
 impl Default for PrdConfig {
     fn default() -> Self {
-        PrdConfig {
-            path: "docs/PRD.md".into(),
-            tag: "[bot-eligible]".into(),
-        }
+        PrdConfig { path: "docs/PRD.md".into(), tag: "[bot-eligible]".into() }
     }
 }
 
@@ -64,10 +62,7 @@ pub struct WorkspaceConfig {
 
 impl Default for WorkspaceConfig {
     fn default() -> Self {
-        WorkspaceConfig {
-            base: "HEAD".into(),
-            dir: None,
-        }
+        WorkspaceConfig { base: "HEAD".into(), dir: None }
     }
 }
 
@@ -76,38 +71,51 @@ impl Default for WorkspaceConfig {
 pub struct BudgetConfig {
     pub calls_per_day: u64,
     pub tokens_per_day: u64,
+    /// Dollars per UTC day, counted with the providers' `prices`.
+    pub usd_per_day: Option<f64>,
 }
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig {
-            calls_per_day: 20,
-            tokens_per_day: 160_000,
-        }
+        BudgetConfig { calls_per_day: 20, tokens_per_day: 160_000, usd_per_day: None }
     }
 }
 
+/// An OpenAI-compatible endpoint, named in `providers:` and referenced as `name/model`.
 #[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
     pub base_url: String,
-    pub name: String,
-    pub api_key_env: String,
-    #[serde(deserialize_with = "duration")]
-    pub timeout: Duration,
-    pub temperature: f32,
+    /// The variable holding the API key; none sends no `Authorization` header.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Extra request headers, e.g. OpenRouter's `HTTP-Referer`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-model prices, for `budget.usd_per_day`.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
 }
 
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Dollars per million prompt tokens.
+    pub price_per_mtok_in: f64,
+    /// Dollars per million completion tokens.
+    pub price_per_mtok_out: f64,
+}
+
+pub fn default_providers() -> BTreeMap<String, ProviderConfig> {
+    BTreeMap::from([(
+        "local".to_string(),
+        ProviderConfig {
             base_url: "http://127.0.0.1:11434/v1".into(),
-            name: "qwen2.5-coder:7b".into(),
-            api_key_env: "PRBOT_MODEL_API_KEY".into(),
-            timeout: Duration::from_secs(180),
-            temperature: 0.2,
-        }
-    }
+            api_key_env: None,
+            headers: BTreeMap::new(),
+            prices: BTreeMap::new(),
+        },
+    )])
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,26 +170,14 @@ impl ForgeConfig {
     pub fn token_var(&self) -> Option<String> {
         match self.kind {
             ForgeKind::Local => self.token_env.clone(),
-            ForgeKind::Gitea => Some(
-                self.token_env
-                    .clone()
-                    .unwrap_or_else(|| "GITEA_TOKEN".into()),
-            ),
-            ForgeKind::Github => Some(
-                self.token_env
-                    .clone()
-                    .unwrap_or_else(|| "GITHUB_TOKEN".into()),
-            ),
+            ForgeKind::Gitea => Some(self.token_env.clone().unwrap_or_else(|| "GITEA_TOKEN".into())),
+            ForgeKind::Github => Some(self.token_env.clone().unwrap_or_else(|| "GITHUB_TOKEN".into())),
         }
     }
 
     pub fn web_url(&self) -> Option<String> {
         let url = match self.kind {
-            ForgeKind::Github => Some(
-                self.url
-                    .clone()
-                    .unwrap_or_else(|| "https://github.com".into()),
-            ),
+            ForgeKind::Github => Some(self.url.clone().unwrap_or_else(|| "https://github.com".into())),
             _ => self.url.clone(),
         };
         url.map(|u| u.trim_end_matches('/').to_string())
@@ -210,10 +206,7 @@ pub struct BotConfig {
 
 impl Default for BotConfig {
     fn default() -> Self {
-        BotConfig {
-            name: "prbot".into(),
-            email: "prbot@localhost".into(),
-        }
+        BotConfig { name: "prbot".into(), email: "prbot@localhost".into() }
     }
 }
 
@@ -246,11 +239,7 @@ pub struct RunPolicy {
 
 impl Default for RunPolicy {
     fn default() -> Self {
-        RunPolicy {
-            enabled: true,
-            utc_hours: None,
-            weekdays: None,
-        }
+        RunPolicy { enabled: true, utc_hours: None, weekdays: None }
     }
 }
 
@@ -265,10 +254,7 @@ pub struct GapPolicy {
 
 impl Default for GapPolicy {
     fn default() -> Self {
-        GapPolicy {
-            skip_after_failures: 3,
-            exclude: Vec::new(),
-        }
+        GapPolicy { skip_after_failures: 3, exclude: Vec::new() }
     }
 }
 
@@ -285,12 +271,7 @@ pub struct ProposalPolicy {
 
 impl Default for ProposalPolicy {
     fn default() -> Self {
-        ProposalPolicy {
-            max_files: 8,
-            max_bytes_changed: 60_000,
-            allow: Vec::new(),
-            deny: Vec::new(),
-        }
+        ProposalPolicy { max_files: 8, max_bytes_changed: 60_000, allow: Vec::new(), deny: Vec::new() }
     }
 }
 
@@ -355,9 +336,7 @@ pub struct GuardSettings {
 
 impl Default for GuardSettings {
     fn default() -> Self {
-        GuardSettings {
-            pause_file: "bot.paused".into(),
-        }
+        GuardSettings { pause_file: "bot.paused".into() }
     }
 }
 
@@ -368,20 +347,32 @@ pub struct PickGapSettings {}
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProposeSettings {
-    /// How many paths of the repository's file list go into the prompt.
-    pub max_listed_files: usize,
-    /// The cap on each named file's contents in the prompt.
-    pub max_file_bytes: usize,
+    /// The ladder: `provider/model` references tried in order when a call fails.
+    pub models: Vec<String>,
+    /// A stronger model asked once after the repair attempts are used up.
+    pub escalate_to: Option<String>,
+    /// How often a failure (red tests, an edit that doesn't apply, a lazy rewrite) goes
+    /// back to the model for a corrected proposal.
+    pub repair_attempts: usize,
+    /// Retries per model after a transport error, a timeout, a 429 or a 5xx.
+    pub retries: usize,
+    /// The prompt's budget, in tokens (about four bytes each).
+    pub context_tokens: usize,
     /// How many earlier attempts on the gap the prompt shows.
     pub prior_attempts: usize,
+    pub temperature: f32,
 }
 
 impl Default for ProposeSettings {
     fn default() -> Self {
         ProposeSettings {
-            max_listed_files: 300,
-            max_file_bytes: 24_000,
+            models: vec!["local/qwen2.5-coder:7b".into()],
+            escalate_to: None,
+            repair_attempts: 2,
+            retries: 2,
+            context_tokens: 24_000,
             prior_attempts: 5,
+            temperature: 0.2,
         }
     }
 }
@@ -417,13 +408,7 @@ pub struct PrSettings {
 
 impl Default for PrSettings {
     fn default() -> Self {
-        PrSettings {
-            base: None,
-            labels: Vec::new(),
-            max_open: 3,
-            max_per_day: 5,
-            recreate_closed: false,
-        }
+        PrSettings { base: None, labels: Vec::new(), max_open: 3, max_per_day: 5, recreate_closed: false }
     }
 }
 
@@ -439,6 +424,5 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = Option::<String>::deserialize(d)?;
-    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
-        .transpose()
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
 }

@@ -19,7 +19,7 @@ pub struct Pipeline {
     pub state: StateConfig,
     pub workspace: WorkspaceConfig,
     pub budget: BudgetConfig,
-    pub model: ModelConfig,
+    pub providers: std::collections::BTreeMap<String, ProviderConfig>,
     pub forge: ForgeConfig,
     pub bot: BotConfig,
     pub observer: ObserverConfig,
@@ -41,10 +41,7 @@ pub struct StageSpec {
 #[derive(Debug, Clone)]
 pub enum Action {
     Builtin(Builtin),
-    Run {
-        command: String,
-        continue_on_error: bool,
-    },
+    Run { command: String, continue_on_error: bool },
 }
 
 /// A built-in stage with its typed settings.
@@ -162,24 +159,19 @@ impl Pipeline {
             file: path.to_path_buf(),
             problems: vec![Problem {
                 place: Place::File,
-                message: format!(
-                    "cannot read the pipeline file: {e}; pass its path with --pipeline"
-                ),
+                message: format!("cannot read the pipeline file: {e}; pass its path with --pipeline"),
             }],
         })?;
         Self::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, PipelineError> {
-        let fail = |problems| PipelineError {
-            file: path.to_path_buf(),
-            problems,
-        };
-        let raw: RawPipeline =
-            serde_yaml::from_str(text).map_err(|e| fail(vec![yaml_problem(&e)]))?;
+        let fail = |problems| PipelineError { file: path.to_path_buf(), problems };
+        let raw: RawPipeline = serde_yaml::from_str(text).map_err(|e| fail(vec![yaml_problem(&e)]))?;
         let mut problems = Vec::new();
         let stages = validate_stages(raw.stages, &mut problems);
-        validate_settings(&raw.policy, &raw.model, &mut problems);
+        validate_settings(&raw.policy, &raw.providers, &mut problems);
+        validate_models(&stages, &raw.providers, &mut problems);
         validate_forge(&raw.forge, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
@@ -190,7 +182,7 @@ impl Pipeline {
             state: raw.state,
             workspace: raw.workspace,
             budget: raw.budget,
-            model: raw.model,
+            providers: raw.providers,
             forge: raw.forge,
             bot: raw.bot,
             observer: raw.observer,
@@ -199,22 +191,32 @@ impl Pipeline {
         })
     }
 
-    /// The settings of the enabled pr stage, if there is one.
-    pub fn pr_settings(&self) -> Option<&PrSettings> {
+    /// The settings of the enabled propose stage, if there is one.
+    pub fn propose_settings(&self) -> Option<&ProposeSettings> {
+        self.stages.iter().filter(|s| s.enabled).find_map(|s| match &s.action {
+            Action::Builtin(Builtin::Propose(p)) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// Where a repair re-enters the pipeline: the enabled stage that provides the proposal.
+    pub fn proposal_stage(&self) -> Option<usize> {
         self.stages
             .iter()
-            .filter(|s| s.enabled)
-            .find_map(|s| match &s.action {
-                Action::Builtin(Builtin::Pr(p)) => Some(p),
-                _ => None,
-            })
+            .position(|s| s.enabled && matches!(&s.action, Action::Builtin(Builtin::Propose(_))))
+    }
+
+    /// The settings of the enabled pr stage, if there is one.
+    pub fn pr_settings(&self) -> Option<&PrSettings> {
+        self.stages.iter().filter(|s| s.enabled).find_map(|s| match &s.action {
+            Action::Builtin(Builtin::Pr(p)) => Some(p),
+            _ => None,
+        })
     }
 
     /// Whether an enabled stage of this kind is in the pipeline.
     pub fn has_enabled(&self, kind: StageKind) -> bool {
-        self.stages
-            .iter()
-            .any(|s| s.enabled && matches!(&s.action, Action::Builtin(b) if b.kind() == kind))
+        self.stages.iter().any(|s| s.enabled && matches!(&s.action, Action::Builtin(b) if b.kind() == kind))
     }
 }
 
@@ -230,14 +232,8 @@ fn yaml_problem(e: &serde_yaml::Error) -> Problem {
         message.push_str("; check the spelling, or see the pipeline reference in README.md");
     }
     match e.location() {
-        Some(loc) => Problem {
-            place: Place::LineCol(loc.line(), loc.column()),
-            message,
-        },
-        None => Problem {
-            place: Place::File,
-            message,
-        },
+        Some(loc) => Problem { place: Place::LineCol(loc.line(), loc.column()), message },
+        None => Problem { place: Place::File, message },
     }
 }
 
@@ -257,21 +253,9 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
             _ => format!("stage-{position}"),
         };
         let id = st.id.clone().unwrap_or(default_id);
-        let place = || Place::Stage {
-            position,
-            id: id.clone(),
-        };
-        let mut problem = |message: String| {
-            problems.push(Problem {
-                place: place(),
-                message,
-            })
-        };
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        let place = || Place::Stage { position, id: id.clone() };
+        let mut problem = |message: String| problems.push(Problem { place: place(), message });
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             problem("`id` may only hold letters, digits, `-` and `_`".into());
         }
         if out.iter().any(|s| s.id == id) {
@@ -279,14 +263,14 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
         }
         let action = match (st.uses, st.run) {
             (Some(_), Some(_)) => {
-                problem(
-                    "has both `uses:` and `run:`; a stage is either a built-in or a shell step"
-                        .into(),
-                );
+                problem("has both `uses:` and `run:`; a stage is either a built-in or a shell step".into());
                 continue;
             }
             (None, None) => {
-                problem("needs `uses: <stage>` (guard, pick-gap, propose, apply, test, pr) or `run: <command>`".into());
+                problem(
+                    "needs `uses: <stage>` (guard, pick-gap, propose, apply, test, pr) or `run: <command>`"
+                        .into(),
+                );
                 continue;
             }
             (Some(kind), None) => {
@@ -308,10 +292,7 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
                 if command.trim().is_empty() {
                     problem("`run:` is empty".into());
                 }
-                Action::Run {
-                    command,
-                    continue_on_error: st.continue_on_error.unwrap_or(false),
-                }
+                Action::Run { command, continue_on_error: st.continue_on_error.unwrap_or(false) }
             }
         };
         if let Some(t) = st.timeout {
@@ -362,10 +343,7 @@ fn check_order(stages: &[StageSpec], problems: &mut Vec<Problem>) {
         let kind = b.kind();
         if seen.contains(&kind) {
             problems.push(Problem {
-                place: Place::Stage {
-                    position: s.position,
-                    id: s.id.clone(),
-                },
+                place: Place::Stage { position: s.position, id: s.id.clone() },
                 message: format!("`{}` appears twice; keep one enabled", kind.as_str()),
             });
         }
@@ -380,15 +358,10 @@ fn check_order(stages: &[StageSpec], problems: &mut Vec<Problem>) {
                 let hint = if later {
                     format!("move it after the `{provider}` stage")
                 } else {
-                    format!(
-                        "add an enabled `uses: {provider}` stage before it, or disable this one"
-                    )
+                    format!("add an enabled `uses: {provider}` stage before it, or disable this one")
                 };
                 problems.push(Problem {
-                    place: Place::Stage {
-                        position: s.position,
-                        id: s.id.clone(),
-                    },
+                    place: Place::Stage { position: s.position, id: s.id.clone() },
                     message: format!(
                         "`{}` needs {}, but no enabled stage before it provides one; {hint}",
                         kind.as_str(),
@@ -403,13 +376,12 @@ fn check_order(stages: &[StageSpec], problems: &mut Vec<Problem>) {
     }
 }
 
-fn validate_settings(policy: &PolicyConfig, model: &ModelConfig, problems: &mut Vec<Problem>) {
-    let mut problem = |m: String| {
-        problems.push(Problem {
-            place: Place::File,
-            message: m,
-        })
-    };
+fn validate_settings(
+    policy: &PolicyConfig,
+    providers: &std::collections::BTreeMap<String, ProviderConfig>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut problem = |m: String| problems.push(Problem { place: Place::File, message: m });
     for g in policy.proposal.allow.iter().chain(&policy.proposal.deny) {
         if let Err(e) = globset::Glob::new(g) {
             problem(format!("policy.proposal: bad glob `{g}`: {e}"));
@@ -417,9 +389,7 @@ fn validate_settings(policy: &PolicyConfig, model: &ModelConfig, problems: &mut 
     }
     if let Some([a, b]) = policy.run.utc_hours {
         if a > 23 || b > 23 {
-            problem(format!(
-                "policy.run.utc_hours: hours run from 0 to 23, got [{a}, {b}]"
-            ));
+            problem(format!("policy.run.utc_hours: hours run from 0 to 23, got [{a}, {b}]"));
         }
     }
     for d in policy.run.weekdays.iter().flatten() {
@@ -429,46 +399,82 @@ fn validate_settings(policy: &PolicyConfig, model: &ModelConfig, problems: &mut 
             ));
         }
     }
-    if !(model.base_url.starts_with("http://") || model.base_url.starts_with("https://")) {
-        problem(format!(
-            "model.base_url: `{}` must start with http:// or https://",
-            model.base_url
-        ));
+    if providers.is_empty() {
+        problem("`providers:` is empty; name at least one OpenAI-compatible endpoint".into());
+    }
+    for (name, p) in providers {
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            problem(format!(
+                "providers.{name}.base_url: `{}` must start with http:// or https://",
+                p.base_url
+            ));
+        }
+        if name.contains('/') || name.is_empty() {
+            problem(format!(
+                "providers: `{name}` cannot be a provider name; use letters, digits, `-` and `_`"
+            ));
+        }
     }
 }
 
 fn validate_forge(forge: &ForgeConfig, problems: &mut Vec<Problem>) {
-    let mut problem = |m: String| {
-        problems.push(Problem {
-            place: Place::File,
-            message: m,
-        })
-    };
+    let mut problem = |m: String| problems.push(Problem { place: Place::File, message: m });
     if forge.kind == ForgeKind::Local {
         return;
     }
-    let kind = if forge.kind == ForgeKind::Gitea {
-        "gitea"
-    } else {
-        "github"
-    };
+    let kind = if forge.kind == ForgeKind::Gitea { "gitea" } else { "github" };
     match &forge.repo {
         Some(r) if r.split('/').count() == 2 && r.split('/').all(|p| !p.is_empty()) => {}
         Some(r) => problem(format!("forge.repo: `{r}` must be `owner/name`")),
-        None => problem(format!(
-            "forge.repo is required for kind {kind}: set it to `owner/name`"
-        )),
+        None => problem(format!("forge.repo is required for kind {kind}: set it to `owner/name`")),
     }
     match forge.web_url() {
         Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
         Some(u) => problem(format!("forge.url: `{u}` must start with http:// or https://")),
-        None => problem(format!("forge.url is required for kind {kind}: the server's address, e.g. https://gitea.example.com")),
+        None => problem(format!(
+            "forge.url is required for kind {kind}: the server's address, e.g. https://gitea.example.com"
+        )),
     }
     if let Some(a) = &forge.api_url {
         if !(a.starts_with("http://") || a.starts_with("https://")) {
-            problem(format!(
-                "forge.api_url: `{a}` must start with http:// or https://"
-            ));
+            problem(format!("forge.api_url: `{a}` must start with http:// or https://"));
+        }
+    }
+}
+
+/// Splits `provider/model`; the model part may itself contain `/`.
+pub fn split_model_ref(r: &str) -> Option<(&str, &str)> {
+    r.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty())
+}
+
+/// Every model a propose stage names must route to a defined provider.
+fn validate_models(
+    stages: &[StageSpec],
+    providers: &std::collections::BTreeMap<String, ProviderConfig>,
+    problems: &mut Vec<Problem>,
+) {
+    let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+    for s in stages {
+        let Action::Builtin(Builtin::Propose(p)) = &s.action else { continue };
+        let place = || Place::Stage { position: s.position, id: s.id.clone() };
+        if p.models.is_empty() {
+            problems.push(Problem {
+                place: place(),
+                message: "with.models is empty; list at least one `provider/model`".into(),
+            });
+        }
+        for r in p.models.iter().chain(&p.escalate_to) {
+            let message = match split_model_ref(r) {
+                None => {
+                    format!("model `{r}` must be written `provider/model`, e.g. `local/qwen2.5-coder:7b`")
+                }
+                Some((prov, _)) if !providers.contains_key(prov) => format!(
+                    "model `{r}` names provider `{prov}`, which `providers:` does not define (defined: {})",
+                    known.join(", ")
+                ),
+                Some(_) => continue,
+            };
+            problems.push(Problem { place: place(), message });
         }
     }
 }

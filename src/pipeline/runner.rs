@@ -40,8 +40,8 @@ pub fn work_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
 /// The variables that hold the bot's own secrets.
 pub fn secrets(pipeline: &Pipeline) -> Secrets {
     let forge = pipeline.forge.token_var();
-    let names = std::iter::once(pipeline.model.api_key_env.as_str()).chain(forge.as_deref());
-    Secrets::from_env_names(names)
+    let keys = pipeline.providers.values().filter_map(|p| p.api_key_env.as_deref());
+    Secrets::from_env_names(keys.chain(forge.as_deref()))
 }
 
 /// Runs one cycle to its outcome and writes its record. Call it from a blocking thread.
@@ -70,7 +70,10 @@ pub fn run_cycle(
 
     let mut end: Option<End> = None;
     let mut stages = Vec::with_capacity(pipeline.stages.len());
-    for spec in &pipeline.stages {
+    let mut i = 0;
+    while i < pipeline.stages.len() {
+        let spec = &pipeline.stages[i];
+        i += 1;
         let label = label(spec);
         let mut rec = StageRecord {
             id: spec.id.clone(),
@@ -79,10 +82,7 @@ pub fn run_cycle(
             duration_ms: 0,
         };
         if end.is_none() && cancel.is_cancelled() {
-            end = Some(End::new(
-                Outcome::Cancelled,
-                format!("cancelled before {label}"),
-            ));
+            end = Some(End::new(Outcome::Cancelled, format!("cancelled before {label}")));
         }
         if end.is_some() {
             stages.push(rec);
@@ -97,32 +97,24 @@ pub fn run_cycle(
         tracing::info!("▶ {label}");
         cx.stage_timeout = spec.timeout;
         let t = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            crate::stages::build(&spec.action).run(&mut cx)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(End::internal(
-                &format!("prbot bug in {label}"),
-                panic_text(&panic),
-            ))
-        });
+        let result = catch_unwind(AssertUnwindSafe(|| crate::stages::build(&spec.action).run(&mut cx)))
+            .unwrap_or_else(|panic| Err(End::internal(&format!("prbot bug in {label}"), panic_text(&panic))));
         rec.duration_ms = t.elapsed().as_millis() as u64;
         match result {
             Ok(_) if cancel.is_cancelled() => {
                 rec.status = StageStatus::Ended;
-                end = Some(End::new(
-                    Outcome::Cancelled,
-                    format!("cancelled during {label}"),
-                ));
+                end = Some(End::new(Outcome::Cancelled, format!("cancelled during {label}")));
             }
             Ok(status) => {
                 rec.status = status;
-                let mark = if status == StageStatus::FailedContinued {
-                    "✗ (continued)"
-                } else {
-                    "✓"
-                };
+                let mark = if status == StageStatus::FailedContinued { "✗ (continued)" } else { "✓" };
                 tracing::info!("{mark} {label} ({} ms)", rec.duration_ms);
+            }
+            // A failure the model may fix sends the cycle back to the proposal.
+            Err(e) if !cancel.is_cancelled() && cx.start_repair(&e) => {
+                tracing::info!("✗ {label} → {}: {}", e.outcome, secrets.redact(&e.reason));
+                rec.status = StageStatus::Repaired;
+                i = pipeline.proposal_stage().expect("a repair needs a propose stage");
             }
             Err(e) => {
                 rec.status = StageStatus::Ended;
@@ -134,11 +126,10 @@ pub fn run_cycle(
     }
     let end = match end {
         Some(e) => e,
-        None if cancel.is_cancelled() => {
-            End::new(Outcome::Cancelled, "cancelled at the end of the cycle")
-        }
+        None if cancel.is_cancelled() => End::new(Outcome::Cancelled, "cancelled at the end of the cycle"),
         None => cx.conclude(),
     };
+    cx.close_attempt(&end);
     let base_commit = cx.has_workspace().then(|| cx.base_commit().ok()).flatten();
     cx.release_workspace();
 
@@ -152,6 +143,8 @@ pub fn run_cycle(
         base_commit,
         gap: cx.gap.take(),
         model: cx.model_use.take(),
+        model_calls: std::mem::take(&mut cx.model_calls),
+        attempts: std::mem::take(&mut cx.attempts),
         proposal: cx.proposal.take(),
         files: cx.applied.take().unwrap_or_default(),
         tests: std::mem::take(&mut cx.tests),
@@ -168,12 +161,7 @@ pub fn run_cycle(
     if let Some(url) = &pipeline.observer.url {
         notify_observer(&rt, url, &json);
     }
-    Ok(CycleRun {
-        record,
-        json,
-        path,
-        state_dir,
-    })
+    Ok(CycleRun { record, json, path, state_dir })
 }
 
 fn label(spec: &StageSpec) -> String {

@@ -10,64 +10,72 @@ pub struct Apply;
 
 impl Stage for Apply {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
-        let proposal = cx
-            .proposal
-            .clone()
-            .expect("validation puts propose before apply");
+        let proposal = cx.proposal.clone().expect("validation puts propose before apply");
         let guard = Guardrails::new(cx.protected_paths());
         let root = cx.workspace()?.path.clone();
 
         // Check everything before writing anything.
-        let mut plan: Vec<(RepoPath, FileMode, &str)> = Vec::new();
+        let mut plan: Vec<(RepoPath, FileMode, String)> = Vec::new();
         for f in &proposal.files {
-            let path = guard
-                .check(&root, &f.path)
-                .map_err(|why| End::new(Outcome::ProposalRejected, why))?;
+            let path = guard.check(&root, &f.path).map_err(|why| End::new(Outcome::ProposalRejected, why))?;
             if plan.iter().any(|(p, _, _)| *p == path) {
-                return Err(End::new(
-                    Outcome::ApplyFailed,
-                    format!("the proposal lists `{path}` twice"),
-                ));
+                return Err(fixable(Outcome::ApplyFailed, format!("the proposal lists `{path}` twice")));
             }
             let target = path.under(&root);
-            let mode = match (f.is_new, std::fs::symlink_metadata(&target)) {
-                (_, Ok(m)) if m.is_dir() => {
-                    return Err(End::new(
+            let current = match std::fs::symlink_metadata(&target) {
+                Ok(m) if m.is_dir() => {
+                    return Err(fixable(
                         Outcome::ApplyFailed,
                         format!("`{path}` is a folder in the tree, not a file"),
                     ));
                 }
-                (true, Ok(_)) => {
-                    return Err(End::new(
+                Ok(_) => Some(
+                    std::fs::read(&target)
+                        .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot read `{path}`: {e}")))?,
+                ),
+                Err(_) => None,
+            };
+            let (mode, content) = match (f.is_new, current) {
+                (true, Some(_)) => {
+                    return Err(fixable(
                         Outcome::ApplyFailed,
                         format!("the proposal marks `{path}` as new (is_new: true), but it already exists"),
                     ));
                 }
-                (false, Err(_)) => {
-                    return Err(End::new(
+                (false, None) => {
+                    return Err(fixable(
                         Outcome::ApplyFailed,
                         format!("the proposal updates `{path}` (is_new: false), but there is no such file"),
                     ));
                 }
-                (true, Err(_)) => FileMode::Add,
-                (false, Ok(_)) => {
-                    let current = std::fs::read(&target).map_err(|e| {
-                        End::new(Outcome::ApplyFailed, format!("cannot read `{path}`: {e}"))
-                    })?;
-                    if current == f.content.as_bytes() {
-                        FileMode::Noop
-                    } else {
-                        FileMode::Update
-                    }
+                (true, None) => (FileMode::Add, f.content.clone().unwrap_or_default()),
+                (false, Some(bytes)) => {
+                    let old = String::from_utf8(bytes.clone())
+                        .map_err(|_| End::new(Outcome::ApplyFailed, format!("`{path}` is not UTF-8 text")))?;
+                    let new = match (&f.edits, &f.content) {
+                        (Some(edits), _) => crate::edits::apply(&old, edits)
+                            .map_err(|why| fixable(Outcome::ApplyFailed, format!("`{path}`: {why}")))?,
+                        (None, Some(content)) => {
+                            if let Some(why) = crate::edits::lazy_rewrite(&old, content) {
+                                return Err(fixable(
+                                    Outcome::ProposalRejected,
+                                    format!("the rewrite of `{path}` looks lazy: {why}"),
+                                ));
+                            }
+                            content.clone()
+                        }
+                        (None, None) => unreachable!("the proposal parser requires content or edits"),
+                    };
+                    let mode =
+                        if new.as_bytes() == bytes.as_slice() { FileMode::Noop } else { FileMode::Update };
+                    (mode, new)
                 }
             };
-            plan.push((path, mode, &f.content));
+            plan.push((path, mode, content));
         }
 
-        let changed: Vec<&(RepoPath, FileMode, &str)> = plan
-            .iter()
-            .filter(|(_, m, _)| *m != FileMode::Noop)
-            .collect();
+        let changed: Vec<&(RepoPath, FileMode, String)> =
+            plan.iter().filter(|(_, m, _)| *m != FileMode::Noop).collect();
         let bytes_changed: usize = changed
             .iter()
             .map(|(p, _, new)| {
@@ -75,25 +83,15 @@ impl Stage for Apply {
                 changed_bytes(&old, new.as_bytes())
             })
             .sum();
-        let score = ProposalScore {
-            paths: changed.iter().map(|(p, _, _)| p.as_str()).collect(),
-            bytes_changed,
-        };
+        let score =
+            ProposalScore { paths: changed.iter().map(|(p, _, _)| p.as_str()).collect(), bytes_changed };
         let d = cx.policy().score_proposal(&score);
         if !d.allow {
-            return Err(End::new(
-                Outcome::ProposalRejected,
-                format!("policy: {}", d.reason),
-            ));
+            return Err(End::new(Outcome::ProposalRejected, format!("policy: {}", d.reason)));
         }
 
-        let touched: Vec<TouchedFile> = plan
-            .iter()
-            .map(|(p, m, _)| TouchedFile {
-                path: p.to_string(),
-                mode: *m,
-            })
-            .collect();
+        let touched: Vec<TouchedFile> =
+            plan.iter().map(|(p, m, _)| TouchedFile { path: p.to_string(), mode: *m }).collect();
         if changed.is_empty() {
             cx.applied = Some(touched);
             return Err(End::new(
@@ -102,9 +100,8 @@ impl Stage for Apply {
             ));
         }
         for (path, _, content) in &changed {
-            crate::fsutil::write_atomic(&path.under(&root), content.as_bytes()).map_err(|e| {
-                End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}"))
-            })?;
+            crate::fsutil::write_atomic(&path.under(&root), content.as_bytes())
+                .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}")))?;
         }
         let count = |m| touched.iter().filter(|t| t.mode == m).count();
         tracing::info!(
@@ -121,11 +118,13 @@ impl Stage for Apply {
 /// Bytes between the common prefix and the common suffix: a cheap, fair size of an edit.
 fn changed_bytes(old: &[u8], new: &[u8]) -> usize {
     let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let suffix = old[prefix..]
-        .iter()
-        .rev()
-        .zip(new[prefix..].iter().rev())
-        .take_while(|(a, b)| a == b)
-        .count();
+    let suffix =
+        old[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
     (old.len() - prefix - suffix).max(new.len() - prefix - suffix)
+}
+
+/// A failure the model can fix: it goes back to the model when the pipeline allows repairs.
+fn fixable(outcome: Outcome, reason: String) -> End {
+    let feedback = format!("Your proposal could not be applied: {reason}.");
+    End::repairable(outcome, reason, feedback)
 }

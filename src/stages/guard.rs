@@ -13,10 +13,7 @@ impl Stage for Guard<'_> {
         if pause.exists() {
             return Err(End::new(
                 Outcome::SkippedPause,
-                format!(
-                    "pause file {} is present; remove it to let prbot run",
-                    self.0.pause_file.display()
-                ),
+                format!("pause file {} is present; remove it to let prbot run", self.0.pause_file.display()),
             ));
         }
         cx.lock()?;
@@ -30,17 +27,10 @@ impl Stage for Guard<'_> {
         let dirty = cx.repo.dirty_files(&cx.cancel, &exclude)?;
         if !dirty.is_empty() {
             let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
-            let more = if dirty.len() > 5 {
-                format!(" and {} more", dirty.len() - 5)
-            } else {
-                String::new()
-            };
+            let more = if dirty.len() > 5 { format!(" and {} more", dirty.len() - 5) } else { String::new() };
             return Err(End::new(
                 Outcome::SkippedDirtyTree,
-                format!(
-                    "uncommitted changes in {}{more}; commit or stash them first",
-                    shown.join(", ")
-                ),
+                format!("uncommitted changes in {}{more}; commit or stash them first", shown.join(", ")),
             ));
         }
         let d = cx.policy().should_run_cycle(chrono::Utc::now());

@@ -26,13 +26,9 @@ pub fn build(action: &Action) -> Box<dyn Stage + '_> {
         Action::Builtin(Builtin::Apply(_)) => Box::new(apply::Apply),
         Action::Builtin(Builtin::Test(s)) => Box::new(test::Test(s)),
         Action::Builtin(Builtin::Pr(s)) => Box::new(pr::Pr(s)),
-        Action::Run {
-            command,
-            continue_on_error,
-        } => Box::new(run_step::RunStep {
-            command,
-            continue_on_error: *continue_on_error,
-        }),
+        Action::Run { command, continue_on_error } => {
+            Box::new(run_step::RunStep { command, continue_on_error: *continue_on_error })
+        }
     }
 }
 
@@ -44,10 +40,7 @@ pub fn failure_excerpt(output: &str) -> String {
     let mut picked: Vec<&str> = Vec::new();
     // cargo test: the last `failures:` section up to `test result:`.
     if let Some(start) = lines.iter().rposition(|l| l.trim_end() == "failures:") {
-        let from = lines[..start]
-            .iter()
-            .rposition(|l| l.trim_end() == "failures:")
-            .unwrap_or(start);
+        let from = lines[..start].iter().rposition(|l| l.trim_end() == "failures:").unwrap_or(start);
         let end = lines[start..]
             .iter()
             .position(|l| l.starts_with("test result:"))
@@ -109,21 +102,25 @@ pub(crate) fn shell(
     let dir = ws.path.clone();
     let target = ws.cache_dir.join("cargo-target");
     let mut env = cx.child_env(env_allow);
-    env.entry("CARGO_TARGET_DIR".into())
-        .or_insert_with(|| target.into_os_string());
-    let mut cmd = crate::process::Command::new("sh", &dir, timeout)
-        .arg("-c")
-        .arg(command);
+    env.entry("CARGO_TARGET_DIR".into()).or_insert_with(|| target.into_os_string());
+    let mut cmd = crate::process::Command::new("sh", &dir, timeout).arg("-c").arg(command);
     cmd.env = Some(env);
-    let out = crate::process::run(cmd, &cx.cancel)
-        .map_err(|e| End::internal("cannot run a command", e))?;
+    let out = crate::process::run(cmd, &cx.cancel).map_err(|e| End::internal("cannot run a command", e))?;
     if out.cancelled {
-        return Err(End::new(
-            crate::outcome::Outcome::Cancelled,
-            format!("cancelled while `{command}` ran"),
-        ));
+        return Err(End::new(crate::outcome::Outcome::Cancelled, format!("cancelled while `{command}` ran")));
     }
     Ok(out)
+}
+
+/// What the model is told about a red command: the command, its status, and the part
+/// of its output that shows the failure.
+pub(crate) fn test_feedback(run: &crate::records::TestRun, out: &crate::process::Finished) -> String {
+    format!(
+        "The change was applied, but a check failed.\nCommand: `{}`\nResult: {}\nFailure output:\n```\n{}\n```",
+        run.command,
+        out.status_text(),
+        run.excerpt
+    )
 }
 
 pub(crate) fn test_run(command: &str, out: &crate::process::Finished) -> crate::records::TestRun {
@@ -133,11 +130,7 @@ pub(crate) fn test_run(command: &str, out: &crate::process::Finished) -> crate::
         timed_out: out.timed_out,
         duration_ms: out.duration.as_millis() as u64,
         passed: out.success(),
-        excerpt: if out.success() {
-            String::new()
-        } else {
-            failure_excerpt(&out.combined())
-        },
+        excerpt: if out.success() { String::new() } else { failure_excerpt(&out.combined()) },
     }
 }
 

@@ -11,10 +11,7 @@ impl Stage for PickGap {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
         let prd = cx.pipeline.prd.clone();
         let base = cx.base_commit()?;
-        let spec = format!(
-            "{base}:{}",
-            prd.path.to_string_lossy().trim_start_matches("./")
-        );
+        let spec = format!("{base}:{}", prd.path.to_string_lossy().trim_start_matches("./"));
         let Some(text) = cx.repo.git(&cx.cancel).query(["show", &spec])? else {
             return Err(End::new(
                 Outcome::SkippedNoGap,
@@ -28,20 +25,14 @@ impl Stage for PickGap {
         if gaps.is_empty() {
             return Err(End::new(
                 Outcome::SkippedNoGap,
-                format!(
-                    "{} has no unchecked `- [ ]` item tagged {}",
-                    prd.path.display(),
-                    prd.tag
-                ),
+                format!("{} has no unchecked `- [ ]` item tagged {}", prd.path.display(), prd.tag),
             ));
         }
         let keep = cx.pipeline.policy.gaps.skip_after_failures.max(5);
         let mut passed_over = Vec::new();
         for gap in gaps {
-            let recent = cx
-                .store
-                .attempts(&gap.id, keep)
-                .map_err(|e| End::internal("cannot read history", e))?;
+            let recent =
+                cx.store.attempts(&gap.id, keep).map_err(|e| End::internal("cannot read history", e))?;
             let why = match cx.policy().skip_gap(&gap, &recent) {
                 Some(why) => Some(why),
                 None => turned_down(cx, &gap)?,
@@ -58,10 +49,7 @@ impl Stage for PickGap {
         }
         Err(End::new(
             Outcome::SkippedNoGap,
-            format!(
-                "every tagged gap was passed over: {}",
-                passed_over.join("; ")
-            ),
+            format!("every tagged gap was passed over: {}", passed_over.join("; ")),
         ))
     }
 }
@@ -81,10 +69,9 @@ fn turned_down(cx: &mut Cycle, gap: &crate::prd::Gap) -> Result<Option<String>, 
     let pr = cx.forge_call(async move { forge.pr_for_branch(&branch, &base).await })?;
     Ok(match pr {
         Some(p) if p.state == PrState::Closed => Some(super::pr::turned_down(&p)),
-        Some(p) if p.state == PrState::Merged => Some(format!(
-            "its PR #{} was merged; tick the item in the PRD",
-            p.number
-        )),
+        Some(p) if p.state == PrState::Merged => {
+            Some(format!("its PR #{} was merged; tick the item in the PRD", p.number))
+        }
         _ => None,
     })
 }

@@ -33,7 +33,9 @@ impl Stage for Pr<'_> {
             let var = cx.pipeline.forge.token_var().unwrap_or_default();
             return Err(End::new(
                 Outcome::PrFailed,
-                format!("the forge says the token in ${var} cannot push to this repository; give it write access"),
+                format!(
+                    "the forge says the token in ${var} cannot push to this repository; give it write access"
+                ),
             ));
         }
         let base = cx.pr_base()?;
@@ -46,10 +48,7 @@ impl Stage for Pr<'_> {
             Some(p) if p.state == PrState::Merged => {
                 return Err(End::new(
                     Outcome::PrSkippedByPolicy,
-                    format!(
-                        "PR #{} for this gap was merged already: {}",
-                        p.number, p.url
-                    ),
+                    format!("PR #{} for this gap was merged already: {}", p.number, p.url),
                 ));
             }
             Some(p) if !settings.recreate_closed => {
@@ -81,11 +80,7 @@ impl Stage for Pr<'_> {
             head: branch.clone(),
             base,
         };
-        let note = format!(
-            "prbot pushed {} in cycle `{}`.",
-            &sha[..12.min(sha.len())],
-            cx.id
-        );
+        let note = format!("prbot pushed {} in cycle `{}`.", &sha[..12.min(sha.len())], cx.id);
         let f = forge.clone();
         let req = request.clone();
         let (pr, created) = cx.forge_call(async move {
@@ -103,46 +98,32 @@ impl Stage for Pr<'_> {
             match f.create_draft(&req).await {
                 Ok(p) => Ok((p, true)),
                 // Someone opened it between the lookup and now: use theirs.
-                Err(ForgeError::AlreadyExists) => {
-                    match f.pr_for_branch(&req.head, &req.base).await? {
-                        Some(p) if p.state == PrState::Open => refresh(p).await,
-                        _ => Err(ForgeError::Other(
-                            "the forge says a PR for this branch exists, but none is open".into(),
-                        )),
-                    }
-                }
+                Err(ForgeError::AlreadyExists) => match f.pr_for_branch(&req.head, &req.base).await? {
+                    Some(p) if p.state == PrState::Open => refresh(p).await,
+                    _ => Err(ForgeError::Other(
+                        "the forge says a PR for this branch exists, but none is open".into(),
+                    )),
+                },
                 Err(e) => Err(e),
             }
         })?;
         if created {
             if let Err(e) = cx.budget.add_pr() {
-                cx.warnings
-                    .push(format!("could not count the PR in today's ledger: {e}"));
+                cx.warnings.push(format!("could not count the PR in today's ledger: {e}"));
             }
             if !settings.labels.is_empty() {
                 let (f, labels, n) = (forge.clone(), settings.labels.clone(), pr.number);
                 match cx.block_on(async move { f.add_labels(n, &labels).await }) {
-                    Some(Ok(missing)) if !missing.is_empty() => cx.warnings.push(format!(
-                        "labels not found on the forge: {}",
-                        missing.join(", ")
-                    )),
+                    Some(Ok(missing)) if !missing.is_empty() => {
+                        cx.warnings.push(format!("labels not found on the forge: {}", missing.join(", ")))
+                    }
                     Some(Err(e)) => cx.warnings.push(format!("could not label the PR: {e}")),
                     _ => {}
                 }
             }
         }
-        tracing::info!(
-            "{} draft PR #{}: {}",
-            if created { "opened" } else { "updated" },
-            pr.number,
-            pr.url
-        );
-        cx.pr = Some(PrRef {
-            number: pr.number,
-            url: pr.url,
-            title: request.title,
-            created,
-        });
+        tracing::info!("{} draft PR #{}: {}", if created { "opened" } else { "updated" }, pr.number, pr.url);
+        cx.pr = Some(PrRef { number: pr.number, url: pr.url, title: request.title, created });
         Ok(StageStatus::Passed)
     }
 }
@@ -155,17 +136,10 @@ impl Pr<'_> {
         if open.len() >= self.0.max_open {
             return Err(End::new(
                 Outcome::PrSkippedByPolicy,
-                format!(
-                    "{} of prbot's PRs are open, and pr.max_open is {}",
-                    open.len(),
-                    self.0.max_open
-                ),
+                format!("{} of prbot's PRs are open, and pr.max_open is {}", open.len(), self.0.max_open),
             ));
         }
-        let today = cx
-            .budget
-            .today_ledger()
-            .map_err(|e| End::internal("budget", e))?;
+        let today = cx.budget.today_ledger().map_err(|e| End::internal("budget", e))?;
         if today.prs_opened >= self.0.max_per_day as u64 {
             return Err(End::new(
                 Outcome::PrSkippedByPolicy,
@@ -221,11 +195,7 @@ fn body(cx: &Cycle) -> String {
     }
     for t in &cx.tests {
         let status = if t.passed { "passed" } else { "failed" };
-        s.push_str(&format!(
-            "- `{}`: {status} ({:.1} s)\n",
-            t.command,
-            t.duration_ms as f64 / 1000.0
-        ));
+        s.push_str(&format!("- `{}`: {status} ({:.1} s)\n", t.command, t.duration_ms as f64 / 1000.0));
     }
     s.push_str("\n## Prior attempts\n");
     match crate::records::prior_attempts_block(&cx.prior) {

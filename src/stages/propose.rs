@@ -1,129 +1,122 @@
 use super::Stage;
 use crate::cycle::{Cycle, End};
-use crate::model::prompt::{self, PromptInput};
-use crate::model::proposal::Proposal;
-use crate::model::{ChatMessage, ModelError};
+use crate::model::ladder::{self, LadderError};
+use crate::model::{context, prompt, ChatMessage};
 use crate::outcome::Outcome;
 use crate::pipeline::config::ProposeSettings;
-use crate::records::{ModelUse, StageStatus};
+use crate::records::{AttemptKind, ModelUse, StageStatus};
+use std::time::Duration;
 
-/// Asks the model for a proposal, telling it what earlier attempts did.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Asks the ladder of models for a proposal: first with the gap and its context, then,
+/// after a failure, in the same conversation with what went wrong.
 pub struct Propose<'a>(pub &'a ProposeSettings);
 
 impl Stage for Propose<'_> {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
         let s = self.0;
-        let gap = cx
-            .gap
-            .clone()
-            .expect("validation puts pick-gap before propose");
+        let models = match cx.repair.take() {
+            None => {
+                self.first_prompt(cx)?;
+                cx.attempt_kind = AttemptKind::First;
+                s.models.clone()
+            }
+            Some(repair) => {
+                let last = cx.conversation.last().map(|m| m.role.clone());
+                debug_assert_eq!(last.as_deref(), Some("assistant"));
+                cx.conversation.push(ChatMessage::user(prompt::repair_message(&repair.feedback)));
+                if repair.escalate {
+                    cx.attempt_kind = AttemptKind::Escalation;
+                    vec![s.escalate_to.clone().expect("escalation needs escalate_to")]
+                } else {
+                    cx.attempt_kind = AttemptKind::Repair;
+                    s.models.clone()
+                }
+            }
+        };
+        let opts = ladder::Options {
+            retries: s.retries,
+            timeout: cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT),
+            temperature: s.temperature,
+        };
+        let mut calls = std::mem::take(&mut cx.model_calls);
+        let before = calls.len();
+        let conversation = cx.conversation.clone();
+        let result = cx.block_on(ladder::ask(&cx.model, &models, &conversation, &opts, &mut calls));
+        let new_calls = calls[before..].to_vec();
+        cx.model_calls = calls;
+        let usage = cx.model_use.get_or_insert_with(ModelUse::default);
+        for c in &new_calls {
+            usage.calls += 1;
+            usage.prompt_tokens += c.prompt_tokens;
+            usage.completion_tokens += c.completion_tokens;
+            usage.usd += c.usd;
+        }
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+        let Some(result) = result else {
+            return Err(End::new(Outcome::Cancelled, "cancelled while waiting for the model"));
+        };
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) => return Err(self.failed(cx, e)),
+        };
+        let usage = cx.model_use.get_or_insert_with(ModelUse::default);
+        usage.name = answer.model.clone();
+        usage.estimated |= answer.completion.estimated;
+        tracing::info!(
+            "{} proposes: {} ({} file(s))",
+            answer.model,
+            crate::records::one_line(&answer.proposal.summary, 100),
+            answer.proposal.files.len()
+        );
+        cx.conversation.push(ChatMessage::assistant(answer.completion.content));
+        cx.proposal = Some(answer.proposal);
+        cx.attempt_open = true;
+        Ok(StageStatus::Passed)
+    }
+}
+
+impl Propose<'_> {
+    fn first_prompt(&self, cx: &mut Cycle) -> Result<(), End> {
+        let s = self.0;
+        let gap = cx.gap.clone().expect("validation puts pick-gap before propose");
         let ws = cx.workspace()?;
         let root = ws.path.clone();
         let all = ws.files()?;
-
-        // Files the gap names (exactly or by file name), then files earlier attempts touched.
-        let mut named: Vec<String> = Vec::new();
-        for m in crate::prd::mentioned_paths(&gap.text) {
-            for f in &all {
-                let hit = *f == m || (!m.contains('/') && f.rsplit('/').next() == Some(m.as_str()));
-                if hit && !named.contains(f) {
-                    named.push(f.clone());
-                }
-            }
-        }
-        for a in &cx.prior {
-            for f in &a.files {
-                if all.contains(f) && !named.contains(f) {
-                    named.push(f.clone());
-                }
-            }
-        }
-        let mut contents = Vec::new();
-        for path in named.iter().take(8) {
-            let Ok(bytes) = std::fs::read(root.join(path)) else {
-                continue;
-            };
-            let mut text = String::from_utf8_lossy(&bytes).into_owned();
-            if text.len() > s.max_file_bytes {
-                let mut cut = s.max_file_bytes;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                text.truncate(cut);
-                text.push_str("\n[… file cut here for length …]\n");
-            }
-            contents.push((path.clone(), text));
-        }
-        let listed: Vec<String> = all.iter().take(s.max_listed_files).cloned().collect();
-        let prior_block = crate::records::prior_attempts_block(
-            &cx.prior
-                .iter()
-                .take(s.prior_attempts)
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        let prior: Vec<_> = cx.prior.iter().take(s.prior_attempts).cloned().collect();
+        let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
+        let prior_block = crate::records::prior_attempts_block(&prior);
+        let reserved = crate::model::client::estimate_tokens(prompt::SYSTEM) as usize
+            + prior_block.as_deref().map_or(0, |b| crate::model::client::estimate_tokens(b) as usize)
+            + 200;
+        let ctx = context::choose(&root, &all, &gap, &touched, s.context_tokens.saturating_sub(reserved));
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
-        let user = prompt::user_message(&PromptInput {
-            gap: &gap,
-            prd_path: &prd_path,
-            files: &listed,
-            files_total: all.len(),
-            contents: &contents,
-            prior: prior_block.as_deref(),
-        });
-        let messages = [ChatMessage::system(prompt::SYSTEM), ChatMessage::user(user)];
-        let prompt_bytes: usize = messages.iter().map(|m| m.content.len()).sum();
-        let timeout = cx.stage_timeout.unwrap_or(cx.pipeline.model.timeout);
-        let mut usage = ModelUse {
-            name: cx.pipeline.model.name.clone(),
-            base_url: cx.pipeline.model.base_url.clone(),
-            prompt_bytes,
-            ..ModelUse::default()
+        let user = prompt::user_message(&gap, &prd_path, &ctx, prior_block.as_deref());
+        cx.conversation = vec![ChatMessage::system(prompt::SYSTEM), ChatMessage::user(user)];
+        let size: u64 =
+            cx.conversation.iter().map(|m| crate::model::client::estimate_tokens(&m.content)).sum();
+        cx.model_use.get_or_insert_with(ModelUse::default).prompt_size_tokens = size;
+        tracing::info!("prompt: about {size} tokens, {} file(s) in full", ctx.files.len());
+        Ok(())
+    }
+
+    /// No usable proposal. During a repair, the cycle keeps the outcome of the attempt
+    /// the repair was for.
+    fn failed(&self, cx: &mut Cycle, e: LadderError) -> End {
+        let (outcome, reason) = match e {
+            LadderError::Budget(m) => (Outcome::SkippedCost, format!("budget exhausted: {m}")),
+            LadderError::Ledger(e) => return End::internal("budget", e),
+            LadderError::Failed(m) => (Outcome::ModelFailed, format!("no model gave a usable proposal: {m}")),
         };
-        tracing::info!("asking {} ({} bytes of prompt)", usage.name, prompt_bytes);
-        let result = cx.block_on(cx.model.complete(&messages, timeout));
-        let Some(result) = result else {
-            return Err(End::new(
-                Outcome::Cancelled,
-                "cancelled while waiting for the model",
-            ));
-        };
-        let completion = match result {
-            Ok(c) => c,
-            Err(ModelError::Budget(crate::budget::BudgetError::Exhausted(m))) => {
-                return Err(End::new(Outcome::SkippedCost, m));
+        match cx.last_failure.clone() {
+            Some(prev) => {
+                End::new(prev.outcome, format!("{}; then the repair request failed: {reason}", prev.reason))
             }
-            Err(ModelError::Budget(e)) => return Err(End::internal("budget", e)),
-            Err(e) => {
-                usage.calls = 1;
-                cx.model_use = Some(usage);
-                return Err(End::new(Outcome::ModelFailed, e.to_string()));
+            None if outcome == Outcome::SkippedCost => {
+                End::new(outcome, reason.trim_start_matches("budget exhausted: ").to_string())
             }
-        };
-        usage.calls = 1;
-        usage.prompt_tokens = completion.prompt_tokens;
-        usage.completion_tokens = completion.completion_tokens;
-        usage.total_tokens = completion.prompt_tokens + completion.completion_tokens;
-        usage.estimated = completion.estimated;
-        cx.model_use = Some(usage);
-        if completion.finish_reason.as_deref() == Some("length") {
-            return Err(End::new(
-                Outcome::ModelFailed,
-                "the reply was cut off at the model's length limit (finish_reason: length)",
-            ));
+            None => End::new(outcome, reason),
         }
-        let proposal = Proposal::parse(&completion.content).map_err(|e| {
-            End::new(
-                Outcome::ModelFailed,
-                format!("the reply is not a usable proposal: {e}"),
-            )
-        })?;
-        tracing::info!(
-            "proposal: {} ({} file(s))",
-            crate::records::one_line(&proposal.summary, 100),
-            proposal.files.len()
-        );
-        cx.proposal = Some(proposal);
-        Ok(StageStatus::Passed)
     }
 }

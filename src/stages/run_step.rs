@@ -20,17 +20,12 @@ impl Stage for RunStep<'_> {
             return Ok(StageStatus::Passed);
         }
         if self.continue_on_error {
-            cx.warnings.push(format!(
-                "`{}` failed ({}), continued",
-                self.command,
-                out.status_text()
-            ));
+            cx.warnings.push(format!("`{}` failed ({}), continued", self.command, out.status_text()));
             return Ok(StageStatus::FailedContinued);
         }
-        cx.tests.push(super::test_run(self.command, &out));
-        Err(End::new(
-            Outcome::TestsFailed,
-            format!("step `{}` failed: {}", self.command, out.status_text()),
-        ))
+        let run = super::test_run(self.command, &out);
+        cx.tests.push(run.clone());
+        let reason = format!("step `{}` failed: {}", self.command, out.status_text());
+        Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)))
     }
 }

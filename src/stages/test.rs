@@ -13,11 +13,7 @@ pub struct Test<'a>(pub &'a TestSettings);
 impl Stage for Test<'_> {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
         let root = cx.workspace()?.path.clone();
-        let commands = if self.0.commands.is_empty() {
-            detect(&root)
-        } else {
-            self.0.commands.clone()
-        };
+        let commands = if self.0.commands.is_empty() { detect(&root) } else { self.0.commands.clone() };
         if commands.is_empty() {
             return Err(End::new(
                 Outcome::TestsFailed,
@@ -29,13 +25,10 @@ impl Stage for Test<'_> {
             tracing::info!("running `{command}`");
             let out = super::shell(cx, command, timeout, &self.0.env_allow)?;
             let run = super::test_run(command, &out);
-            let passed = run.passed;
-            cx.tests.push(run);
-            if !passed {
-                return Err(End::new(
-                    Outcome::TestsFailed,
-                    format!("`{command}` failed: {}", out.status_text()),
-                ));
+            cx.tests.push(run.clone());
+            if !run.passed {
+                let reason = format!("`{command}` failed: {}", out.status_text());
+                return Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)));
             }
         }
         Ok(StageStatus::Passed)

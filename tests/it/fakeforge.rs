@@ -77,13 +77,7 @@ impl FakeForge {
         std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
         crate::harness::git(
             dir,
-            &[
-                "clone",
-                "--quiet",
-                "--bare",
-                &source.display().to_string(),
-                &remote.display().to_string(),
-            ],
+            &["clone", "--quiet", "--bare", &source.display().to_string(), &remote.display().to_string()],
         );
         let state = Arc::new(Mutex::new(State {
             flavor,
@@ -103,16 +97,15 @@ impl FakeForge {
         let (st, git_root, base) = (state.clone(), root.clone(), url.clone());
         // Its own thread and runtime: tests block while the binary runs.
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                    let (st, git_root, base) = (st.clone(), git_root.clone(), base.clone());
-                    async move { handle(st, &git_root, &base, method, uri, headers, body).await }
-                });
+                let app = axum::Router::new().fallback(
+                    move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                        let (st, git_root, base) = (st.clone(), git_root.clone(), base.clone());
+                        async move { handle(st, &git_root, &base, method, uri, headers, body).await }
+                    },
+                );
                 axum::serve(listener, app).await.unwrap();
             });
         });
@@ -159,27 +152,16 @@ impl FakeForge {
     /// The commit a branch points at on the remote, if it exists.
     pub fn remote_branch(&self, branch: &str) -> Option<String> {
         let out = std::process::Command::new("git")
-            .args([
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{branch}"),
-            ])
+            .args(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
             .current_dir(&self.remote)
             .output()
             .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 
 fn reply(status: u16, body: Value) -> Response {
-    (
-        StatusCode::from_u16(status).unwrap(),
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
+    (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], body.to_string())
         .into_response()
 }
 
@@ -194,11 +176,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     st.lock().unwrap().seen.push(Seen {
         method: method.to_string(),
         path: uri.to_string(),
@@ -285,12 +263,8 @@ fn link(base: &str, path: &str, page: usize, more: bool, last: usize) -> String 
 fn list_response(items: Vec<Value>, total: usize, link: String, gitea: bool) -> Response {
     let mut r = reply(200, Value::Array(items));
     if gitea {
-        r.headers_mut()
-            .insert("x-total-count", total.to_string().parse().unwrap());
-        r.headers_mut().insert(
-            "access-control-expose-headers",
-            "X-Total-Count, Link".parse().unwrap(),
-        );
+        r.headers_mut().insert("x-total-count", total.to_string().parse().unwrap());
+        r.headers_mut().insert("access-control-expose-headers", "X-Total-Count, Link".parse().unwrap());
     }
     if !link.is_empty() {
         r.headers_mut().insert("link", link.parse().unwrap());
@@ -380,13 +354,7 @@ fn gitea(
             list_response(
                 items,
                 all.len(),
-                link(
-                    base,
-                    &format!("/api/v1/repos/{OWNER}/{NAME}/pulls"),
-                    pg,
-                    more,
-                    last,
-                ),
+                link(base, &format!("/api/v1/repos/{OWNER}/{NAME}/pulls"), pg, more, last),
                 true,
             )
         }
@@ -410,27 +378,15 @@ fn gitea(
                     json!({"message": "Invalid PullRequestOption: head and base are the same branch", "url": format!("{base}/api/swagger")}),
                 );
             }
-            if let Some(p) = s
-                .prs
-                .iter()
-                .find(|p| p.open && p.head == head && p.base == basebr)
-            {
+            if let Some(p) = s.prs.iter().find(|p| p.open && p.head == head && p.base == basebr) {
                 let msg = format!("pull request already exists for these targets [id: {}, issue_id: {}, head_repo_id: 1, base_repo_id: 1, head_branch: {head}, base_branch: {basebr}]", p.number + 100, p.number);
-                return reply(
-                    409,
-                    json!({"message": msg, "url": format!("{base}/api/swagger")}),
-                );
+                return reply(409, json!({"message": msg, "url": format!("{base}/api/swagger")}));
             }
             let ids: Vec<u64> = body["labels"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
                 .unwrap_or_default();
-            let labels = s
-                .labels
-                .iter()
-                .filter(|(id, _)| ids.contains(id))
-                .map(|(_, n)| n.clone())
-                .collect();
+            let labels = s.labels.iter().filter(|(id, _)| ids.contains(id)).map(|(_, n)| n.clone()).collect();
             let number = s.prs.len() as u64 + 1;
             let pr = FakePr {
                 number,
@@ -456,13 +412,7 @@ fn gitea(
             list_response(
                 items,
                 s.labels.len(),
-                link(
-                    base,
-                    &format!("/api/v1/repos/{OWNER}/{NAME}/labels"),
-                    pg,
-                    more,
-                    last,
-                ),
+                link(base, &format!("/api/v1/repos/{OWNER}/{NAME}/labels"), pg, more, last),
                 true,
             )
         }
@@ -483,8 +433,7 @@ fn gitea(
                     }
                 }
                 if method == Method::PATCH {
-                    if let Some(p) = num(bh).and_then(|n| s.prs.iter_mut().find(|p| p.number == n))
-                    {
+                    if let Some(p) = num(bh).and_then(|n| s.prs.iter_mut().find(|p| p.number == n)) {
                         if let Some(t) = body["title"].as_str() {
                             p.title = t.into();
                             p.draft = t.starts_with("WIP:") || t.starts_with("[WIP]");
@@ -536,22 +485,16 @@ fn issue_subroutes(
         ("POST", "labels") => {
             for v in body["labels"].as_array().cloned().unwrap_or_default() {
                 let name = match (flavor, &v) {
-                    (Flavor::Gitea, Value::Number(id)) => known
-                        .iter()
-                        .find(|(k, _)| Some(*k) == id.as_u64())
-                        .map(|(_, n)| n.clone()),
+                    (Flavor::Gitea, Value::Number(id)) => {
+                        known.iter().find(|(k, _)| Some(*k) == id.as_u64()).map(|(_, n)| n.clone())
+                    }
                     (Flavor::Github, Value::String(n)) => Some(n.clone()),
                     _ => None,
                 };
                 match name {
                     Some(n) if !pr.labels.contains(&n) => pr.labels.push(n),
                     Some(_) => {}
-                    None => {
-                        return reply(
-                            422,
-                            json!({"message": format!("label {v} is not valid here")}),
-                        )
-                    }
+                    None => return reply(422, json!({"message": format!("label {v} is not valid here")})),
                 }
             }
             let all: Vec<Value> = pr.labels.iter().map(|l| json!({"name": l})).collect();
@@ -579,10 +522,7 @@ fn github(
                 .prs
                 .iter()
                 .filter(|p| visible(s, p) && (state == "all" || (state == "open") == p.open))
-                .filter(|p| {
-                    head.as_ref()
-                        .is_none_or(|h| *h == format!("{OWNER}:{}", p.head))
-                })
+                .filter(|p| head.as_ref().is_none_or(|h| *h == format!("{OWNER}:{}", p.head)))
                 .filter(|p| basef.as_ref().is_none_or(|b| *b == p.base))
                 .collect();
             all.reverse();
@@ -594,13 +534,7 @@ fn github(
             list_response(
                 items,
                 all.len(),
-                link(
-                    base,
-                    &format!("/repos/{OWNER}/{NAME}/pulls"),
-                    pg,
-                    more,
-                    last,
-                ),
+                link(base, &format!("/repos/{OWNER}/{NAME}/pulls"), pg, more, last),
                 false,
             )
         }
@@ -612,10 +546,7 @@ fn github(
                 return r;
             }
             s.hide_until_create = false;
-            let (head, basebr) = (
-                body["head"].as_str().unwrap_or(""),
-                body["base"].as_str().unwrap_or(""),
-            );
+            let (head, basebr) = (body["head"].as_str().unwrap_or(""), body["base"].as_str().unwrap_or(""));
             let invalid = |m: String| {
                 reply(
                     422,
@@ -625,10 +556,7 @@ fn github(
             if head == basebr {
                 return invalid(format!("No commits between {basebr} and {head}"));
             }
-            if s.prs
-                .iter()
-                .any(|p| p.open && p.head == head && p.base == basebr)
-            {
+            if s.prs.iter().any(|p| p.open && p.head == head && p.base == basebr) {
                 return invalid(format!("A pull request already exists for {OWNER}:{head}."));
             }
             let number = s.prs.len() as u64 + 1;
@@ -660,10 +588,8 @@ fn github(
             }
             if let Some(n) = rest.strip_prefix("/pulls/") {
                 if method == Method::PATCH {
-                    if let Some(p) = n
-                        .parse::<u64>()
-                        .ok()
-                        .and_then(|n| s.prs.iter_mut().find(|p| p.number == n))
+                    if let Some(p) =
+                        n.parse::<u64>().ok().and_then(|n| s.prs.iter_mut().find(|p| p.number == n))
                     {
                         if let Some(t) = body["title"].as_str() {
                             p.title = t.into();
@@ -711,27 +637,13 @@ async fn git_http(
             .into_response();
     }
     let query = uri.query().unwrap_or("").to_string();
-    let pushing =
-        uri.path().ends_with("/git-receive-pack") || query.contains("service=git-receive-pack");
+    let pushing = uri.path().ends_with("/git-receive-pack") || query.contains("service=git-receive-pack");
     if pushing && !push_allowed {
-        return (
-            StatusCode::FORBIDDEN,
-            "User permission denied for writing.\n",
-        )
-            .into_response();
+        return (StatusCode::FORBIDDEN, "User permission denied for writing.\n").into_response();
     }
-    let header = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (root, path) = (git_root.to_path_buf(), uri.path().to_string());
-    let (ctype, cenc, proto) = (
-        header("content-type"),
-        header("content-encoding"),
-        header("git-protocol"),
-    );
+    let (ctype, cenc, proto) = (header("content-type"), header("content-encoding"), header("git-protocol"));
     let out = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut cmd = std::process::Command::new("git");
@@ -793,8 +705,5 @@ async fn git_http(
             }
         }
     }
-    builder
-        .status(status)
-        .body(axum::body::Body::from(out[at + gap..].to_vec()))
-        .unwrap()
+    builder.status(status).body(axum::body::Body::from(out[at + gap..].to_vec())).unwrap()
 }

@@ -15,22 +15,13 @@ struct Setup {
 
 impl Setup {
     async fn new(flavor: Flavor) -> Setup {
-        Setup::with_token(
-            flavor,
-            &format!("tok-{}-{}", std::process::id(), rand_suffix()),
-        )
-        .await
+        Setup::with_token(flavor, &format!("tok-{}-{}", std::process::id(), rand_suffix())).await
     }
 
     async fn with_token(flavor: Flavor, token: &str) -> Setup {
         let env = Env::new();
         let forge = FakeForge::start(flavor, token, &env.repo, env.tmp.path());
-        Setup {
-            env,
-            forge,
-            model: Model::good().await,
-            token: token.to_string(),
-        }
+        Setup { env, forge, model: Model::good().await, token: token.to_string() }
     }
 
     fn pipeline(&self) -> Pipeline {
@@ -38,16 +29,12 @@ impl Setup {
     }
 
     fn run(&self, p: &Pipeline) -> Run {
-        self.env
-            .run_with(&self.model, p, &[(TOKEN_ENV, &self.token)])
+        self.env.run_with(&self.model, p, &[(TOKEN_ENV, &self.token)])
     }
 }
 
 fn rand_suffix() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{n:08x}")
 }
 
@@ -79,27 +66,12 @@ async fn the_first_pr_is_a_draft_and_the_branch_is_really_pushed() {
         assert_eq!(r["pr"]["number"], 1);
         assert_eq!(r["pr"]["created"], true);
         let url = r["pr"]["url"].as_str().unwrap();
-        assert!(
-            url.starts_with(&s.forge.url) && url.ends_with("/1"),
-            "{url}"
-        );
+        assert!(url.starts_with(&s.forge.url) && url.ends_with("/1"), "{url}");
         assert!(pr.body.contains("Greet the world."), "{}", pr.body);
-        let scheme = if flavor == Flavor::Gitea {
-            "token "
-        } else {
-            "Bearer "
-        };
-        let api: Vec<_> = s
-            .forge
-            .seen()
-            .into_iter()
-            .filter(|x| !x.path.contains(".git/"))
-            .collect();
+        let scheme = if flavor == Flavor::Gitea { "token " } else { "Bearer " };
+        let api: Vec<_> = s.forge.seen().into_iter().filter(|x| !x.path.contains(".git/")).collect();
         assert!(
-            !api.is_empty()
-                && api
-                    .iter()
-                    .all(|x| x.authorization == format!("{scheme}{}", s.token)),
+            !api.is_empty() && api.iter().all(|x| x.authorization == format!("{scheme}{}", s.token)),
             "{flavor:?}: wrong auth scheme"
         );
     }
@@ -118,17 +90,9 @@ async fn a_second_cycle_on_the_gap_updates_the_same_pr() {
         assert_eq!(r["pr"]["number"], 1);
         assert_eq!(r["pr"]["created"], false);
         assert_eq!(prs[0].comments.len(), 1, "{flavor:?}");
-        assert!(
-            prs[0]
-                .body
-                .contains("Prior attempts on this gap (1 most recent)"),
-            "{}",
-            prs[0].body
-        );
+        assert!(prs[0].body.contains("Prior attempts on this gap (1 most recent)"), "{}", prs[0].body);
         assert_eq!(
-            s.forge
-                .remote_branch(r["branch"].as_str().unwrap())
-                .as_deref(),
+            s.forge.remote_branch(r["branch"].as_str().unwrap()).as_deref(),
             r["commit"].as_str(),
             "{flavor:?}: force-with-lease push"
         );
@@ -146,12 +110,8 @@ async fn a_pr_opened_between_lookup_and_create_is_reused() {
         assert_eq!(s.forge.prs().len(), 1, "{flavor:?}: a second PR was opened");
         assert_eq!(r["pr"]["number"], existing);
         assert_eq!(r["pr"]["created"], false);
-        let creates = s
-            .forge
-            .seen()
-            .iter()
-            .filter(|x| x.method == "POST" && x.path.ends_with("/pulls"))
-            .count();
+        let creates =
+            s.forge.seen().iter().filter(|x| x.method == "POST" && x.path.ends_with("/pulls")).count();
         assert_eq!(creates, 1, "{flavor:?}: the create was not tried");
     }
 }
@@ -168,15 +128,10 @@ async fn a_gap_whose_pr_was_closed_is_left_alone_unless_told() {
             reason.contains(&format!("closed PR #{closed}")) && reason.contains("recreate_closed"),
             "{reason}"
         );
-        assert!(
-            s.model.requests().await.is_empty(),
-            "a model call was spent on a turned-down gap"
-        );
+        assert!(s.model.requests().await.is_empty(), "a model call was spent on a turned-down gap");
 
-        let stages = STAGES.replace(
-            "  - uses: pr\n",
-            "  - uses: pr\n    with:\n      recreate_closed: true\n",
-        );
+        let stages =
+            STAGES.replace("  - uses: pr\n", "  - uses: pr\n    with:\n      recreate_closed: true\n");
         let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
         assert_eq!(r["pr"]["number"], 2);
         assert_eq!(s.forge.prs().len(), 2);
@@ -200,29 +155,17 @@ async fn max_open_and_max_per_day_cap_new_prs() {
         }
         s.forge.add_pr("feature/human", true, false);
         let r = s.run(&s.pipeline()).expect("pr_skipped_by_policy", 0);
-        assert_eq!(
-            r["reason"], "3 of prbot's PRs are open, and pr.max_open is 3",
-            "{flavor:?}"
-        );
+        assert_eq!(r["reason"], "3 of prbot's PRs are open, and pr.max_open is 3", "{flavor:?}");
         assert_eq!(s.forge.prs().len(), 4);
         assert!(
-            s.forge
-                .remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env)))
-                .is_none(),
+            s.forge.remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env))).is_none(),
             "pushed past the cap"
         );
 
-        let stages = STAGES.replace(
-            "  - uses: pr\n",
-            "  - uses: pr\n    with:\n      max_open: 10\n      max_per_day: 0\n",
-        );
-        let r = s
-            .run(&s.pipeline().stages(&stages))
-            .expect("pr_skipped_by_policy", 0);
-        assert_eq!(
-            r["reason"], "0 PRs were opened today (UTC), and pr.max_per_day is 0",
-            "{flavor:?}"
-        );
+        let stages = STAGES
+            .replace("  - uses: pr\n", "  - uses: pr\n    with:\n      max_open: 10\n      max_per_day: 0\n");
+        let r = s.run(&s.pipeline().stages(&stages)).expect("pr_skipped_by_policy", 0);
+        assert_eq!(r["reason"], "0 PRs were opened today (UTC), and pr.max_per_day is 0", "{flavor:?}");
     }
 }
 
@@ -232,12 +175,8 @@ async fn a_server_error_is_retried() {
         let s = Setup::new(flavor).await;
         s.forge.state.lock().unwrap().fail_creates = vec![502, 503];
         s.run(&s.pipeline()).expect("ok", 0);
-        let creates = s
-            .forge
-            .seen()
-            .iter()
-            .filter(|x| x.method == "POST" && x.path.ends_with("/pulls"))
-            .count();
+        let creates =
+            s.forge.seen().iter().filter(|x| x.method == "POST" && x.path.ends_with("/pulls")).count();
         assert_eq!(creates, 3, "{flavor:?}");
         assert_eq!(s.forge.prs().len(), 1);
     }
@@ -248,9 +187,7 @@ async fn a_bad_token_fails_clearly_before_any_model_call() {
     for flavor in BOTH {
         let s = Setup::new(flavor).await;
         let wrong = "tok-wrong-5b1f0c";
-        let run = s
-            .env
-            .run_with(&s.model, &s.pipeline(), &[(TOKEN_ENV, wrong)]);
+        let run = s.env.run_with(&s.model, &s.pipeline(), &[(TOKEN_ENV, wrong)]);
         let r = run.expect("pr_failed", 1);
         let reason = r["reason"].as_str().unwrap();
         assert!(
@@ -263,10 +200,7 @@ async fn a_bad_token_fails_clearly_before_any_model_call() {
         let run = s.env.run(&s.model, &s.pipeline());
         let r = run.expect("pr_failed", 1);
         assert!(
-            r["reason"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("{TOKEN_ENV} is not set")),
+            r["reason"].as_str().unwrap().contains(&format!("{TOKEN_ENV} is not set")),
             "{}",
             r["reason"]
         );
@@ -279,10 +213,7 @@ async fn a_rejected_push_is_pr_failed_with_gits_reason() {
     s.forge.state.lock().unwrap().push_allowed = false;
     let r = s.run(&s.pipeline()).expect("pr_failed", 1);
     let reason = r["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("rejected") && reason.contains("403"),
-        "{reason}"
-    );
+    assert!(reason.contains("rejected") && reason.contains("403"), "{reason}");
     assert!(s.forge.prs().is_empty());
 }
 
@@ -292,15 +223,8 @@ async fn a_token_without_push_permission_stops_before_the_push() {
         let s = Setup::new(flavor).await;
         s.forge.state.lock().unwrap().push_permission = false;
         let r = s.run(&s.pipeline()).expect("pr_failed", 1);
-        assert!(
-            r["reason"].as_str().unwrap().contains("cannot push"),
-            "{}",
-            r["reason"]
-        );
-        assert!(s
-            .forge
-            .remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env)))
-            .is_none());
+        assert!(r["reason"].as_str().unwrap().contains("cannot push"), "{}", r["reason"]);
+        assert!(s.forge.remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env))).is_none());
         assert!(s.forge.prs().is_empty());
     }
 }
@@ -314,16 +238,8 @@ async fn labels_are_resolved_and_missing_ones_are_a_warning() {
             "  - uses: pr\n    with:\n      labels: [enhancement, no-such-label]\n",
         );
         let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
-        assert_eq!(
-            s.forge.prs()[0].labels,
-            vec!["enhancement".to_string()],
-            "{flavor:?}"
-        );
-        assert!(
-            r["warnings"].to_string().contains("no-such-label"),
-            "{}",
-            r["warnings"]
-        );
+        assert_eq!(s.forge.prs()[0].labels, vec!["enhancement".to_string()], "{flavor:?}");
+        assert!(r["warnings"].to_string().contains("no-such-label"), "{}", r["warnings"]);
     }
 }
 
@@ -353,31 +269,18 @@ async fn the_canary_token_appears_nowhere() {
             places.push((format!("stderr {i}"), run.stderr.clone()));
         }
         for pr in s.forge.prs() {
-            places.push((
-                "PR body".into(),
-                format!("{} {} {:?}", pr.title, pr.body, pr.comments),
-            ));
+            places.push(("PR body".into(), format!("{} {} {:?}", pr.title, pr.body, pr.comments)));
         }
         places.push(("test env".into(), std::fs::read_to_string(&dump).unwrap()));
-        for dir in [
-            s.env.repo.join(".git"),
-            s.env.work.clone(),
-            s.forge.remote.clone(),
-        ] {
+        for dir in [s.env.repo.join(".git"), s.env.work.clone(), s.forge.remote.clone()] {
             for (path, text) in text_files(&dir) {
                 places.push((path, text));
             }
         }
         for (what, text) in &places {
-            assert!(
-                !text.contains(&canary),
-                "{flavor:?}: the token leaked into {what}"
-            );
+            assert!(!text.contains(&canary), "{flavor:?}: the token leaked into {what}");
         }
-        assert!(
-            places.iter().any(|(w, _)| w.ends_with("config")),
-            "no git config was checked"
-        );
+        assert!(places.iter().any(|(w, _)| w.ends_with("config")), "no git config was checked");
     }
 }
 
@@ -409,54 +312,31 @@ async fn the_fakes_answer_like_the_real_servers() {
     for flavor in BOTH {
         let s = Setup::new(flavor).await;
         let (api, auth) = match flavor {
-            Flavor::Gitea => (
-                format!("{}/api/v1/repos/{OWNER}/{NAME}", s.forge.url),
-                format!("token {}", s.token),
-            ),
-            Flavor::Github => (
-                format!("{}/repos/{OWNER}/{NAME}", s.forge.url),
-                format!("Bearer {}", s.token),
-            ),
+            Flavor::Gitea => {
+                (format!("{}/api/v1/repos/{OWNER}/{NAME}", s.forge.url), format!("token {}", s.token))
+            }
+            Flavor::Github => {
+                (format!("{}/repos/{OWNER}/{NAME}", s.forge.url), format!("Bearer {}", s.token))
+            }
         };
         let post = |body: Value| {
-            client
-                .post(format!("{api}/pulls"))
-                .header("authorization", &auth)
-                .json(&body)
-                .send()
+            client.post(format!("{api}/pulls")).header("authorization", &auth).json(&body).send()
         };
-        let same = post(serde_json::json!({"title": "t", "head": "main", "base": "main"}))
-            .await
-            .unwrap();
+        let same = post(serde_json::json!({"title": "t", "head": "main", "base": "main"})).await.unwrap();
         assert_eq!(same.status(), 422, "{flavor:?}: head equal to base");
-        let first = post(serde_json::json!({"title": "t", "head": "x", "base": "main"}))
-            .await
-            .unwrap();
+        let first = post(serde_json::json!({"title": "t", "head": "x", "base": "main"})).await.unwrap();
         assert_eq!(first.status(), 201);
-        let dup = post(serde_json::json!({"title": "t", "head": "x", "base": "main"}))
-            .await
-            .unwrap();
+        let dup = post(serde_json::json!({"title": "t", "head": "x", "base": "main"})).await.unwrap();
         let expected = if flavor == Flavor::Gitea { 409 } else { 422 };
         assert_eq!(dup.status().as_u16(), expected);
         assert!(dup.text().await.unwrap().contains("already exists"));
-        let unauth = client
-            .get(&api)
-            .header("authorization", "token nope")
-            .send()
-            .await
-            .unwrap();
+        let unauth = client.get(&api).header("authorization", "token nope").send().await.unwrap();
         assert_eq!(unauth.status(), 401);
-        let missing = client
-            .get(format!("{api}/pulls/main/nope"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap();
+        let missing =
+            client.get(format!("{api}/pulls/main/nope")).header("authorization", &auth).send().await.unwrap();
         assert_eq!(missing.status(), 404);
         for b in ["y", "z"] {
-            post(serde_json::json!({"title": "t", "head": b, "base": "main"}))
-                .await
-                .unwrap();
+            post(serde_json::json!({"title": "t", "head": b, "base": "main"})).await.unwrap();
         }
         let page1 = client
             .get(format!("{api}/pulls?state=open&page=1&limit=2&per_page=2"))
@@ -464,10 +344,7 @@ async fn the_fakes_answer_like_the_real_servers() {
             .send()
             .await
             .unwrap();
-        assert!(page1.headers()["link"]
-            .to_str()
-            .unwrap()
-            .contains("rel=\"next\""));
+        assert!(page1.headers()["link"].to_str().unwrap().contains("rel=\"next\""));
         if flavor == Flavor::Gitea {
             assert_eq!(page1.headers()["x-total-count"], "3");
         }
@@ -476,25 +353,16 @@ async fn the_fakes_answer_like_the_real_servers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gitea_fake_keeps_to_giteas_openapi_shapes() {
-    let spec: Value =
-        serde_json::from_str(include_str!("../fixtures/gitea-api-subset.json")).unwrap();
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/gitea-api-subset.json")).unwrap();
     let props = |def: &str| -> Vec<String> {
-        spec["definitions"][def]["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
+        spec["definitions"][def]["properties"].as_object().unwrap().keys().cloned().collect()
     };
     let s = Setup::new(Flavor::Gitea).await;
     s.run(&s.pipeline()).expect("ok", 0);
     let client = reqwest::Client::new();
     let api = format!("{}/api/v1/repos/{OWNER}/{NAME}", s.forge.url);
     let get = |path: String| {
-        client
-            .get(format!("{api}{path}"))
-            .header("authorization", format!("token {}", s.token))
-            .send()
+        client.get(format!("{api}{path}")).header("authorization", format!("token {}", s.token)).send()
     };
     let pr: Value = get("/pulls/1".replace("/1", "/main/") + s.forge.prs()[0].head.as_str())
         .await
@@ -502,33 +370,19 @@ async fn the_gitea_fake_keeps_to_giteas_openapi_shapes() {
         .json()
         .await
         .unwrap();
-    for (key, def) in [
-        (None, "PullRequest"),
-        (Some("head"), "PRBranchInfo"),
-        (Some("base"), "PRBranchInfo"),
-    ] {
+    for (key, def) in [(None, "PullRequest"), (Some("head"), "PRBranchInfo"), (Some("base"), "PRBranchInfo")]
+    {
         let obj = key.map_or(&pr, |k| &pr[k]);
         for k in obj.as_object().unwrap().keys() {
-            assert!(
-                props(def).contains(k),
-                "the fake's {def} has `{k}`, which Gitea's doesn't"
-            );
+            assert!(props(def).contains(k), "the fake's {def} has `{k}`, which Gitea's doesn't");
         }
     }
-    for k in [
-        "number", "html_url", "state", "merged", "title", "head", "base",
-    ] {
-        assert!(
-            props("PullRequest").contains(&k.to_string()),
-            "prbot relies on PullRequest.{k}"
-        );
+    for k in ["number", "html_url", "state", "merged", "title", "head", "base"] {
+        assert!(props("PullRequest").contains(&k.to_string()), "prbot relies on PullRequest.{k}");
     }
     let repo: Value = get(String::new()).await.unwrap().json().await.unwrap();
     for k in repo.as_object().unwrap().keys() {
-        assert!(
-            props("Repository").contains(k),
-            "the fake's Repository has `{k}`"
-        );
+        assert!(props("Repository").contains(k), "the fake's Repository has `{k}`");
     }
     let labels: Value = get("/labels".into()).await.unwrap().json().await.unwrap();
     for k in labels[0].as_object().unwrap().keys() {
@@ -539,16 +393,9 @@ async fn the_gitea_fake_keeps_to_giteas_openapi_shapes() {
         ("/repos/{owner}/{repo}/pulls", "post", "409"),
         ("/repos/{owner}/{repo}/pulls/{base}/{head}", "get", "404"),
         ("/repos/{owner}/{repo}/pulls/{index}", "patch", "201"),
-        (
-            "/repos/{owner}/{repo}/issues/{index}/comments",
-            "post",
-            "201",
-        ),
+        ("/repos/{owner}/{repo}/issues/{index}/comments", "post", "201"),
     ] {
         let known = spec["paths"][path][method].as_array().unwrap();
-        assert!(
-            known.iter().any(|s| s == status),
-            "Gitea's {method} {path} has no {status}"
-        );
+        assert!(known.iter().any(|s| s == status), "Gitea's {method} {path} has no {status}");
     }
 }

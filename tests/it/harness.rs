@@ -36,11 +36,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .current_dir(dir)
         .output()
         .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
@@ -63,12 +59,8 @@ impl Env {
         let repo = tmp.path().join("repo");
         std::fs::create_dir_all(&repo).unwrap();
         git(&repo, &["init", "--quiet"]);
-        let env = Env {
-            work: tmp.path().join("work"),
-            pipeline_path: tmp.path().join("pipeline.yml"),
-            tmp,
-            repo,
-        };
+        let env =
+            Env { work: tmp.path().join("work"), pipeline_path: tmp.path().join("pipeline.yml"), tmp, repo };
         env.write("docs/PRD.md", prd);
         env.write("greet.sh", "echo hello\n");
         env.write("check.sh", "grep -q hello greet.sh\n");
@@ -84,10 +76,7 @@ impl Env {
 
     pub fn commit(&self, msg: &str) {
         git(&self.repo, &["add", "--all"]);
-        git(
-            &self.repo,
-            &["commit", "--quiet", "--allow-empty", "-m", msg],
-        );
+        git(&self.repo, &["commit", "--quiet", "--allow-empty", "-m", msg]);
     }
 
     pub fn state(&self) -> PathBuf {
@@ -96,7 +85,7 @@ impl Env {
 
     pub fn write_pipeline(&self, model: &Model, p: &Pipeline) -> PathBuf {
         let yaml = format!(
-            "model:\n  base_url: {}/v1\n  name: test-model\n  api_key_env: {MODEL_KEY_ENV}\n  timeout: 10s\nworkspace:\n  dir: {}\n  base: {}\n{}\nstages:\n{}",
+            "providers:\n  local:\n    base_url: {}/v1\n    api_key_env: {MODEL_KEY_ENV}\nworkspace:\n  dir: {}\n  base: {}\n{}\nstages:\n{}",
             model.uri(),
             self.work.display(),
             p.base.as_deref().unwrap_or("HEAD"),
@@ -122,13 +111,8 @@ impl Env {
 
     fn command_at(&self, pipeline: &Path) -> Command {
         let mut c = Command::new(BIN);
-        c.args(["run", "--json", "--repo"])
-            .arg(&self.repo)
-            .arg("--pipeline")
-            .arg(pipeline);
-        c.env(MODEL_KEY_ENV, MODEL_KEY)
-            .env("RUST_LOG", "prbot=info")
-            .env_remove("CARGO_TARGET_DIR");
+        c.args(["run", "--json", "--repo"]).arg(&self.repo).arg("--pipeline").arg(pipeline);
+        c.env(MODEL_KEY_ENV, MODEL_KEY).env("RUST_LOG", "prbot=info").env_remove("CARGO_TARGET_DIR");
         c
     }
 
@@ -177,37 +161,18 @@ impl Env {
             }
         }
         walk(&self.repo, &self.repo, &mut out);
-        out.insert(
-            "<index>".into(),
-            std::fs::read(self.repo.join(".git/index")).unwrap(),
-        );
-        out.insert(
-            "<HEAD>".into(),
-            std::fs::read(self.repo.join(".git/HEAD")).unwrap(),
-        );
-        out.insert(
-            "<HEAD commit>".into(),
-            git(&self.repo, &["rev-parse", "HEAD"]).into_bytes(),
-        );
-        out.insert(
-            "<status>".into(),
-            git(&self.repo, &["status", "--porcelain", "--ignored"]).into_bytes(),
-        );
+        out.insert("<index>".into(), std::fs::read(self.repo.join(".git/index")).unwrap());
+        out.insert("<HEAD>".into(), std::fs::read(self.repo.join(".git/HEAD")).unwrap());
+        out.insert("<HEAD commit>".into(), git(&self.repo, &["rev-parse", "HEAD"]).into_bytes());
+        out.insert("<status>".into(), git(&self.repo, &["status", "--porcelain", "--ignored"]).into_bytes());
         out
     }
 
     pub fn branches(&self) -> Vec<String> {
-        git(
-            &self.repo,
-            &[
-                "for-each-ref",
-                "--format=%(refname:short)",
-                "refs/heads/prbot/",
-            ],
-        )
-        .lines()
-        .map(str::to_string)
-        .collect()
+        git(&self.repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/prbot/"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -218,15 +183,11 @@ pub struct Pipeline {
     pub base: Option<String>,
 }
 
-pub const STAGES: &str = "  - uses: guard\n  - uses: pick-gap\n  - uses: propose\n  - uses: apply\n  - uses: test\n    with:\n      commands: [\"sh check.sh\"]\n  - uses: pr\n";
+pub const STAGES: &str = "  - uses: guard\n  - uses: pick-gap\n  - uses: propose\n    timeout: 10s\n    with:\n      repair_attempts: 0\n  - uses: apply\n  - uses: test\n    with:\n      commands: [\"sh check.sh\"]\n  - uses: pr\n";
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Pipeline {
-            settings: String::new(),
-            stages: STAGES.to_string(),
-            base: None,
-        }
+        Pipeline { settings: String::new(), stages: STAGES.to_string(), base: None }
     }
 }
 
@@ -258,9 +219,7 @@ impl Pipeline {
     }
 
     pub fn without_pr(self) -> Self {
-        let stages = self
-            .stages
-            .replace("  - uses: pr\n", "  - uses: pr\n    enabled: false\n");
+        let stages = self.stages.replace("  - uses: pr\n", "  - uses: pr\n    enabled: false\n");
         self.stages(&stages)
     }
 }
@@ -285,10 +244,7 @@ impl From<Output> for Run {
 impl Run {
     pub fn record(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not a record ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
+            panic!("stdout is not a record ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
         })
     }
 
@@ -303,16 +259,8 @@ impl Run {
     /// Asserts the outcome and its exit code, and returns the record.
     pub fn expect(&self, outcome: &str, code: i32) -> Value {
         let r = self.record();
-        assert_eq!(
-            r["outcome"], outcome,
-            "reason: {}\nstderr:\n{}",
-            r["reason"], self.stderr
-        );
-        assert_eq!(
-            self.code, code,
-            "exit code for {outcome}; stderr:\n{}",
-            self.stderr
-        );
+        assert_eq!(r["outcome"], outcome, "reason: {}\nstderr:\n{}", r["reason"], self.stderr);
+        assert_eq!(self.code, code, "exit code for {outcome}; stderr:\n{}", self.stderr);
         r
     }
 }
@@ -334,10 +282,8 @@ pub fn completion(content: &str) -> Value {
 }
 
 pub fn proposal(files: &[(&str, bool, &str)]) -> String {
-    let files: Vec<Value> = files
-        .iter()
-        .map(|(p, n, c)| json!({"path": p, "is_new": n, "content": c}))
-        .collect();
+    let files: Vec<Value> =
+        files.iter().map(|(p, n, c)| json!({"path": p, "is_new": n, "content": c})).collect();
     json!({"summary": "Greet the world.", "files": files}).to_string()
 }
 
@@ -359,11 +305,7 @@ impl Model {
 
     pub async fn responding(t: ResponseTemplate) -> Model {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(t)
-            .mount(&server)
-            .await;
+        Mock::given(method("POST")).and(path("/v1/chat/completions")).respond_with(t).mount(&server).await;
         Model { server }
     }
 

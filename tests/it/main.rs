@@ -10,12 +10,7 @@ use serde_json::Value;
 use wiremock::ResponseTemplate;
 
 fn stage_status(r: &Value, id: &str) -> String {
-    r["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap()["status"]
+    r["stages"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["status"]
         .as_str()
         .unwrap()
         .to_string()
@@ -30,35 +25,16 @@ async fn ok_opens_a_draft_pr_and_leaves_the_tree_alone() {
     let before = env.snapshot();
     let run = env.run(&model, &Pipeline::default());
     let r = run.expect("ok", 0);
-    assert_eq!(
-        env.snapshot(),
-        before,
-        "the user's tree, index or HEAD changed"
-    );
+    assert_eq!(env.snapshot(), before, "the user's tree, index or HEAD changed");
 
     let gap = &r["gap"];
-    assert!(
-        gap["id"]
-            .as_str()
-            .unwrap()
-            .starts_with("make-greet-sh-say-hello-to-"),
-        "{gap}"
-    );
+    assert!(gap["id"].as_str().unwrap().starts_with("make-greet-sh-say-hello-to-"), "{gap}");
     let branch = format!("prbot/{}", gap["id"].as_str().unwrap());
     assert_eq!(r["branch"], branch.as_str());
     assert_eq!(env.branches(), vec![branch.clone()]);
-    assert_eq!(
-        git(&env.repo, &["show", &format!("{branch}:greet.sh")]),
-        "echo hello world"
-    );
-    assert_eq!(
-        git(&env.repo, &["log", "-1", "--format=%an <%ae>", &branch]),
-        "prbot <prbot@localhost>"
-    );
-    assert_eq!(
-        r["files"],
-        serde_json::json!([{"path": "greet.sh", "mode": "UPDATE"}])
-    );
+    assert_eq!(git(&env.repo, &["show", &format!("{branch}:greet.sh")]), "echo hello world");
+    assert_eq!(git(&env.repo, &["log", "-1", "--format=%an <%ae>", &branch]), "prbot <prbot@localhost>");
+    assert_eq!(r["files"], serde_json::json!([{"path": "greet.sh", "mode": "UPDATE"}]));
     assert_eq!(r["model"]["total_tokens"], 120);
     assert_eq!(r["tests"][0]["passed"], true);
 
@@ -79,10 +55,7 @@ async fn ok_opens_a_draft_pr_and_leaves_the_tree_alone() {
     ] {
         assert!(body.contains(part), "PR body lacks {part:?}:\n{body}");
     }
-    let record_file = env
-        .state()
-        .join("cycles")
-        .join(format!("{}.json", r["cycle_id"].as_str().unwrap()));
+    let record_file = env.state().join("cycles").join(format!("{}.json", r["cycle_id"].as_str().unwrap()));
     let on_disk: Value = serde_json::from_slice(&std::fs::read(record_file).unwrap()).unwrap();
     assert_eq!(on_disk, r);
 }
@@ -92,18 +65,13 @@ async fn disabling_pr_makes_a_dry_run_on_a_local_branch() {
     let env = Env::new();
     let model = Model::good().await;
     let before = env.snapshot();
-    let r = env
-        .run(&model, &Pipeline::default().without_pr())
-        .expect("dry_run", 0);
+    let r = env.run(&model, &Pipeline::default().without_pr()).expect("dry_run", 0);
     assert_eq!(env.snapshot(), before);
     assert_eq!(stage_status(&r, "pr"), "disabled");
     assert_eq!(r["proposal"]["summary"], "Greet the world.");
     assert!(r["pr"].is_null());
     let branch = r["branch"].as_str().unwrap();
-    assert_eq!(
-        git(&env.repo, &["show", &format!("{branch}:greet.sh")]),
-        "echo hello world"
-    );
+    assert_eq!(git(&env.repo, &["show", &format!("{branch}:greet.sh")]), "echo hello world");
     assert!(!env.state().join("pulls").exists(), "a dry run opened a PR");
 }
 
@@ -111,9 +79,7 @@ async fn disabling_pr_makes_a_dry_run_on_a_local_branch() {
 async fn identical_content_is_a_noop_without_tests() {
     let env = Env::new();
     let model = Model::proposing(&[("greet.sh", false, "echo hello\n")]).await;
-    let r = env
-        .run(&model, &Pipeline::default())
-        .expect("cycle_noop", 0);
+    let r = env.run(&model, &Pipeline::default()).expect("cycle_noop", 0);
     assert_eq!(r["files"][0]["mode"], "NOOP");
     assert_eq!(stage_status(&r, "test"), "not_reached");
     assert!(r["tests"].as_array().unwrap().is_empty());
@@ -125,9 +91,7 @@ async fn pause_file_skips_before_anything_else() {
     let env = Env::new();
     env.write("bot.paused", "holiday\n");
     let model = Model::good().await;
-    let r = env
-        .run(&model, &Pipeline::default())
-        .expect("skipped_pause", 0);
+    let r = env.run(&model, &Pipeline::default()).expect("skipped_pause", 0);
     assert_reason(&r, "bot.paused");
     assert!(model.requests().await.is_empty());
 }
@@ -138,11 +102,8 @@ async fn a_second_cycle_while_one_runs_is_skipped_locked() {
     let model = Model::good().await;
     let started = env.tmp.path().join("started");
     let release = env.tmp.path().join("release");
-    let wait = format!(
-        "touch {}; while [ ! -f {} ]; do sleep 0.05; done",
-        started.display(),
-        release.display()
-    );
+    let wait =
+        format!("touch {}; while [ ! -f {} ]; do sleep 0.05; done", started.display(), release.display());
     let first = env.spawn_until(&model, &Pipeline::default().tests(&[&wait]), &started);
     let second = env.run(&model, &Pipeline::default());
     let r = second.expect("skipped_locked", 0);
@@ -156,9 +117,7 @@ async fn a_second_cycle_while_one_runs_is_skipped_locked() {
 async fn exhausted_budget_skips_the_cycle() {
     let env = Env::new();
     let model = Model::good().await;
-    let p = Pipeline::default()
-        .without_pr()
-        .settings("budget:\n  calls_per_day: 1");
+    let p = Pipeline::default().without_pr().settings("budget:\n  calls_per_day: 1");
     env.run(&model, &p).expect("dry_run", 0);
     let r = env.run(&model, &p).expect("skipped_cost", 0);
     assert_reason(&r, "1 of 1 model calls");
@@ -169,20 +128,14 @@ async fn exhausted_budget_skips_the_cycle() {
 async fn the_budget_holds_with_the_guard_stage_removed() {
     let env = Env::new();
     let model = Model::good().await;
-    let stages = STAGES
-        .replace("  - uses: guard\n", "")
-        .replace("  - uses: pr\n", "");
+    let stages = STAGES.replace("  - uses: guard\n", "").replace("  - uses: pr\n", "");
     let p = Pipeline::default()
         .stages(&stages)
         .settings("budget:\n  calls_per_day: 1\n  tokens_per_day: 1000000");
     env.run(&model, &p).expect("dry_run", 0);
     let r = env.run(&model, &p).expect("skipped_cost", 0);
     assert_eq!(stage_status(&r, "propose"), "ended");
-    assert_eq!(
-        model.requests().await.len(),
-        1,
-        "the model was called past the cap"
-    );
+    assert_eq!(model.requests().await.len(), 1, "the model was called past the cap");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -204,18 +157,13 @@ async fn policy_can_refuse_to_run() {
     let env = Env::new();
     let model = Model::good().await;
     let r = env
-        .run(
-            &model,
-            &Pipeline::default().settings("policy:\n  run:\n    enabled: false"),
-        )
+        .run(&model, &Pipeline::default().settings("policy:\n  run:\n    enabled: false"))
         .expect("skipped_policy", 0);
     assert_reason(&r, "policy.run.enabled");
 
     let cmd = r#"read input; case "$input" in *should_run_cycle*) echo '{"allow": false, "reason": "freeze week"}';; *) echo '{"allow": true, "reason": ""}';; esac"#;
-    let p = Pipeline::default().settings(&format!(
-        "policy:\n  command: {}",
-        serde_json::to_string(cmd).unwrap()
-    ));
+    let p =
+        Pipeline::default().settings(&format!("policy:\n  command: {}", serde_json::to_string(cmd).unwrap()));
     let r = env.run(&model, &p).expect("skipped_policy", 0);
     assert_eq!(r["reason"], "freeze week");
     assert!(model.requests().await.is_empty());
@@ -227,9 +175,7 @@ async fn no_eligible_gap_says_why() {
         "# PRD\n- [x] done [bot-eligible]\n- [ ] untagged\n```\n- [ ] fenced [bot-eligible]\n```\n",
     );
     let model = Model::good().await;
-    let r = env
-        .run(&model, &Pipeline::default())
-        .expect("skipped_no_gap", 0);
+    let r = env.run(&model, &Pipeline::default()).expect("skipped_no_gap", 0);
     assert_reason(&r, "no unchecked");
     assert!(model.requests().await.is_empty());
 }
@@ -255,9 +201,7 @@ async fn a_gap_that_failed_three_times_is_passed_over() {
 async fn garbage_from_the_model_is_model_failed() {
     let env = Env::new();
     let model = Model::replying("Sure! Here is what I would change: everything.").await;
-    let r = env
-        .run(&model, &Pipeline::default())
-        .expect("model_failed", 1);
+    let r = env.run(&model, &Pipeline::default()).expect("model_failed", 1);
     assert_reason(&r, "Sure! Here is what");
 }
 
@@ -269,20 +213,10 @@ async fn a_server_error_is_model_failed_and_never_leaks_the_key() {
     let run = env.run(&model, &Pipeline::default());
     let r = run.expect("model_failed", 1);
     assert_reason(&r, "HTTP 500");
-    let auth = model.requests().await[0]
-        .headers
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let auth = model.requests().await[0].headers.get("authorization").unwrap().to_str().unwrap().to_string();
     assert_eq!(auth, format!("Bearer {MODEL_KEY}"));
     let on_disk = std::fs::read_to_string(env.state().join("cycles.jsonl")).unwrap();
-    for (what, text) in [
-        ("stdout", &run.stdout),
-        ("stderr", &run.stderr),
-        ("index", &on_disk),
-    ] {
+    for (what, text) in [("stdout", &run.stdout), ("stderr", &run.stderr), ("index", &on_disk)] {
         assert!(!text.contains(MODEL_KEY), "the key leaked into {what}");
     }
     assert!(run.stdout.contains("[REDACTED]"));
@@ -323,31 +257,18 @@ async fn every_guardrail_rejects_its_paths() {
     ] {
         let model = Model::proposing(&[
             ("fine.txt", true, "ok\n"),
-            (
-                path,
-                path.starts_with('/') || !env.repo.join(path).exists(),
-                "pwned\n",
-            ),
+            (path, path.starts_with('/') || !env.repo.join(path).exists(), "pwned\n"),
         ])
         .await;
-        let p = Pipeline::default().settings(
-            "policy:\n  gaps:\n    skip_after_failures: 0\nbudget:\n  calls_per_day: 100",
-        );
+        let p = Pipeline::default()
+            .settings("policy:\n  gaps:\n    skip_after_failures: 0\nbudget:\n  calls_per_day: 100");
         let run = env.run_with_pipeline_at(&model, &p, &env.repo.join(pipeline));
         let r = run.expect("proposal_rejected", 0);
-        assert!(
-            r["reason"].as_str().unwrap().contains('`'),
-            "{path}: {}",
-            r["reason"]
-        );
+        assert!(r["reason"].as_str().unwrap().contains('`'), "{path}: {}", r["reason"]);
         assert_eq!(stage_status(&r, "apply"), "ended", "{path}");
         assert!(env.branches().is_empty(), "{path} produced a branch");
     }
-    assert_eq!(
-        std::fs::read_dir(&outside).unwrap().count(),
-        0,
-        "a write escaped the repository"
-    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "a write escaped the repository");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -355,38 +276,25 @@ async fn policy_scores_the_proposal() {
     let env = Env::new();
     let model = Model::proposing(&[("a.txt", true, "a\n"), ("b.txt", true, "b\n")]).await;
     let r = env
-        .run(
-            &model,
-            &Pipeline::default().settings("policy:\n  proposal:\n    max_files: 1"),
-        )
+        .run(&model, &Pipeline::default().settings("policy:\n  proposal:\n    max_files: 1"))
         .expect("proposal_rejected", 0);
     assert_reason(&r, "max_files");
     let r = env
-        .run(
-            &model,
-            &Pipeline::default().settings("policy:\n  proposal:\n    deny: [\"b.*\"]"),
-        )
+        .run(&model, &Pipeline::default().settings("policy:\n  proposal:\n    deny: [\"b.*\"]"))
         .expect("proposal_rejected", 0);
     assert_reason(&r, "b.txt");
-    env.run(
-        &model,
-        &Pipeline::default().settings("policy:\n  proposal:\n    allow: [\"*.txt\"]"),
-    )
-    .expect("ok", 0);
+    env.run(&model, &Pipeline::default().settings("policy:\n  proposal:\n    allow: [\"*.txt\"]"))
+        .expect("ok", 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proposal_that_contradicts_the_tree_is_apply_failed() {
     let env = Env::new();
     let model = Model::proposing(&[("greet.sh", true, "echo hi\n")]).await;
-    let r = env
-        .run(&model, &Pipeline::default())
-        .expect("apply_failed", 1);
+    let r = env.run(&model, &Pipeline::default()).expect("apply_failed", 1);
     assert_reason(&r, "already exists");
     let model = Model::proposing(&[("missing.sh", false, "echo hi\n")]).await;
-    let r = env
-        .run(&model, &Pipeline::default())
-        .expect("apply_failed", 1);
+    let r = env.run(&model, &Pipeline::default()).expect("apply_failed", 1);
     assert_reason(&r, "no such file");
 }
 
@@ -396,16 +304,11 @@ async fn red_tests_keep_the_failure_and_leave_the_tree_alone() {
     let model = Model::good().await;
     let before = env.snapshot();
     let test = "echo 'running 2 tests'; echo 'assertion failed: greeting == \"hi\"' >&2; echo 'FAIL greet_test'; exit 3";
-    let r = env
-        .run(&model, &Pipeline::default().tests(&[test]))
-        .expect("tests_failed", 0);
+    let r = env.run(&model, &Pipeline::default().tests(&[test])).expect("tests_failed", 0);
     assert_eq!(env.snapshot(), before);
     assert_eq!(r["tests"][0]["exit_code"], 3);
     let excerpt = r["tests"][0]["excerpt"].as_str().unwrap();
-    assert!(
-        excerpt.contains("FAIL greet_test") && excerpt.contains("assertion failed"),
-        "{excerpt}"
-    );
+    assert!(excerpt.contains("FAIL greet_test") && excerpt.contains("assertion failed"), "{excerpt}");
     assert!(env.branches().is_empty());
 }
 
@@ -417,14 +320,9 @@ async fn a_test_that_hangs_is_killed_with_its_children() {
     let test = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
     let stages = STAGES.replace(
         "commands: [\"sh check.sh\"]",
-        &format!(
-            "commands: [{}]\n    timeout: 1s",
-            serde_json::to_string(&test).unwrap()
-        ),
+        &format!("commands: [{}]\n    timeout: 1s", serde_json::to_string(&test).unwrap()),
     );
-    let r = env
-        .run(&model, &Pipeline::default().stages(&stages))
-        .expect("tests_failed", 0);
+    let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("tests_failed", 0);
     assert_eq!(r["tests"][0]["timed_out"], true);
     assert!(!alive(&pidfile), "the grandchild survived");
 }
@@ -434,10 +332,7 @@ async fn policy_can_refuse_the_pr() {
     let env = Env::new();
     let model = Model::good().await;
     let r = env
-        .run(
-            &model,
-            &Pipeline::default().settings("policy:\n  pr:\n    open: false"),
-        )
+        .run(&model, &Pipeline::default().settings("policy:\n  pr:\n    open: false"))
         .expect("pr_skipped_by_policy", 0);
     assert_reason(&r, "policy.pr.open");
     assert!(!env.state().join("pulls").exists());
@@ -459,15 +354,9 @@ async fn a_branch_that_cannot_be_made_is_pr_failed() {
 async fn a_base_that_is_not_a_commit_is_an_internal_error_with_a_record() {
     let env = Env::new();
     let model = Model::good().await;
-    let r = env
-        .run(&model, &Pipeline::default().base("no-such-branch"))
-        .expect("internal_error", 1);
+    let r = env.run(&model, &Pipeline::default().base("no-such-branch")).expect("internal_error", 1);
     assert_reason(&r, "no-such-branch");
-    assert!(env
-        .state()
-        .join("cycles")
-        .join(format!("{}.json", r["cycle_id"].as_str().unwrap()))
-        .exists());
+    assert!(env.state().join("cycles").join(format!("{}.json", r["cycle_id"].as_str().unwrap())).exists());
 }
 
 // ---------------------------------------------------------------- cycles over time
@@ -479,12 +368,7 @@ async fn a_state_dir_inside_the_tree_never_makes_it_dirty() {
     let p = Pipeline::default().settings("state:\n  dir: .prbot-state");
     env.run(&model, &p).expect("ok", 0);
     env.run(&model, &p).expect("ok", 0);
-    assert_eq!(
-        std::fs::read_dir(env.repo.join(".prbot-state/cycles"))
-            .unwrap()
-            .count(),
-        2
-    );
+    assert_eq!(std::fs::read_dir(env.repo.join(".prbot-state/cycles")).unwrap().count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -504,43 +388,21 @@ async fn sigint_cancels_like_sigterm() {
 async fn back_to_back_cycles_both_run_and_learn_from_each_other() {
     let env = Env::new();
     let model = Model::good().await;
-    env.run(
-        &model,
-        &Pipeline::default().tests(&["echo 'FAIL: greets nobody'; exit 1"]),
-    )
-    .expect("tests_failed", 0);
+    env.run(&model, &Pipeline::default().tests(&["echo 'FAIL: greets nobody'; exit 1"]))
+        .expect("tests_failed", 0);
     let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
     let prompts = model.prompts().await;
     assert_eq!(prompts.len(), 2);
-    assert!(
-        !prompts[0].contains("Prior attempts"),
-        "the first prompt has history"
-    );
+    assert!(!prompts[0].contains("Prior attempts"), "the first prompt has history");
     let p = &prompts[1];
-    assert!(
-        p.contains("Prior attempts on this gap (1 most recent):"),
-        "{p}"
-    );
-    assert!(
-        p.contains("tests_failed") && p.contains("files: greet.sh"),
-        "{p}"
-    );
-    assert!(
-        p.contains("Learn from these: build on what worked, avoid paths that failed."),
-        "{p}"
-    );
-    assert!(
-        p.contains("--- greet.sh ---"),
-        "the named file's contents are missing:\n{p}"
-    );
+    assert!(p.contains("Prior attempts on this gap (1 most recent):"), "{p}");
+    assert!(p.contains("tests_failed") && p.contains("files: greet.sh"), "{p}");
+    assert!(p.contains("Learn from these: build on what worked, avoid paths that failed."), "{p}");
+    assert!(p.contains("--- greet.sh ---"), "the named file's contents are missing:\n{p}");
     let pr_url = r["pr"]["url"].as_str().unwrap();
     let pr: Value =
-        serde_json::from_slice(&std::fs::read(pr_url.trim_start_matches("file://")).unwrap())
-            .unwrap();
-    assert!(pr["body"]
-        .as_str()
-        .unwrap()
-        .contains("Prior attempts on this gap (1 most recent):"));
+        serde_json::from_slice(&std::fs::read(pr_url.trim_start_matches("file://")).unwrap()).unwrap();
+    assert!(pr["body"].as_str().unwrap().contains("Prior attempts on this gap (1 most recent):"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -550,12 +412,7 @@ async fn a_second_pr_cycle_on_a_gap_updates_the_same_pr() {
     let a = env.run(&model, &Pipeline::default()).expect("ok", 0);
     let b = env.run(&model, &Pipeline::default()).expect("ok", 0);
     assert_eq!(a["pr"]["number"], b["pr"]["number"]);
-    assert_eq!(
-        std::fs::read_dir(env.state().join("pulls"))
-            .unwrap()
-            .count(),
-        1
-    );
+    assert_eq!(std::fs::read_dir(env.state().join("pulls")).unwrap().count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -564,11 +421,7 @@ async fn sigterm_during_tests_cancels_cleanly() {
     let model = Model::good().await;
     let started = env.tmp.path().join("started");
     let pidfile = env.tmp.path().join("child.pid");
-    let test = format!(
-        "sleep 300 & echo $! > {}; touch {}; wait",
-        pidfile.display(),
-        started.display()
-    );
+    let test = format!("sleep 300 & echo $! > {}; touch {}; wait", pidfile.display(), started.display());
     let before = env.snapshot();
     let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
     signal(child.id(), libc::SIGTERM);
@@ -577,10 +430,7 @@ async fn sigterm_during_tests_cancels_cleanly() {
     assert_eq!(env.snapshot(), before);
     assert!(!alive(&pidfile), "the test's child survived");
     // The worktree was reset: nothing the model wrote is left in it.
-    assert_eq!(
-        std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(),
-        "echo hello\n"
-    );
+    assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello\n");
     assert_eq!(stage_status(&r, "test"), "ended");
     // And the next cycle runs normally.
     env.run(&model, &Pipeline::default()).expect("ok", 0);
@@ -596,14 +446,9 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     child.kill().unwrap();
     child.wait().unwrap();
     // The model's edit is still in prbot's worktree, and the lock file is still there.
-    assert_eq!(
-        std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(),
-        "echo hello world\n"
-    );
+    assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello world\n");
     let before = env.snapshot();
-    let r = env
-        .run(&model, &Pipeline::default().without_pr())
-        .expect("dry_run", 0);
+    let r = env.run(&model, &Pipeline::default().without_pr()).expect("dry_run", 0);
     assert_eq!(env.snapshot(), before);
     assert_eq!(r["tests"][0]["passed"], true);
 }
@@ -611,20 +456,14 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
 /// Asserts that the record's reason mentions `needle`.
 fn assert_reason(r: &Value, needle: &str) {
     let reason = r["reason"].as_str().unwrap();
-    assert!(
-        reason.contains(needle),
-        "the reason {reason:?} does not mention {needle:?}"
-    );
+    assert!(reason.contains(needle), "the reason {reason:?} does not mention {needle:?}");
 }
 
 /// Whether the process whose pid is in `pidfile` still runs (a zombie does not count).
 fn alive(pidfile: &std::path::Path) -> bool {
     let pid = std::fs::read_to_string(pidfile).unwrap();
     match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| !rest.starts_with('Z'))
-            .unwrap_or(false),
+        Ok(stat) => stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -644,26 +483,17 @@ async fn run_steps_execute_in_the_worktree_and_can_fail_the_cycle() {
         "  - uses: test\n",
         "  - id: lint\n    run: grep -q world greet.sh\n  - run: exit 7\n    continue-on-error: true\n  - uses: test\n",
     );
-    let r = env
-        .run(&model, &Pipeline::default().stages(&stages))
-        .expect("ok", 0);
+    let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
     assert_eq!(stage_status(&r, "lint"), "passed");
     assert_eq!(stage_status(&r, "run-6"), "failed_continued");
     assert!(r["warnings"][0].as_str().unwrap().contains("exit 7"));
 
-    let stages = STAGES.replace(
-        "  - uses: test\n",
-        "  - id: fmt\n    run: echo 'bad format' >&2; exit 2\n  - uses: test\n",
-    );
-    let r = env
-        .run(&model, &Pipeline::default().stages(&stages))
-        .expect("tests_failed", 0);
+    let stages = STAGES
+        .replace("  - uses: test\n", "  - id: fmt\n    run: echo 'bad format' >&2; exit 2\n  - uses: test\n");
+    let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("tests_failed", 0);
     assert_eq!(stage_status(&r, "fmt"), "ended");
     assert_eq!(stage_status(&r, "test"), "not_reached");
-    assert!(r["tests"][0]["excerpt"]
-        .as_str()
-        .unwrap()
-        .contains("bad format"));
+    assert!(r["tests"][0]["excerpt"].as_str().unwrap().contains("bad format"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -674,9 +504,7 @@ async fn test_commands_never_see_secrets() {
     let test = format!("env > {}", dump.display());
     let mut cmd = env.command(
         &model,
-        &Pipeline::default()
-            .tests(&[&test])
-            .settings("forge:\n  kind: local\n  token_env: PRBOT_IT_FORGE"),
+        &Pipeline::default().tests(&[&test]).settings("forge:\n  kind: local\n  token_env: PRBOT_IT_FORGE"),
     );
     cmd.env("PRBOT_IT_FORGE", "forge-canary-91b2")
         .env("SOME_API_TOKEN", "t1")
@@ -684,13 +512,7 @@ async fn test_commands_never_see_secrets() {
         .env("HARMLESS", "kept");
     Run::from(cmd.output().unwrap()).expect("ok", 0);
     let seen = std::fs::read_to_string(dump).unwrap();
-    for leaked in [
-        MODEL_KEY,
-        "forge-canary-91b2",
-        "SOME_API_TOKEN",
-        "DB_PASSWORD",
-        MODEL_KEY_ENV,
-    ] {
+    for leaked in [MODEL_KEY, "forge-canary-91b2", "SOME_API_TOKEN", "DB_PASSWORD", MODEL_KEY_ENV] {
         assert!(!seen.contains(leaked), "{leaked} reached the test command");
     }
     assert!(seen.contains("HARMLESS=kept"));
@@ -712,10 +534,7 @@ async fn the_observer_gets_the_record_and_its_absence_is_harmless() {
     let posted: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(posted["cycle_id"], r["cycle_id"]);
 
-    let run = env.run(
-        &model,
-        &Pipeline::default().settings("observer:\n  url: http://127.0.0.1:9/cycles"),
-    );
+    let run = env.run(&model, &Pipeline::default().settings("observer:\n  url: http://127.0.0.1:9/cycles"));
     run.expect("ok", 0);
     assert!(run.stderr.contains("unreachable"), "{}", run.stderr);
 }
@@ -726,11 +545,7 @@ fn validate(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.yml");
     std::fs::write(&file, yaml).unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).arg("validate").arg(&file).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "p.yml");
     (out.status.code().unwrap(), stderr)
 }
@@ -751,10 +566,7 @@ fn yaml_errors_name_the_file_and_the_place() {
     for (yaml, want) in cases {
         let (code, stderr) = validate(yaml);
         assert_eq!(code, 2, "{yaml}");
-        assert!(
-            stderr.contains(want),
-            "for:\n{yaml}\nwanted {want:?}, got:\n{stderr}"
-        );
+        assert!(stderr.contains(want), "for:\n{yaml}\nwanted {want:?}, got:\n{stderr}");
     }
 }
 
@@ -762,17 +574,9 @@ fn yaml_errors_name_the_file_and_the_place() {
 fn the_shipped_pipelines_are_valid() {
     let root = env!("CARGO_MANIFEST_DIR");
     for f in ["pipelines/default.yml", "pipelines/dry-run.yml"] {
-        let out = std::process::Command::new(BIN)
-            .arg("validate")
-            .arg(format!("{root}/{f}"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out =
+            std::process::Command::new(BIN).arg("validate").arg(format!("{root}/{f}")).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let dry = std::process::Command::new(BIN)
         .arg("validate")
@@ -788,11 +592,7 @@ async fn a_bad_pipeline_exits_2_and_runs_nothing() {
     let model = Model::good().await;
     let run = env.run(&model, &Pipeline::default().settings("bogus: 1"));
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("unknown field `bogus`"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("unknown field `bogus`"), "{}", run.stderr);
     assert!(!env.state().exists());
 }
 
@@ -802,8 +602,7 @@ async fn a_bad_pipeline_exits_2_and_runs_nothing() {
 async fn history_and_stats_read_the_records() {
     let env = Env::new();
     let model = Model::good().await;
-    env.run(&model, &Pipeline::default().tests(&["exit 1"]))
-        .expect("tests_failed", 0);
+    env.run(&model, &Pipeline::default().tests(&["exit 1"])).expect("tests_failed", 0);
     let ok = env.run(&model, &Pipeline::default()).expect("ok", 0);
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(BIN)
@@ -820,10 +619,7 @@ async fn history_and_stats_read_the_records() {
     let h = cli(&["history"]);
     let lines: Vec<&str> = h.lines().collect();
     assert_eq!(lines.len(), 3, "{h}");
-    assert!(
-        lines[1].contains(" ok ") && lines[1].contains(ok["pr"]["url"].as_str().unwrap()),
-        "{h}"
-    );
+    assert!(lines[1].contains(" ok ") && lines[1].contains(ok["pr"]["url"].as_str().unwrap()), "{h}");
     assert!(lines[2].contains("tests_failed"), "{h}");
     assert_eq!(cli(&["history", "--limit", "1"]).lines().count(), 2);
     assert_eq!(cli(&["history", "--gap", "no-such-gap"]).lines().count(), 1);
@@ -841,33 +637,17 @@ async fn history_and_stats_read_the_records() {
 #[test]
 fn demo_runs_offline_to_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("demo")
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).arg("demo").arg("--dir").arg(dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("outcome: ok"), "{stdout}");
-    let pr_line = stdout
-        .lines()
-        .find(|l| l.contains("draft PR record:"))
-        .unwrap();
+    let pr_line = stdout.lines().find(|l| l.contains("draft PR record:")).unwrap();
     let pr_path = pr_line.split_once(": ").unwrap().1.trim();
     let pr: Value = serde_json::from_slice(&std::fs::read(pr_path).unwrap()).unwrap();
     assert_eq!(pr["draft"], true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for stage in ["guard", "pick-gap", "propose", "apply", "test", "pr"] {
-        assert!(
-            stderr.contains(&format!("✓ {stage}")),
-            "stage {stage} not shown:\n{stderr}"
-        );
+        assert!(stderr.contains(&format!("✓ {stage}")), "stage {stage} not shown:\n{stderr}");
     }
 }
 
