@@ -4,6 +4,7 @@
 mod fakeforge;
 mod forges;
 mod harness;
+mod models;
 
 use harness::*;
 use serde_json::Value;

@@ -1,0 +1,348 @@
+//! The model layer through the binary: the ladder, retries, repairs, escalation, edits.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+use wiremock::matchers::{body_partial_json, body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn ok(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(completion(content))
+}
+
+/// A model on the mock server: `name` answers with `t`, for at most `times` requests when
+/// given, and only to requests whose body contains `when` when given.
+async fn answer(
+    server: &MockServer,
+    name: &str,
+    t: ResponseTemplate,
+    times: Option<u64>,
+    when: Option<&str>,
+) {
+    let mut m = Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({"model": name})));
+    if let Some(w) = when {
+        m = m.and(body_string_contains(w));
+    }
+    let mut m = m.respond_with(t).with_priority(if times.is_some() || when.is_some() { 1 } else { 5 });
+    if let Some(n) = times {
+        m = m.up_to_n_times(n);
+    }
+    m.mount(server).await;
+}
+
+async fn mock() -> Model {
+    Model { server: MockServer::start().await }
+}
+
+fn propose(with: &str) -> Pipeline {
+    let stages = STAGES.replace(
+        "  - uses: propose\n    timeout: 10s\n    with:\n      repair_attempts: 0\n",
+        &format!("  - uses: propose\n    timeout: 10s\n    with:\n{with}"),
+    );
+    Pipeline::default().stages(&stages)
+}
+
+const GOOD: &str = "echo hello world\n";
+
+fn good() -> String {
+    proposal(&[("greet.sh", false, GOOD)])
+}
+
+fn wrong() -> String {
+    proposal(&[("greet.sh", false, "echo hello there\n")])
+}
+
+/// Requests the mock got for one model.
+async fn requests_for(model: &Model, name: &str) -> Vec<Value> {
+    model
+        .requests()
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+        .filter(|b| b["model"] == name)
+        .collect()
+}
+
+fn calls(r: &Value) -> Vec<(String, bool, String)> {
+    r["model_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["model"].as_str().unwrap().into(),
+                c["ok"].as_bool().unwrap(),
+                c["error"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ladder_falls_back_after_a_500_a_timeout_and_garbage() {
+    let cases: [(ResponseTemplate, &str); 3] = [
+        (ResponseTemplate::new(500).set_body_string("{\"error\":\"overloaded\"}"), "HTTP 500"),
+        (ok(&good()).set_delay(Duration::from_secs(5)), "no answer within"),
+        (ok("I think you should refactor everything."), "unusable reply"),
+    ];
+    for (bad, why) in cases {
+        let env = Env::new();
+        let model = mock().await;
+        answer(&model.server, "m1", bad, None, None).await;
+        answer(&model.server, "m2", ok(&good()), None, None).await;
+        let stages = STAGES.replace(
+            "timeout: 10s\n    with:\n      repair_attempts: 0\n",
+            "timeout: 1s\n    with:\n      models: [local/m1, local/m2]\n      retries: 0\n",
+        );
+        let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
+        assert_eq!(r["model"]["name"], "local/m2", "{why}");
+        let c = calls(&r);
+        assert_eq!(c.len(), 2, "{why}: {c:?}");
+        assert!(c[0].0 == "local/m1" && !c[0].1 && c[0].2.contains(why), "{why}: {c:?}");
+        assert!(c[1].0 == "local/m2" && c[1].1, "{c:?}");
+        assert_eq!(r["model"]["calls"], 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_is_retried_after_its_retry_after() {
+    let env = Env::new();
+    let model = mock().await;
+    let limited = ResponseTemplate::new(429)
+        .insert_header("retry-after", "1")
+        .set_body_string("{\"error\":\"slow down\"}");
+    answer(&model.server, "m1", limited, Some(1), None).await;
+    answer(&model.server, "m1", ok(&good()), None, None).await;
+    let r = env
+        .run(&model, &propose("      models: [local/m1]\n      retries: 2\n      repair_attempts: 0\n"))
+        .expect("ok", 0);
+    let c = calls(&r);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(c[0].2.contains("HTTP 429") && c[0].2.contains("retried after 1.0 s (Retry-After)"), "{c:?}");
+    assert!(c[1].1);
+    assert_eq!(requests_for(&model, "m1").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_reply_is_a_failed_call() {
+    let env = Env::new();
+    let model = mock().await;
+    let mut cut = completion(&good()[..20]);
+    cut["choices"][0]["finish_reason"] = json!("length");
+    answer(&model.server, "m1", ResponseTemplate::new(200).set_body_json(cut), None, None).await;
+    let r = env
+        .run(&model, &propose("      models: [local/m1]\n      repair_attempts: 0\n"))
+        .expect("model_failed", 1);
+    assert!(r["reason"].as_str().unwrap().contains("finish_reason: length"), "{}", r["reason"]);
+}
+
+const CHECK: &str = "grep -q world greet.sh || { echo 'FAIL: greet.sh does not greet the world'; exit 1; }";
+
+fn with_check(p: Pipeline) -> Pipeline {
+    let stages = p.stages.replace(
+        "commands: [\"sh check.sh\"]",
+        &format!("commands: [{}]", serde_json::to_string(CHECK).unwrap()),
+    );
+    p.stages(&stages)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn red_tests_go_back_to_the_model_and_the_repair_succeeds() {
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "m1", ok(&good()), None, Some("a check failed")).await;
+    answer(&model.server, "m1", ok(&wrong()), None, None).await;
+    let before = env.snapshot();
+    let r = env
+        .run(&model, &with_check(propose("      models: [local/m1]\n      repair_attempts: 2\n")))
+        .expect("ok", 0);
+    assert_eq!(env.snapshot(), before);
+    let reqs = requests_for(&model, "m1").await;
+    assert_eq!(reqs.len(), 2);
+    let second = reqs[1]["messages"].as_array().unwrap();
+    assert_eq!(second.len(), 4, "same conversation: system, task, answer, feedback");
+    assert_eq!(second[2]["role"], "assistant");
+    let feedback = second[3]["content"].as_str().unwrap();
+    assert!(feedback.contains(CHECK) && feedback.contains("exit status 1"), "{feedback}");
+    assert!(feedback.contains("FAIL: greet.sh does not greet the world"), "{feedback}");
+    let attempts = r["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        (attempts[0]["kind"].as_str(), attempts[0]["outcome"].as_str()),
+        (Some("first"), Some("tests_failed"))
+    );
+    assert!(attempts[0]["excerpt"].as_str().unwrap().contains("FAIL: greet.sh"));
+    assert_eq!((attempts[1]["kind"].as_str(), attempts[1]["outcome"].as_str()), (Some("repair"), Some("ok")));
+    assert_eq!(
+        git(&env.repo, &["show", &format!("{}:greet.sh", r["branch"].as_str().unwrap())]),
+        GOOD.trim_end()
+    );
+    let test_stage: Vec<&Value> =
+        r["stages"].as_array().unwrap().iter().filter(|s| s["id"] == "test").collect();
+    assert_eq!(
+        test_stage.iter().map(|s| s["status"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["repaired", "passed"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_repairs_the_cycle_escalates_once() {
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "small", ok(&wrong()), None, None).await;
+    answer(&model.server, "big", ok(&good()), None, None).await;
+    let with = "      models: [local/small]\n      repair_attempts: 1\n      escalate_to: local/big\n";
+    let r = env.run(&model, &with_check(propose(with))).expect("ok", 0);
+    assert_eq!(r["model"]["name"], "local/big");
+    let kinds: Vec<&str> =
+        r["attempts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["first", "repair", "escalation"]);
+    assert_eq!(requests_for(&model, "small").await.len(), 2);
+    let big = requests_for(&model, "big").await;
+    assert_eq!(big.len(), 1);
+    assert!(big[0].to_string().contains("FAIL: greet.sh"), "the escalation lost the conversation");
+
+    // Without a good answer anywhere, the cycle ends with its last attempt's outcome.
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "small", ok(&wrong()), None, None).await;
+    answer(&model.server, "big", ok(&wrong()), None, None).await;
+    let r = env.run(&model, &with_check(propose(with))).expect("tests_failed", 0);
+    assert_eq!(r["attempts"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_budget_ends_a_repair_loop_with_its_last_outcome() {
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "m1", ok(&wrong()), None, None).await;
+    let p = with_check(propose("      models: [local/m1]\n      repair_attempts: 5\n"))
+        .settings("budget:\n  calls_per_day: 2");
+    let r = env.run(&model, &p).expect("tests_failed", 0);
+    let reason = r["reason"].as_str().unwrap();
+    assert!(reason.contains("budget exhausted") && reason.contains("2 of 2 model calls"), "{reason}");
+    assert_eq!(requests_for(&model, "m1").await.len(), 2);
+    assert_eq!(r["attempts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_replace_edits_exact_loose_missing_and_ambiguous() {
+    let edit = |search: &str, replace: &str| {
+        json!({"summary": "s", "files": [{"path": "greet.sh", "is_new": false, "edits": [{"search": search, "replace": replace}]}]}).to_string()
+    };
+    let env = Env::new();
+    env.write("greet.sh", "if true; then\n    echo hello\nfi\necho bye\necho bye\n");
+    env.commit("indented");
+    let no_repair = propose("      repair_attempts: 0\n");
+    let cases: [(String, &str, &str); 4] = [
+        (
+            edit("echo hello", "echo hello world"),
+            "ok",
+            "if true; then\n    echo hello world\nfi\necho bye\necho bye\n",
+        ),
+        (
+            edit("if true; then\necho hello\n", "if true; then\n    echo hello world\n"),
+            "ok",
+            "if true; then\n    echo hello world\nfi\necho bye\necho bye\n",
+        ),
+        (edit("echo goodbye", "x"), "apply_failed", "edit 1 of 1: its search text is not in the file"),
+        (edit("echo bye", "x"), "apply_failed", "edit 1 of 1: its search text matches 2 places"),
+    ];
+    for (reply, outcome, want) in cases {
+        let model = Model::replying(&reply).await;
+        let run = env.run(&model, &no_repair);
+        let r = run.record();
+        assert_eq!(r["outcome"], outcome, "{}", r["reason"]);
+        if outcome == "ok" {
+            assert_eq!(
+                git(&env.repo, &["show", &format!("{}:greet.sh", r["branch"].as_str().unwrap())]) + "\n",
+                want
+            );
+            git(&env.repo, &["branch", "-D", r["branch"].as_str().unwrap()]);
+            std::fs::remove_dir_all(env.state().join("pulls")).unwrap();
+        } else {
+            assert!(r["reason"].as_str().unwrap().contains(want), "{}", r["reason"]);
+            assert_eq!(run.code, 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_that_does_not_apply_goes_back_to_the_model() {
+    let env = Env::new();
+    let model = mock().await;
+    let bad = json!({"summary": "s", "files": [{"path": "greet.sh", "is_new": false, "edits": [{"search": "echo HELLO", "replace": "x"}]}]});
+    answer(&model.server, "m1", ok(&good()), None, Some("could not be applied")).await;
+    answer(&model.server, "m1", ok(&bad.to_string()), None, None).await;
+    let r = env.run(&model, &propose("      models: [local/m1]\n      repair_attempts: 1\n")).expect("ok", 0);
+    let reqs = requests_for(&model, "m1").await;
+    assert!(reqs[1].to_string().contains("its search text is not in the file"));
+    assert_eq!(r["attempts"][0]["outcome"], "apply_failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lazy_rewrite_is_rejected() {
+    let env = Env::new();
+    let long: String = (0..30).map(|i| format!("echo line {i}\n")).collect();
+    env.write("greet.sh", &long);
+    env.commit("longer");
+    for lazy in ["echo line 0\n# ... rest of file unchanged\n", "echo line 0\necho hello world\n"] {
+        let model = Model::proposing(&[("greet.sh", false, lazy)]).await;
+        let r = env
+            .run(
+                &model,
+                &propose("      repair_attempts: 0\n")
+                    .settings("policy:\n  gaps:\n    skip_after_failures: 0"),
+            )
+            .expect("proposal_rejected", 0);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("looks lazy")
+                && (reason.contains("elision marker") || reason.contains("shrinks")),
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dollar_cap_counts_prices() {
+    let env = Env::new();
+    let model = Model::good().await;
+    // 120 tokens at $1000 per million tokens is $0.12 a call.
+    let p = Pipeline::default().without_pr().settings("budget:\n  usd_per_day: 0.1");
+    let yaml_price =
+        "    prices:\n      qwen2.5-coder:7b: {price_per_mtok_in: 1000, price_per_mtok_out: 1000}\n";
+    let pipeline = env.write_pipeline(&model, &p);
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace(
+        &format!("    api_key_env: {MODEL_KEY_ENV}\n"),
+        &format!("    api_key_env: {MODEL_KEY_ENV}\n{yaml_price}"),
+    );
+    let run_it = || {
+        std::fs::write(&pipeline, &text).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["run", "--json", "--repo"])
+            .arg(&env.repo)
+            .arg("--pipeline")
+            .arg(&pipeline)
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let r = run_it().expect("dry_run", 0);
+    assert!((r["model"]["usd"].as_f64().unwrap() - 0.12).abs() < 1e-9, "{}", r["model"]);
+    let r = run_it().expect("skipped_cost", 0);
+    assert!(r["reason"].as_str().unwrap().contains("$0.1200 of $0.1000"), "{}", r["reason"]);
+}
+
+#[test]
+fn an_unknown_provider_is_refused_when_the_pipeline_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yml");
+    std::fs::write(&file, "providers:\n  local:\n    base_url: http://127.0.0.1:1/v1\nstages:\n  - uses: pick-gap\n  - uses: propose\n    with:\n      models: [local/a, openrouter/x-ai/grok-4.1-fast]\n").unwrap();
+    let out = std::process::Command::new(BIN).arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stage #2 (id: propose): model `openrouter/x-ai/grok-4.1-fast` names provider `openrouter`, which `providers:` does not define (defined: local)"), "{err}");
+}
