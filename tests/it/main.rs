@@ -587,6 +587,25 @@ fn the_shipped_pipelines_are_valid() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("dry runs"));
 }
 
+#[test]
+fn the_readmes_pipelines_are_valid() {
+    let readme = include_str!("../../README.md");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
+        let yaml = block.split("```").next().unwrap();
+        if !yaml.contains("stages:") {
+            continue;
+        }
+        let file = dir.path().join(format!("readme-{i}.yml"));
+        std::fs::write(&file, yaml).unwrap();
+        let out = std::process::Command::new(BIN).arg("validate").arg(&file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "README block {i}: {}", String::from_utf8_lossy(&out.stderr));
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} pipelines found in README.md");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_pipeline_exits_2_and_runs_nothing() {
     let env = Env::new();

@@ -313,7 +313,7 @@ async fn the_dollar_cap_counts_prices() {
     // 120 tokens at $1000 per million tokens is $0.12 a call.
     let p = Pipeline::default().without_pr().settings("budget:\n  usd_per_day: 0.1");
     let yaml_price =
-        "    prices:\n      qwen2.5-coder:7b: {price_per_mtok_in: 1000, price_per_mtok_out: 1000}\n";
+        "    headers: {X-Title: prbot-test}\n    prices:\n      qwen2.5-coder:7b: {price_per_mtok_in: 1000, price_per_mtok_out: 1000}\n";
     let pipeline = env.write_pipeline(&model, &p);
     let text = std::fs::read_to_string(&pipeline).unwrap().replace(
         &format!("    api_key_env: {MODEL_KEY_ENV}\n"),
@@ -331,6 +331,7 @@ async fn the_dollar_cap_counts_prices() {
         Run::from(out)
     };
     let r = run_it().expect("dry_run", 0);
+    assert_eq!(model.requests().await[0].headers.get("x-title").unwrap(), "prbot-test");
     assert!((r["model"]["usd"].as_f64().unwrap() - 0.12).abs() < 1e-9, "{}", r["model"]);
     let r = run_it().expect("skipped_cost", 0);
     assert!(r["reason"].as_str().unwrap().contains("$0.1200 of $0.1000"), "{}", r["reason"]);
