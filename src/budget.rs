@@ -2,6 +2,7 @@
 
 use crate::fsutil;
 use crate::pipeline::config::BudgetConfig;
+use crate::state::GitState;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -22,6 +23,8 @@ pub struct Ledger {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("daily model budget exhausted: {0}")]
     Exhausted(String),
     #[error("cannot use the budget ledger {path}: {source}")]
@@ -31,15 +34,26 @@ pub enum BudgetError {
 }
 
 /// The ledger for one state directory.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Budget {
     dir: PathBuf,
     limits: BudgetConfig,
+    /// With the git backend, the remote ref is the ledger; the folder keeps a copy.
+    git: Option<GitState>,
 }
 
 impl Budget {
     pub fn new(state_dir: &Path, limits: BudgetConfig) -> Self {
-        Budget { dir: state_dir.to_path_buf(), limits }
+        Budget { dir: state_dir.to_path_buf(), limits, git: None }
+    }
+
+    pub fn with_git(mut self, git: Option<GitState>) -> Self {
+        self.git = git;
+        self
+    }
+
+    fn file_name(day: NaiveDate) -> String {
+        format!("cost-{}.json", day.format("%Y-%m-%d"))
     }
 
     fn today() -> NaiveDate {
@@ -47,7 +61,7 @@ impl Budget {
     }
 
     pub fn ledger_path(&self, day: NaiveDate) -> PathBuf {
-        self.dir.join(format!("cost-{}.json", day.format("%Y-%m-%d")))
+        self.dir.join(Self::file_name(day))
     }
 
     /// Today's ledger as it stands.
@@ -114,42 +128,73 @@ impl Budget {
 
     fn update(
         &self,
-        f: impl FnOnce(&mut Ledger, &Self) -> Result<(), BudgetError>,
+        f: impl Fn(&mut Ledger, &Self) -> Result<(), BudgetError>,
     ) -> Result<Ledger, BudgetError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BudgetError::Io { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let lock_path = self.dir.join("ledger.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
         let day = Self::today();
-        let mut ledger = self.read(day)?;
-        f(&mut ledger, self)?;
         let path = self.ledger_path(day);
+        let ledger = match &self.git {
+            Some(git) => {
+                let name = Self::file_name(day);
+                let result = std::cell::RefCell::new(None);
+                git.update("ledger", |read| {
+                    let mut l = match read(&name)? {
+                        Some(text) => parse(&path, text.as_bytes())?,
+                        None => Self::empty(day),
+                    };
+                    f(&mut l, self)?;
+                    let json = serde_json::to_string_pretty(&l).expect("ledger serialises");
+                    *result.borrow_mut() = Some(l);
+                    Ok::<_, BudgetError>(vec![(name.clone(), json)])
+                })?;
+                result.into_inner().expect("the update ran")
+            }
+            None => {
+                let lock_path = self.dir.join("ledger.lock");
+                let lock = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(io(&lock_path))?;
+                lock.lock().map_err(io(&lock_path))?;
+                let mut l = self.read(day)?;
+                f(&mut l, self)?;
+                l
+            }
+        };
         let json = serde_json::to_vec_pretty(&ledger).expect("ledger serialises");
         fsutil::write_atomic(&path, &json).map_err(io(&path))?;
         Ok(ledger)
     }
 
+    fn empty(day: NaiveDate) -> Ledger {
+        Ledger { day: day.format("%Y-%m-%d").to_string(), ..Ledger::default() }
+    }
+
     fn read(&self, day: NaiveDate) -> Result<Ledger, BudgetError> {
         let path = self.ledger_path(day);
+        if let Some(git) = &self.git {
+            let Some(commit) = git.fetch()? else { return Ok(Self::empty(day)) };
+            return match git.read(&commit, &Self::file_name(day))? {
+                Some(text) => parse(&path, text.as_bytes()),
+                None => Ok(Self::empty(day)),
+            };
+        }
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| BudgetError::Corrupt { path, source })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Ledger { day: day.format("%Y-%m-%d").to_string(), ..Ledger::default() })
-            }
+            Ok(bytes) => parse(&path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::empty(day)),
             Err(source) => Err(BudgetError::Io { path, source }),
         }
     }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Ledger, BudgetError> {
+    serde_json::from_slice(bytes).map_err(|source| BudgetError::Corrupt { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub enum Command {
         /// Print the cycle's JSON record instead of one line.
         #[arg(long)]
         json: bool,
+        /// Skip the pr stage: stop after the tests, with the change on a local branch.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a pipeline file; exits 0 when it is valid, 2 when not.
     Validate {
@@ -57,12 +60,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve webhooks, a manual trigger and an optional schedule; one worker runs the cycles.
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        /// The address to listen on; port 0 picks a free one (printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Also run cycles on this cron schedule, in UTC, e.g. "17 * * * *".
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    /// Write a starter pipeline and a CI workflow into a repository.
+    Init {
+        /// The repository to write into.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Which forge's workflow to write.
+        #[arg(long, value_enum, default_value_t = InitForge::Gitea)]
+        forge: InitForge,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a full cycle on a throwaway sample repository, offline, with a scripted model.
     Demo {
         /// Keep the demo in this folder instead of a new temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InitForge {
+    Gitea,
+    Github,
 }
 
 /// What went wrong outside a cycle. A cycle's own failures are outcomes, not errors.
@@ -74,6 +106,11 @@ pub enum CliError {
     Repo(#[from] crate::workspace::RepoError),
     #[error(transparent)]
     Records(#[from] crate::records::RecordError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    /// Bad input on the command line.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -82,8 +119,8 @@ impl CliError {
     /// The single mapping from errors to exit codes.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Pipeline(_) | CliError::Repo(_) => 2,
-            CliError::Records(_) | CliError::Other(_) => 1,
+            CliError::Pipeline(_) | CliError::Repo(_) | CliError::Usage(_) => 2,
+            CliError::Records(_) | CliError::Serve(_) | CliError::Other(_) => 1,
         }
     }
 }

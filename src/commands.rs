@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 pub fn dispatch(command: Command) -> Result<i32, CliError> {
     match command {
-        Command::Run { target, json } => run(&target, json),
+        Command::Run { target, json, dry_run } => run(&target, json, dry_run),
         Command::Validate { file } => validate(file),
         Command::History { target, gap, limit, json } => history(&target, gap.as_deref(), limit, json),
         Command::Stats { target, json } => stats(&target, json),
+        Command::Serve { target, listen, schedule } => serve(&target, listen, schedule),
+        Command::Init { repo, forge, force } => crate::init::run(&repo, forge, force),
         Command::Demo { dir } => crate::demo::run(dir),
     }
 }
@@ -67,9 +69,13 @@ pub fn run_one(
     Ok(run)
 }
 
-fn run(target: &Target, json: bool) -> Result<i32, CliError> {
+fn run(target: &Target, json: bool, dry_run: bool) -> Result<i32, CliError> {
     let repo = Repo::discover(&target.repo)?;
-    let pipeline = Arc::new(Pipeline::load(&pipeline_path(&repo, &target.pipeline))?);
+    let mut pipeline = Pipeline::load(&pipeline_path(&repo, &target.pipeline))?;
+    if dry_run {
+        pipeline.disable(crate::pipeline::StageKind::Pr);
+    }
+    let pipeline = Arc::new(pipeline);
     let rt = runtime()?;
     let run = run_one(&rt, pipeline, repo)?;
     if json {
@@ -79,6 +85,18 @@ fn run(target: &Target, json: bool) -> Result<i32, CliError> {
     }
     tracing::info!("record: {}", run.path.display());
     Ok(run.record.outcome.exit_code())
+}
+
+fn serve(target: &Target, listen: String, schedule: Option<String>) -> Result<i32, CliError> {
+    let repo = Repo::discover(&target.repo)?;
+    let pipeline = Arc::new(Pipeline::load(&pipeline_path(&repo, &target.pipeline))?);
+    let schedule = schedule
+        .map(|s| {
+            s.parse::<croner::Cron>()
+                .map_err(|e| CliError::Usage(format!("--schedule `{s}` is not a cron expression: {e}")))
+        })
+        .transpose()?;
+    Ok(crate::serve::run(pipeline, repo, crate::serve::Options { listen, schedule })?)
 }
 
 fn validate(file: Option<PathBuf>) -> Result<i32, CliError> {
@@ -98,12 +116,15 @@ fn validate(file: Option<PathBuf>) -> Result<i32, CliError> {
 fn store(target: &Target) -> Result<(Store, PathBuf), CliError> {
     let repo = Repo::discover(&target.repo)?;
     let path = pipeline_path(&repo, &target.pipeline);
-    let dir = if target.pipeline.is_none() && !path.exists() {
-        repo.default_state_dir()
-    } else {
-        runner::state_dir(&Pipeline::load(&path)?, &repo)
-    };
-    Ok((Store::new(&dir), dir))
+    if target.pipeline.is_none() && !path.exists() {
+        let dir = repo.default_state_dir();
+        return Ok((Store::new(&dir), dir));
+    }
+    let pipeline = Pipeline::load(&path)?;
+    let dir = runner::state_dir(&pipeline, &repo);
+    let store = Store::new(&dir).with_git(crate::state::for_pipeline(&pipeline, &repo, &dir));
+    store.pull()?;
+    Ok((store, dir))
 }
 
 fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Result<i32, CliError> {

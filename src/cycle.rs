@@ -160,12 +160,13 @@ impl Cycle {
         secrets: Secrets,
         rt: tokio::runtime::Handle,
     ) -> Cycle {
-        let budget = Budget::new(&state_dir, pipeline.budget.clone());
+        let git_state = crate::state::for_pipeline(&pipeline, &repo, &state_dir);
+        let budget = Budget::new(&state_dir, pipeline.budget.clone()).with_git(git_state.clone());
         let model = ModelClient::new(&pipeline.providers, budget.clone());
         Cycle {
             id,
             started_at: Utc::now(),
-            store: Store::new(&state_dir),
+            store: Store::new(&state_dir).with_git(git_state),
             budget,
             model,
             pipeline,

@@ -190,6 +190,8 @@ impl Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
@@ -199,11 +201,18 @@ pub enum RecordError {
 /// The records of one state directory.
 pub struct Store {
     dir: PathBuf,
+    /// With the git backend, records also go to the remote's state ref.
+    git: Option<crate::state::GitState>,
 }
 
 impl Store {
     pub fn new(state_dir: &Path) -> Self {
-        Store { dir: state_dir.to_path_buf() }
+        Store { dir: state_dir.to_path_buf(), git: None }
+    }
+
+    pub fn with_git(mut self, git: Option<crate::state::GitState>) -> Self {
+        self.git = git;
+        self
     }
 
     pub fn record_path(&self, cycle_id: &str) -> PathBuf {
@@ -218,6 +227,14 @@ impl Store {
         self.dir.join("index").join(format!("{gap_id}.jsonl"))
     }
 
+    /// Brings the local copy up to date with the state ref, for the git backend.
+    pub fn pull(&self) -> Result<(), RecordError> {
+        if let Some(git) = &self.git {
+            git.pull(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// Writes the record (atomically) and then the index lines that point at it.
     /// `json` is the record as it should appear on disk, already redacted.
     pub fn write(&self, record: &Record, json: &str) -> Result<PathBuf, RecordError> {
@@ -225,13 +242,29 @@ impl Store {
         fsutil::write_atomic(&path, json.as_bytes())
             .map_err(|source| RecordError::Write { path: path.clone(), source })?;
         let summary = serde_json::to_string(&record.summary()).expect("summary serialises");
-        let mut targets = vec![self.log_path()];
+        let mut logs = vec!["cycles.jsonl".to_string()];
         if let Some(g) = &record.gap {
-            targets.push(self.gap_index_path(&g.id));
+            logs.push(format!("index/{}.jsonl", g.id));
         }
-        for t in targets {
+        for log in &logs {
+            let t = self.dir.join(log);
             fsutil::append_line(&t, &summary)
                 .map_err(|source| RecordError::Write { path: t.clone(), source })?;
+        }
+        if let Some(git) = &self.git {
+            git.update(&format!("record {}", record.cycle_id), |read| {
+                let mut writes = vec![(format!("cycles/{}.json", record.cycle_id), json.to_string())];
+                for log in &logs {
+                    let mut text = read(log)?.unwrap_or_default();
+                    if !text.is_empty() && !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text.push_str(&summary);
+                    text.push('\n');
+                    writes.push((log.clone(), text));
+                }
+                Ok::<_, RecordError>(writes)
+            })?;
         }
         Ok(path)
     }

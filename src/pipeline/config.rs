@@ -26,6 +26,8 @@ pub struct RawPipeline {
     pub observer: ObserverConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
     pub stages: Vec<RawStage>,
 }
 
@@ -42,12 +44,38 @@ impl Default for PrdConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
+    /// `dir` keeps state in a folder; `git` also keeps it on a ref of the remote, for
+    /// runners that start empty every time.
+    pub backend: StateBackend,
     /// Records, ledgers and locks. Default: `prbot/` inside the repository's git directory,
-    /// where it can never dirty the working tree.
+    /// where it can never dirty the working tree. With `git`, a local copy.
     pub dir: Option<PathBuf>,
+    /// The ref that holds the state, outside the branch history.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The remote (a name or a URL) whose ref is the source of truth.
+    pub remote: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            backend: StateBackend::Dir,
+            dir: None,
+            reference: "refs/prbot/state".into(),
+            remote: "origin".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    Dir,
+    Git,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -285,6 +313,44 @@ impl Default for PrPolicy {
     fn default() -> Self {
         PrPolicy { open: true }
     }
+}
+
+/// What `prbot serve` listens for.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// The variable holding the webhooks' HMAC secret.
+    pub webhook_secret_env: String,
+    /// The variable holding the bearer token of `POST /run`.
+    pub run_token_env: String,
+    /// Which pushes to the default branch start a cycle.
+    pub on_push: OnPush,
+    /// The largest webhook body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// On SIGTERM, how long a running cycle may go on before it is cancelled.
+    #[serde(deserialize_with = "duration")]
+    pub grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            webhook_secret_env: "PRBOT_WEBHOOK_SECRET".into(),
+            run_token_env: "PRBOT_RUN_TOKEN".into(),
+            on_push: OnPush::Prd,
+            max_body_bytes: 1024 * 1024,
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPush {
+    /// Only pushes that change the PRD file.
+    Prd,
+    /// Every push to the default branch.
+    Any,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

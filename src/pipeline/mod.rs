@@ -24,6 +24,7 @@ pub struct Pipeline {
     pub bot: BotConfig,
     pub observer: ObserverConfig,
     pub policy: PolicyConfig,
+    pub serve: ServeConfig,
     pub stages: Vec<StageSpec>,
 }
 
@@ -187,8 +188,19 @@ impl Pipeline {
             bot: raw.bot,
             observer: raw.observer,
             policy: raw.policy,
+            serve: raw.serve,
             stages,
         })
+    }
+
+    /// Disables every stage of a kind; always valid, since nothing needs what pr or test give.
+    pub fn disable(&mut self, kind: StageKind) {
+        debug_assert!(matches!(kind, StageKind::Pr | StageKind::Test | StageKind::Guard));
+        for s in &mut self.stages {
+            if matches!(&s.action, Action::Builtin(b) if b.kind() == kind) {
+                s.enabled = false;
+            }
+        }
     }
 
     /// The settings of the enabled propose stage, if there is one.

@@ -41,7 +41,8 @@ pub fn work_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
 pub fn secrets(pipeline: &Pipeline) -> Secrets {
     let forge = pipeline.forge.token_var();
     let keys = pipeline.providers.values().filter_map(|p| p.api_key_env.as_deref());
-    Secrets::from_env_names(keys.chain(forge.as_deref()))
+    let serve = [pipeline.serve.webhook_secret_env.as_str(), pipeline.serve.run_token_env.as_str()];
+    Secrets::from_env_names(keys.chain(forge.as_deref()).chain(serve))
 }
 
 /// Runs one cycle to its outcome and writes its record. Call it from a blocking thread.
@@ -67,8 +68,9 @@ pub fn run_cycle(
         rt.clone(),
     );
     tracing::info!("cycle {} on {}", cx.id, cx.repo.root.display());
+    // Runners may start empty: the history and the ledger come from the state ref.
+    let mut end: Option<End> = cx.store.pull().err().map(|e| End::internal("cannot read the state ref", e));
 
-    let mut end: Option<End> = None;
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     let mut i = 0;
     while i < pipeline.stages.len() {

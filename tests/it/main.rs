@@ -5,6 +5,7 @@ mod fakeforge;
 mod forges;
 mod harness;
 mod models;
+mod triggers;
 
 use harness::*;
 use serde_json::Value;

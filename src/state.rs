@@ -1,0 +1,160 @@
+//! The `git` state backend: cycle records and daily ledgers on a ref of the remote
+//! (`refs/prbot/state` by default), outside the branch history.
+//!
+//! Every change is a compare-and-swap: read the ref, build a commit on top of it, push.
+//! A push that is not a fast-forward lost a race: fetch again, redo the change, retry.
+//! So two runners at once never exceed the budget nor lose each other's records.
+
+use crate::git::{Git, GitError};
+use crate::pipeline::config::StateConfig;
+use std::path::Path;
+
+const TRIES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state ref {reference} on `{remote}`: {source}")]
+    Git { reference: String, remote: String, source: GitError },
+    #[error("the state ref {0} kept moving; gave up after {TRIES} tries")]
+    Contended(String),
+}
+
+#[derive(Clone)]
+pub struct GitState {
+    git: Git,
+    remote: String,
+    reference: String,
+    author: (String, String),
+    /// A private index, so the user's index is never touched.
+    index: std::path::PathBuf,
+}
+
+impl GitState {
+    pub fn new(git: Git, config: &StateConfig, state_dir: &Path, author: (String, String)) -> GitState {
+        GitState {
+            git,
+            remote: config.remote.clone(),
+            reference: config.reference.clone(),
+            author,
+            index: state_dir.join(".state-index"),
+        }
+    }
+
+    fn fail(&self, source: GitError) -> StateError {
+        StateError::Git { reference: self.reference.clone(), remote: self.remote.clone(), source }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let (name, email) = &self.author;
+        vec![
+            ("GIT_INDEX_FILE".into(), self.index.display().to_string()),
+            ("GIT_AUTHOR_NAME".into(), name.clone()),
+            ("GIT_AUTHOR_EMAIL".into(), email.clone()),
+            ("GIT_COMMITTER_NAME".into(), name.clone()),
+            ("GIT_COMMITTER_EMAIL".into(), email.clone()),
+        ]
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, StateError> {
+        self.git.run_with_env(args.iter().copied(), &self.env()).map_err(|e| self.fail(e))
+    }
+
+    /// The remote's state commit, fetched into the local ref; `None` before the first write.
+    pub fn fetch(&self) -> Result<Option<String>, StateError> {
+        let listed = self.run(&["ls-remote", "--", &self.remote, &self.reference])?;
+        let Some(sha) = listed.split_whitespace().next().map(str::to_string) else { return Ok(None) };
+        let spec = format!("+{0}:{0}", self.reference);
+        self.run(&["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", &self.remote, &spec])?;
+        Ok(Some(sha))
+    }
+
+    /// Reads a file of a state commit.
+    pub fn read(&self, commit: &str, path: &str) -> Result<Option<String>, StateError> {
+        self.git.query(["show", &format!("{commit}:{path}")]).map_err(|e| self.fail(e))
+    }
+
+    /// Copies the remote's state into `dir`, for the readers of local files.
+    pub fn pull(&self, dir: &Path) -> Result<(), StateError> {
+        let Some(commit) = self.fetch()? else { return Ok(()) };
+        std::fs::create_dir_all(dir).map_err(|e| self.fail(io(e)))?;
+        let work_tree = format!("--work-tree={}", dir.display());
+        self.run(&[&work_tree, "checkout", "--quiet", "--force", &commit, "--", "."])?;
+        Ok(())
+    }
+
+    /// Changes the state with a compare-and-swap push. `change` reads files of the current
+    /// state and returns the files to write; it runs again whenever the race is lost.
+    pub fn update<E: From<StateError>>(
+        &self,
+        what: &str,
+        mut change: impl FnMut(
+            &dyn Fn(&str) -> Result<Option<String>, StateError>,
+        ) -> Result<Vec<(String, String)>, E>,
+    ) -> Result<(), E> {
+        for attempt in 0..TRIES {
+            let parent = self.fetch()?;
+            let read = |path: &str| match &parent {
+                Some(c) => self.read(c, path),
+                None => Ok(None),
+            };
+            let writes = change(&read)?;
+            match &parent {
+                Some(c) => self.run(&["read-tree", c])?,
+                None => self.run(&["read-tree", "--empty"])?,
+            };
+            for (path, content) in &writes {
+                let blob = self
+                    .git
+                    .run_with_stdin(["hash-object", "-w", "--stdin"], Some(content.clone().into_bytes()))
+                    .map_err(|e| self.fail(e))?;
+                self.run(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")])?;
+            }
+            let tree = self.run(&["write-tree"])?;
+            let message = format!("prbot: {what}");
+            let mut args = vec!["commit-tree", &tree, "-m", &message];
+            if let Some(p) = &parent {
+                args.extend(["-p", p]);
+            }
+            let commit = self.run(&args)?;
+            let spec = format!("{commit}:{}", self.reference);
+            match self.git.run_with_env(["push", "--quiet", "--", &self.remote, &spec], &self.env()) {
+                Ok(_) => {
+                    let _ = self.run(&["update-ref", &self.reference, &commit]);
+                    return Ok(());
+                }
+                // Not a fast-forward: another runner got there first.
+                Err(GitError::Failed { stderr, .. })
+                    if stderr.contains("rejected")
+                        || stderr.contains("non-fast-forward")
+                        || stderr.contains("fetch first") =>
+                {
+                    tracing::debug!("state ref moved under {what}; retrying ({})", attempt + 1);
+                    std::thread::sleep(std::time::Duration::from_millis(20 + 37 * attempt as u64 % 200));
+                }
+                Err(e) => return Err(self.fail(e).into()),
+            }
+        }
+        Err(StateError::Contended(self.reference.clone()).into())
+    }
+}
+
+fn io(e: std::io::Error) -> GitError {
+    GitError::Failed {
+        args: "create the state folder".into(),
+        status: "I/O error".into(),
+        stderr: e.to_string(),
+    }
+}
+
+/// The git state of a pipeline, when its backend is `git`.
+pub fn for_pipeline(
+    pipeline: &crate::pipeline::Pipeline,
+    repo: &crate::workspace::Repo,
+    state_dir: &Path,
+) -> Option<GitState> {
+    (pipeline.state.backend == crate::pipeline::config::StateBackend::Git).then(|| {
+        let git = Git::new(&repo.root, crate::process::Cancel::new());
+        let author = (pipeline.bot.name.clone(), pipeline.bot.email.clone());
+        GitState::new(git, &pipeline.state, state_dir, author)
+    })
+}
