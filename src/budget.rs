@@ -137,6 +137,21 @@ impl Budget {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let day = Self::today();
         let path = self.ledger_path(day);
+        // Held until the new ledger is written; the remote ref needs no lock.
+        let _lock = match &self.git {
+            Some(_) => None,
+            None => {
+                let lock_path = self.dir.join("ledger.lock");
+                let lock = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(io(&lock_path))?;
+                lock.lock().map_err(io(&lock_path))?;
+                Some(lock)
+            }
+        };
         let ledger = match &self.git {
             Some(git) => {
                 let name = Self::file_name(day);
@@ -154,14 +169,6 @@ impl Budget {
                 result.into_inner().expect("the update ran")
             }
             None => {
-                let lock_path = self.dir.join("ledger.lock");
-                let lock = File::options()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(io(&lock_path))?;
-                lock.lock().map_err(io(&lock_path))?;
                 let mut l = self.read(day)?;
                 f(&mut l, self)?;
                 l

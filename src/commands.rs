@@ -90,9 +90,12 @@ fn run(target: &Target, json: bool, dry_run: bool) -> Result<i32, CliError> {
 fn serve(target: &Target, listen: String, schedule: Option<String>) -> Result<i32, CliError> {
     let repo = Repo::discover(&target.repo)?;
     let pipeline = Arc::new(Pipeline::load(&pipeline_path(&repo, &target.pipeline))?);
+    // Five fields as usual; a sixth, leading one for seconds is allowed too.
+    let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
     let schedule = schedule
         .map(|s| {
-            s.parse::<croner::Cron>()
+            parser
+                .parse(&s)
                 .map_err(|e| CliError::Usage(format!("--schedule `{s}` is not a cron expression: {e}")))
         })
         .transpose()?;
