@@ -321,9 +321,18 @@ async fn metrics(State((app, _)): State<AppState>) -> impl IntoResponse {
 }
 
 async fn stats(State((app, _)): State<AppState>) -> Response {
-    let store = crate::records::Store::new(&runner::state_dir(&app.pipeline, &app.repo));
-    match store.all() {
-        Ok(all) => Json(crate::commands::compute_stats(&all)).into_response(),
+    let app = app.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let dir = runner::state_dir(&app.pipeline, &app.repo);
+        let git = crate::state::for_pipeline(&app.pipeline, &app.repo, &dir);
+        let store = crate::records::Store::new(&dir).with_git(git);
+        store.pull()?;
+        store.all()
+    })
+    .await;
+    match read {
+        Ok(Ok(all)) => Json(crate::commands::compute_stats(&all)).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
