@@ -107,26 +107,6 @@ impl Gitea {
             draft_prefix: config.draft_prefix.clone(),
         })
     }
-
-    /// Every page of a list endpoint, following `X-Total-Count` and `Link: rel="next"`.
-    async fn all_pages(&self, what: &str, route: &str) -> Result<Vec<Value>, ForgeError> {
-        let mut out = Vec::new();
-        let sep = if route.contains('?') { '&' } else { '?' };
-        for page in 1..=100 {
-            let r = self
-                .rest
-                .call_ok(what, Verb::Get, &format!("{route}{sep}page={page}&limit=50"), None)
-                .await?;
-            let items: Vec<Value> = r.json(what)?;
-            let got = items.len();
-            out.extend(items);
-            let total = r.headers.get("x-total-count").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-            if got == 0 || total.map_or(!r.has_next_page(), |t| out.len() >= t) {
-                break;
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[async_trait::async_trait]
@@ -155,7 +135,7 @@ impl Forge for Gitea {
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
         let what = "listing open PRs";
         let mut out = Vec::new();
-        for v in self.all_pages(what, "/pulls?state=open").await? {
+        for v in self.rest.all_pages(what, "/pulls?state=open", "limit=50").await? {
             let pr: RemotePr = serde_json::from_value::<ApiPr>(v)
                 .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?
                 .into();
@@ -195,7 +175,7 @@ impl Forge for Gitea {
         }
         let what = "labelling the PR";
         // Gitea labels by id; resolve the names first.
-        let known = self.all_pages(what, "/labels").await?;
+        let known = self.rest.all_pages(what, "/labels", "limit=50").await?;
         let id_of = |name: &str| {
             known.iter().find(|l| l["name"].as_str() == Some(name)).and_then(|l| l["id"].as_u64())
         };

@@ -103,20 +103,17 @@ impl GitHub {
         })
     }
 
-    /// Every page of a PR list, following `Link: rel="next"`.
+    /// Every page of a PR list.
     async fn pulls(&self, what: &str, query: &str) -> Result<Vec<RemotePr>, ForgeError> {
-        let mut out = Vec::new();
-        for page in 1..=100 {
-            let route = format!("/pulls?{query}&per_page=100&page={page}");
-            let r = self.rest.call_ok(what, Verb::Get, &route, None).await?;
-            let items: Vec<ApiPr> = r.json(what)?;
-            let got = items.len();
-            out.extend(items.into_iter().map(RemotePr::from));
-            if got == 0 || !r.has_next_page() {
-                break;
-            }
-        }
-        Ok(out)
+        let items = self.rest.all_pages(what, &format!("/pulls?{query}"), "per_page=100").await?;
+        items
+            .into_iter()
+            .map(|v| {
+                let pr: ApiPr = serde_json::from_value(v)
+                    .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?;
+                Ok(pr.into())
+            })
+            .collect()
     }
 }
 

@@ -65,6 +65,24 @@ impl Rest {
         self.target.fail(what, r)
     }
 
+    /// Every page of a list endpoint. `size` is the page-size parameter, e.g. `limit=50`.
+    /// Stops at `X-Total-Count` (Gitea) or when `Link` has no `rel="next"` (both).
+    pub async fn all_pages(&self, what: &str, route: &str, size: &str) -> Result<Vec<Value>, ForgeError> {
+        let mut out = Vec::new();
+        let sep = if route.contains('?') { '&' } else { '?' };
+        for page in 1..=100 {
+            let r = self.call_ok(what, Verb::Get, &format!("{route}{sep}{size}&page={page}"), None).await?;
+            let items: Vec<Value> = r.json(what)?;
+            let got = items.len();
+            out.extend(items);
+            let total = r.headers.get("x-total-count").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if got == 0 || total.map_or(!r.has_next_page(), |t| out.len() >= t) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Gitea and GitHub describe a repository alike.
     pub async fn repo_info(&self) -> Result<super::RepoInfo, ForgeError> {
         let what = "reading the repository";
