@@ -260,6 +260,23 @@ fn link(base: &str, path: &str, page: usize, more: bool, last: usize) -> String 
     parts.join(",")
 }
 
+/// One page of a list, with the paging headers the real server sends.
+fn paged(
+    all: Vec<Value>,
+    q: &dyn Fn(&str) -> Option<String>,
+    size_param: &str,
+    cap: usize,
+    base: &str,
+    path: &str,
+    gitea: bool,
+) -> Response {
+    let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let wanted = q(size_param).and_then(|l| l.parse().ok()).unwrap_or(30);
+    let (items, more) = page(&all, pg, wanted, cap);
+    let last = all.len().div_ceil(wanted.clamp(1, cap)).max(1);
+    list_response(items.to_vec(), all.len(), link(base, path, pg, more, last), gitea)
+}
+
 fn list_response(items: Vec<Value>, total: usize, link: String, gitea: bool) -> Response {
     let mut r = reply(200, Value::Array(items));
     if gitea {
@@ -346,17 +363,8 @@ fn gitea(
                 .iter()
                 .filter(|p| visible(s, p) && (state == "all" || (state == "open") == p.open))
                 .collect();
-            let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-            let wanted = q("limit").and_then(|l| l.parse().ok()).unwrap_or(30);
-            let (items, more) = page(&all, pg, wanted, s.page_cap);
-            let last = all.len().div_ceil(wanted.clamp(1, s.page_cap)).max(1);
-            let items = items.iter().map(|p| gitea_pr(p, base)).collect();
-            list_response(
-                items,
-                all.len(),
-                link(base, &format!("/api/v1/repos/{OWNER}/{NAME}/pulls"), pg, more, last),
-                true,
-            )
+            let all = all.iter().map(|p| gitea_pr(p, base)).collect();
+            paged(all, q, "limit", s.page_cap, base, &format!("/api/v1/repos/{OWNER}/{NAME}/pulls"), true)
         }
         ("POST", "/pulls") => {
             if !s.fail_creates.is_empty() {
@@ -404,17 +412,12 @@ fn gitea(
             reply(201, gitea_pr(&pr, base))
         }
         ("GET", "/labels") => {
-            let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-            let wanted = q("limit").and_then(|l| l.parse().ok()).unwrap_or(30);
-            let (items, more) = page(&s.labels, pg, wanted, s.page_cap);
-            let last = s.labels.len().div_ceil(wanted.clamp(1, s.page_cap)).max(1);
-            let items = items.iter().map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb", "description": "", "exclusive": false, "is_archived": false, "url": format!("{base}/api/v1/repos/{OWNER}/{NAME}/labels/{id}")})).collect();
-            list_response(
-                items,
-                s.labels.len(),
-                link(base, &format!("/api/v1/repos/{OWNER}/{NAME}/labels"), pg, more, last),
-                true,
-            )
+            let all = s
+                .labels
+                .iter()
+                .map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb", "description": "", "exclusive": false, "is_archived": false, "url": format!("{base}/api/v1/repos/{OWNER}/{NAME}/labels/{id}")}))
+                .collect();
+            paged(all, q, "limit", s.page_cap, base, &format!("/api/v1/repos/{OWNER}/{NAME}/labels"), true)
         }
         _ => {
             if let Some(bh) = rest.strip_prefix("/pulls/") {
@@ -526,17 +529,8 @@ fn github(
                 .filter(|p| basef.as_ref().is_none_or(|b| *b == p.base))
                 .collect();
             all.reverse();
-            let pg = q("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-            let wanted = q("per_page").and_then(|l| l.parse().ok()).unwrap_or(30);
-            let (items, more) = page(&all, pg, wanted, s.page_cap);
-            let last = all.len().div_ceil(wanted.clamp(1, s.page_cap)).max(1);
-            let items = items.iter().map(|p| github_pr(p, base)).collect();
-            list_response(
-                items,
-                all.len(),
-                link(base, &format!("/repos/{OWNER}/{NAME}/pulls"), pg, more, last),
-                false,
-            )
+            let all = all.iter().map(|p| github_pr(p, base)).collect();
+            paged(all, q, "per_page", s.page_cap, base, &format!("/repos/{OWNER}/{NAME}/pulls"), false)
         }
         ("POST", "/pulls") => {
             if !s.fail_creates.is_empty() {
