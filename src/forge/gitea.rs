@@ -1,46 +1,17 @@
 //! Gitea and Forgejo, over `/api/v1` with `Authorization: token <T>`.
 //! Gitea has no draft flag: a draft is a PR whose title starts with a WIP prefix.
 
-use super::http::{self, Reply, Rest, SendError, Transport, Verb};
+use super::http::{self, ApiPr, Reply, Rest, SendError, Transport, Verb};
 use super::push::Pusher;
 use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::git::Git;
 use crate::pipeline::config::ForgeConfig;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub struct Gitea {
     rest: Rest,
     draft_prefix: String,
     pusher: Pusher,
-}
-
-#[derive(Deserialize)]
-struct ApiPr {
-    number: u64,
-    html_url: String,
-    state: String,
-    #[serde(default)]
-    merged: bool,
-    title: String,
-    head: ApiBranch,
-}
-
-#[derive(Deserialize)]
-struct ApiBranch {
-    #[serde(rename = "ref")]
-    name: String,
-}
-
-impl From<ApiPr> for RemotePr {
-    fn from(p: ApiPr) -> RemotePr {
-        let state = match (p.state.as_str(), p.merged) {
-            ("open", _) => PrState::Open,
-            (_, true) => PrState::Merged,
-            _ => PrState::Closed,
-        };
-        RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, title: p.title }
-    }
 }
 
 /// reqwest, with the token as a sensitive default header.
@@ -133,17 +104,8 @@ impl Forge for Gitea {
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
-        let what = "listing open PRs";
-        let mut out = Vec::new();
-        for v in self.rest.all_pages(what, "/pulls?state=open", "limit=50").await? {
-            let pr: RemotePr = serde_json::from_value::<ApiPr>(v)
-                .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?
-                .into();
-            if pr.head.starts_with(prefix) {
-                out.push(pr);
-            }
-        }
-        Ok(out)
+        let all = self.rest.pulls("listing open PRs", "/pulls?state=open", "limit=50").await?;
+        Ok(all.into_iter().filter(|p| p.head.starts_with(prefix)).collect())
     }
 
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {

@@ -1,12 +1,11 @@
 //! GitHub and GitHub Enterprise, through octocrab (`Authorization: Bearer <T>`).
 //! Raw routes keep the status and headers in view, for retries and clear errors.
 
-use super::http::{self, Reply, Rest, SendError, Transport, Verb};
+use super::http::{self, ApiPr, Reply, Rest, SendError, Transport, Verb};
 use super::push::Pusher;
 use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::git::Git;
 use crate::pipeline::config::ForgeConfig;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -14,33 +13,6 @@ pub struct GitHub {
     rest: Rest,
     owner: String,
     pusher: Pusher,
-}
-
-#[derive(Deserialize)]
-struct ApiPr {
-    number: u64,
-    html_url: String,
-    state: String,
-    merged_at: Option<String>,
-    title: String,
-    head: ApiBranch,
-}
-
-#[derive(Deserialize)]
-struct ApiBranch {
-    #[serde(rename = "ref")]
-    name: String,
-}
-
-impl From<ApiPr> for RemotePr {
-    fn from(p: ApiPr) -> RemotePr {
-        let state = match (p.state.as_str(), p.merged_at.is_some()) {
-            ("open", _) => PrState::Open,
-            (_, true) => PrState::Merged,
-            _ => PrState::Closed,
-        };
-        RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, title: p.title }
-    }
 }
 
 struct Client {
@@ -105,15 +77,7 @@ impl GitHub {
 
     /// Every page of a PR list.
     async fn pulls(&self, what: &str, query: &str) -> Result<Vec<RemotePr>, ForgeError> {
-        let items = self.rest.all_pages(what, &format!("/pulls?{query}"), "per_page=100").await?;
-        items
-            .into_iter()
-            .map(|v| {
-                let pr: ApiPr = serde_json::from_value(v)
-                    .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?;
-                Ok(pr.into())
-            })
-            .collect()
+        self.rest.pulls(what, &format!("/pulls?{query}"), "per_page=100").await
     }
 }
 

@@ -6,6 +6,38 @@ use serde_json::Value;
 use std::future::Future;
 use std::time::Duration;
 
+/// A pull request as Gitea and GitHub both describe it, in the fields prbot reads.
+#[derive(serde::Deserialize)]
+pub struct ApiPr {
+    number: u64,
+    html_url: String,
+    state: String,
+    /// Gitea's; GitHub sends it only for single PRs.
+    #[serde(default)]
+    merged: bool,
+    merged_at: Option<String>,
+    title: String,
+    head: ApiBranch,
+}
+
+#[derive(serde::Deserialize)]
+struct ApiBranch {
+    #[serde(rename = "ref")]
+    name: String,
+}
+
+impl From<ApiPr> for super::RemotePr {
+    fn from(p: ApiPr) -> super::RemotePr {
+        use super::PrState;
+        let state = match (p.state.as_str(), p.merged || p.merged_at.is_some()) {
+            ("open", _) => PrState::Open,
+            (_, true) => PrState::Merged,
+            _ => PrState::Closed,
+        };
+        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, title: p.title }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Verb {
     Get,
@@ -81,6 +113,24 @@ impl Rest {
             }
         }
         Ok(out)
+    }
+
+    /// Every pull request a list route returns, over all its pages.
+    pub async fn pulls(
+        &self,
+        what: &str,
+        route: &str,
+        size: &str,
+    ) -> Result<Vec<super::RemotePr>, ForgeError> {
+        let items = self.all_pages(what, route, size).await?;
+        items
+            .into_iter()
+            .map(|v| {
+                let pr: ApiPr = serde_json::from_value(v)
+                    .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?;
+                Ok(pr.into())
+            })
+            .collect()
     }
 
     /// Gitea and GitHub describe a repository alike.
