@@ -369,28 +369,39 @@ impl Cycle {
                 format!("the pipeline ended before a change was applied for gap {}", gap.id),
             );
         }
-        let branch = Self::branch_for(&gap);
-        let message = commit_message(&gap, self.proposal.as_ref());
-        let bot = self.pipeline.bot.clone();
-        let ws = match self.workspace() {
-            Ok(ws) => ws,
-            Err(e) => return e,
-        };
-        match ws.commit_to_branch(&branch, &message, &bot.name, &bot.email) {
-            Ok(sha) => {
+        match self.commit_change() {
+            Ok((branch, sha)) => {
                 let tests = if self.tests.is_empty() { "no test stage ran" } else { "tests passed" };
                 let reason = format!(
                     "{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})",
                     &sha[..12.min(sha.len())]
                 );
-                self.branch = Some(branch);
-                self.commit = Some(sha);
                 End::new(Outcome::DryRun, reason)
             }
-            Err(e) => {
-                End::new(Outcome::InternalError, format!("could not keep the change on branch {branch}: {e}"))
-            }
+            Err(why) => End::new(Outcome::InternalError, why),
         }
+    }
+
+    /// Commits the applied change on the gap's branch; `(branch, commit)`, or why not.
+    pub fn commit_change(&mut self) -> Result<(String, String), String> {
+        let gap = self.gap.clone().expect("a change needs a gap");
+        let branch = Self::branch_for(&gap);
+        let message = commit_message(&gap, self.proposal.as_ref());
+        let bot = self.pipeline.bot.clone();
+        let added: Vec<String> = self
+            .applied
+            .iter()
+            .flatten()
+            .filter(|f| f.mode == crate::records::FileMode::Add)
+            .map(|f| f.path.clone())
+            .collect();
+        let ws = self.workspace().map_err(|e| e.reason)?;
+        let sha = ws
+            .commit_to_branch(&branch, &message, (&bot.name, &bot.email), &added)
+            .map_err(|e| format!("cannot commit to {branch}: {e}"))?;
+        self.branch = Some(branch.clone());
+        self.commit = Some(sha.clone());
+        Ok((branch, sha))
     }
 
     /// Records the attempt that just ended.

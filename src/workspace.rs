@@ -141,13 +141,16 @@ impl Workspace {
         Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
-    /// Commits everything in the worktree and points `refs/heads/<branch>` at the commit.
+    /// Commits the change and points `refs/heads/<branch>` at the commit. The change is
+    /// every tracked file that changed (the proposal's updates, and what `run:` steps such
+    /// as formatters did to them) plus the files the proposal added; anything else the
+    /// tests left behind stays out.
     pub fn commit_to_branch(
         &self,
         branch: &str,
         message: &str,
-        name: &str,
-        email: &str,
+        (name, email): (&str, &str),
+        added: &[String],
     ) -> Result<String, GitError> {
         let reference = format!("refs/heads/{branch}");
         if self.repo_git.query(["symbolic-ref", "-q", "HEAD"])?.as_deref() == Some(reference.as_str()) {
@@ -157,7 +160,12 @@ impl Workspace {
                 stderr: format!("`{branch}` is checked out in your working tree; prbot will not move it under you. Switch to another branch first"),
             });
         }
-        self.git.run(["add", "--all"])?;
+        self.git.run(["add", "--update"])?;
+        if !added.is_empty() {
+            let mut args = vec!["add".to_string(), "--".to_string()];
+            args.extend(added.iter().cloned());
+            self.git.run(args)?;
+        }
         let ident = [
             "-c".to_string(),
             format!("user.name={name}"),

@@ -60,14 +60,7 @@ impl Stage for Pr<'_> {
             self.check_limits(cx)?;
         }
 
-        let message = crate::cycle::commit_message(&gap, cx.proposal.as_ref());
-        let bot = cx.pipeline.bot.clone();
-        let sha = cx
-            .workspace()?
-            .commit_to_branch(&branch, &message, &bot.name, &bot.email)
-            .map_err(|e| End::new(Outcome::PrFailed, format!("cannot commit to {branch}: {e}")))?;
-        cx.branch = Some(branch.clone());
-        cx.commit = Some(sha.clone());
+        let (branch, sha) = cx.commit_change().map_err(|why| End::new(Outcome::PrFailed, why))?;
         let worktree_git = cx.workspace()?.git().clone();
         {
             let (f, b, c) = (forge.clone(), branch.clone(), sha.clone());

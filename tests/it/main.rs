@@ -63,6 +63,21 @@ async fn ok_opens_a_draft_pr_and_leaves_the_tree_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_commit_holds_the_change_and_not_what_the_tests_left_behind() {
+    let env = Env::new();
+    let model = Model::proposing(&[
+        ("greet.sh", false, "echo hello world\n"),
+        ("NEWS.md", true, "greets the world\n"),
+    ])
+    .await;
+    let p = Pipeline::default().tests(&["sh check.sh && echo junk > build.log"]);
+    let r = env.run(&model, &p).expect("ok", 0);
+    let files = git(&env.repo, &["ls-tree", "-r", "--name-only", r["branch"].as_str().unwrap()]);
+    assert!(files.lines().any(|f| f == "NEWS.md"), "{files}");
+    assert!(!files.contains("build.log"), "test output was committed: {files}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn disabling_pr_makes_a_dry_run_on_a_local_branch() {
     let env = Env::new();
     let model = Model::good().await;
