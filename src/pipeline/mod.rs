@@ -160,7 +160,7 @@ impl Pipeline {
             file: path.to_path_buf(),
             problems: vec![Problem {
                 place: Place::File,
-                message: format!("cannot read the pipeline file: {e}; pass its path with --pipeline"),
+                message: format!("cannot read the pipeline file: {e}; pass its path with --pipeline, or write one with `prbot init`"),
             }],
         })?;
         Self::parse(path, &text)
