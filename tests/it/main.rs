@@ -337,7 +337,7 @@ async fn a_test_that_hangs_is_killed_with_its_children() {
     let test = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
     let stages = STAGES.replace(
         "commands: [\"sh check.sh\"]",
-        &format!("commands: [{}]\n    timeout: 1s", serde_json::to_string(&test).unwrap()),
+        &format!("commands: [{}]\n    timeout: 2s", serde_json::to_string(&test).unwrap()),
     );
     let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("tests_failed", 0);
     assert_eq!(r["tests"][0]["timed_out"], true);

@@ -84,7 +84,7 @@ fn calls(r: &Value) -> Vec<(String, bool, String)> {
 async fn the_ladder_falls_back_after_a_500_a_timeout_and_garbage() {
     let cases: [(ResponseTemplate, &str); 3] = [
         (ResponseTemplate::new(500).set_body_string("{\"error\":\"overloaded\"}"), "HTTP 500"),
-        (ok(&good()).set_delay(Duration::from_secs(5)), "no answer within"),
+        (ok(&good()).set_delay(Duration::from_secs(10)), "no answer within"),
         (ok("I think you should refactor everything."), "unusable reply"),
     ];
     for (bad, why) in cases {
@@ -94,7 +94,7 @@ async fn the_ladder_falls_back_after_a_500_a_timeout_and_garbage() {
         answer(&model.server, "m2", ok(&good()), None, None).await;
         let stages = STAGES.replace(
             "timeout: 10s\n    with:\n      repair_attempts: 0\n",
-            "timeout: 1s\n    with:\n      models: [local/m1, local/m2]\n      retries: 0\n",
+            "timeout: 2s\n    with:\n      models: [local/m1, local/m2]\n      retries: 0\n",
         );
         let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
         assert_eq!(r["model"]["name"], "local/m2", "{why}");
