@@ -212,8 +212,8 @@ impl Cycle {
         Ok(())
     }
 
-    /// What a killed cycle left behind: half-written temp files and a dirty worktree.
-    /// Only safe with the lock held, when no other cycle can own them.
+    /// Half-written temp files a killed cycle left behind. (Its dirty worktree is reset by
+    /// `Workspace::prepare` when the worktree is next used.) Only safe with the lock held.
     fn sweep_leftovers(&self) {
         for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -224,12 +224,6 @@ impl Cycle {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
-        }
-        let wt = self.work_dir.join("worktree");
-        if wt.join(".git").is_file() {
-            let git = crate::git::Git::new(&wt, Cancel::new());
-            let _ = git.run(["checkout", "--quiet", "--force", "--detach", "HEAD"]);
-            let _ = git.run(["clean", "-ffdxq"]);
         }
     }
 

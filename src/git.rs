@@ -2,7 +2,7 @@
 
 use crate::process::{self, Cancel, Command};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 const GIT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -25,10 +25,6 @@ pub struct Git {
 impl Git {
     pub fn new(dir: impl Into<PathBuf>, cancel: Cancel) -> Self {
         Git { dir: dir.into(), cancel }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Runs git and returns its trimmed stdout.

@@ -29,26 +29,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 17] = [
-        Outcome::Ok,
-        Outcome::DryRun,
-        Outcome::CycleNoop,
-        Outcome::SkippedPause,
-        Outcome::SkippedLocked,
-        Outcome::SkippedCost,
-        Outcome::SkippedDirtyTree,
-        Outcome::SkippedPolicy,
-        Outcome::SkippedNoGap,
-        Outcome::ModelFailed,
-        Outcome::ProposalRejected,
-        Outcome::ApplyFailed,
-        Outcome::TestsFailed,
-        Outcome::PrSkippedByPolicy,
-        Outcome::PrFailed,
-        Outcome::InternalError,
-        Outcome::Cancelled,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

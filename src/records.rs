@@ -284,11 +284,6 @@ impl Store {
     pub fn all(&self) -> Result<Vec<Summary>, RecordError> {
         read_jsonl(&self.log_path())
     }
-
-    pub fn load(&self, cycle_id: &str) -> Option<Record> {
-        let bytes = std::fs::read(self.record_path(cycle_id)).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {

@@ -16,7 +16,6 @@ pub struct ApiPr {
     #[serde(default)]
     merged: bool,
     merged_at: Option<String>,
-    title: String,
     head: ApiBranch,
 }
 
@@ -34,7 +33,7 @@ impl From<ApiPr> for super::RemotePr {
             (_, true) => PrState::Merged,
             _ => PrState::Closed,
         };
-        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, title: p.title }
+        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name }
     }
 }
 

@@ -68,7 +68,6 @@ impl LocalForge {
             url: format!("file://{}", self.path(p.number).display()),
             state: p.state,
             head: p.head.clone(),
-            title: p.title.clone(),
         }
     }
 

@@ -36,7 +36,6 @@ pub struct RemotePr {
     pub url: String,
     pub state: PrState,
     pub head: String,
-    pub title: String,
 }
 
 #[derive(Debug, Clone)]

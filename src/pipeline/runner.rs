@@ -17,7 +17,6 @@ pub struct CycleRun {
     pub record: Record,
     pub json: String,
     pub path: PathBuf,
-    pub state_dir: PathBuf,
 }
 
 /// The state directory a pipeline uses for a repository.
@@ -163,7 +162,7 @@ pub fn run_cycle(
     if let Some(url) = &pipeline.observer.url {
         notify_observer(&rt, url, &json);
     }
-    Ok(CycleRun { record, json, path, state_dir })
+    Ok(CycleRun { record, json, path })
 }
 
 fn label(spec: &StageSpec) -> String {

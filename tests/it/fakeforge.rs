@@ -63,6 +63,54 @@ pub struct State {
     pub page_cap: usize,
 }
 
+impl State {
+    /// Opens a PR with the next number and returns it.
+    fn open_pr(
+        &mut self,
+        title: &str,
+        body: &str,
+        head: &str,
+        base: &str,
+        draft: bool,
+        labels: Vec<String>,
+    ) -> FakePr {
+        let pr = FakePr {
+            number: self.prs.len() as u64 + 1,
+            title: title.into(),
+            body: body.into(),
+            head: head.into(),
+            base: base.into(),
+            open: true,
+            merged: false,
+            draft,
+            labels,
+            comments: Vec::new(),
+        };
+        self.prs.push(pr.clone());
+        pr
+    }
+
+    /// Applies a PATCH of `title` and `body`; `wip_drafts` re-derives Gitea's draft flag.
+    fn edit_pr(&mut self, number: &str, body: &Value, wip_drafts: bool) -> Option<FakePr> {
+        let n = number.parse::<u64>().ok()?;
+        let p = self.prs.iter_mut().find(|p| p.number == n)?;
+        if let Some(t) = body["title"].as_str() {
+            p.title = t.into();
+            if wip_drafts {
+                p.draft = is_wip(t);
+            }
+        }
+        if let Some(b) = body["body"].as_str() {
+            p.body = b.into();
+        }
+        Some(p.clone())
+    }
+}
+
+fn is_wip(title: &str) -> bool {
+    title.starts_with("WIP:") || title.starts_with("[WIP]")
+}
+
 pub struct FakeForge {
     pub url: String,
     pub state: Arc<Mutex<State>>,
@@ -129,19 +177,9 @@ impl FakeForge {
 
     pub fn add_pr(&self, head: &str, open: bool, merged: bool) -> u64 {
         let mut s = self.state.lock().unwrap();
-        let number = s.prs.len() as u64 + 1;
-        s.prs.push(FakePr {
-            number,
-            title: format!("earlier work on {head}"),
-            body: String::new(),
-            head: head.into(),
-            base: "main".into(),
-            open,
-            merged,
-            draft: true,
-            labels: Vec::new(),
-            comments: Vec::new(),
-        });
+        let number = s.open_pr(&format!("earlier work on {head}"), "", head, "main", true, Vec::new()).number;
+        let pr = s.prs.last_mut().expect("just opened");
+        (pr.open, pr.merged) = (open, merged);
         number
     }
 
@@ -353,7 +391,6 @@ fn gitea(
     q: &dyn Fn(&str) -> Option<String>,
     body: &Value,
 ) -> Response {
-    let num = |x: &str| x.parse::<u64>().ok();
     match (method.as_str(), rest) {
         ("GET", "") => reply(200, repo_json(base, s.push_permission)),
         ("GET", "/pulls") => {
@@ -395,20 +432,8 @@ fn gitea(
                 .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
                 .unwrap_or_default();
             let labels = s.labels.iter().filter(|(id, _)| ids.contains(id)).map(|(_, n)| n.clone()).collect();
-            let number = s.prs.len() as u64 + 1;
-            let pr = FakePr {
-                number,
-                title: title.into(),
-                body: body["body"].as_str().unwrap_or("").into(),
-                head: head.into(),
-                base: basebr.into(),
-                open: true,
-                merged: false,
-                draft: title.starts_with("WIP:") || title.starts_with("[WIP]"),
-                labels,
-                comments: Vec::new(),
-            };
-            s.prs.push(pr.clone());
+            let text = body["body"].as_str().unwrap_or("");
+            let pr = s.open_pr(title, text, head, basebr, is_wip(title), labels);
             reply(201, gitea_pr(&pr, base))
         }
         ("GET", "/labels") => {
@@ -436,15 +461,7 @@ fn gitea(
                     }
                 }
                 if method == Method::PATCH {
-                    if let Some(p) = num(bh).and_then(|n| s.prs.iter_mut().find(|p| p.number == n)) {
-                        if let Some(t) = body["title"].as_str() {
-                            p.title = t.into();
-                            p.draft = t.starts_with("WIP:") || t.starts_with("[WIP]");
-                        }
-                        if let Some(b) = body["body"].as_str() {
-                            p.body = b.into();
-                        }
-                        let p = p.clone();
+                    if let Some(p) = s.edit_pr(bh, body, true) {
                         return reply(201, gitea_pr(&p, base));
                     }
                 }
@@ -553,20 +570,9 @@ fn github(
             if s.prs.iter().any(|p| p.open && p.head == head && p.base == basebr) {
                 return invalid(format!("A pull request already exists for {OWNER}:{head}."));
             }
-            let number = s.prs.len() as u64 + 1;
-            let pr = FakePr {
-                number,
-                title: body["title"].as_str().unwrap_or("").into(),
-                body: body["body"].as_str().unwrap_or("").into(),
-                head: head.into(),
-                base: basebr.into(),
-                open: true,
-                merged: false,
-                draft: body["draft"].as_bool().unwrap_or(false),
-                labels: Vec::new(),
-                comments: Vec::new(),
-            };
-            s.prs.push(pr.clone());
+            let (title, text) = (body["title"].as_str().unwrap_or(""), body["body"].as_str().unwrap_or(""));
+            let pr =
+                s.open_pr(title, text, head, basebr, body["draft"].as_bool().unwrap_or(false), Vec::new());
             reply(201, github_pr(&pr, base))
         }
         _ => {
@@ -582,16 +588,7 @@ fn github(
             }
             if let Some(n) = rest.strip_prefix("/pulls/") {
                 if method == Method::PATCH {
-                    if let Some(p) =
-                        n.parse::<u64>().ok().and_then(|n| s.prs.iter_mut().find(|p| p.number == n))
-                    {
-                        if let Some(t) = body["title"].as_str() {
-                            p.title = t.into();
-                        }
-                        if let Some(b) = body["body"].as_str() {
-                            p.body = b.into();
-                        }
-                        let p = p.clone();
+                    if let Some(p) = s.edit_pr(n, body, false) {
                         return reply(200, github_pr(&p, base));
                     }
                 }

@@ -464,10 +464,15 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     child.wait().unwrap();
     // The model's edit is still in prbot's worktree, and the lock file is still there.
     assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello world\n");
+    // As if the kill had hit an atomic write half-way.
+    let half = env.state().join("cycles").join(".prbot-tmp-half");
+    std::fs::create_dir_all(half.parent().unwrap()).unwrap();
+    std::fs::write(&half, "{\"cycle_").unwrap();
     let before = env.snapshot();
     let r = env.run(&model, &Pipeline::default().without_pr()).expect("dry_run", 0);
     assert_eq!(env.snapshot(), before);
     assert_eq!(r["tests"][0]["passed"], true);
+    assert!(!half.exists(), "the half-written file was left");
 }
 
 /// Asserts that the record's reason mentions `needle`.
