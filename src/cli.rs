@@ -126,6 +126,7 @@ impl CliError {
 }
 
 pub fn main() -> i32 {
+    crate::process::harden_self();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -1,4 +1,8 @@
 //! A thin driver for the git CLI.
+//!
+//! Every call runs with hooks and fsmonitor off and with a scrubbed environment: prbot's
+//! git never runs a program that a repository's config or hooks name, and never hands it
+//! a secret.
 
 use crate::process::{self, Cancel, Command};
 use std::ffi::OsString;
@@ -15,16 +19,28 @@ pub enum GitError {
     Failed { args: String, status: String, stderr: String },
 }
 
+/// Settings forced on every call, whatever the repository's or the user's config says.
+const SAFE_CONFIG: [&str; 4] = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"];
+
 /// git, run in one directory.
 #[derive(Clone)]
 pub struct Git {
     dir: PathBuf,
+    /// `GIT_DIR` and `GIT_WORK_TREE`, for prbot's clone: what the tree's `.git` says is
+    /// never trusted.
+    explicit: Option<(PathBuf, PathBuf)>,
     cancel: Cancel,
 }
 
 impl Git {
     pub fn new(dir: impl Into<PathBuf>, cancel: Cancel) -> Self {
-        Git { dir: dir.into(), cancel }
+        Git { dir: dir.into(), explicit: None, cancel }
+    }
+
+    /// git on a repository whose git directory lives apart from its working tree.
+    pub fn with_git_dir(git_dir: impl Into<PathBuf>, work_tree: impl Into<PathBuf>, cancel: Cancel) -> Self {
+        let work_tree = work_tree.into();
+        Git { dir: work_tree.clone(), explicit: Some((git_dir.into(), work_tree)), cancel }
     }
 
     /// Runs git and returns its trimmed stdout.
@@ -53,6 +69,20 @@ impl Git {
         self.exec(args, None, extra_env)
     }
 
+    /// Runs git with stdin and extra variables.
+    pub fn run_full<I, S>(
+        &self,
+        args: I,
+        stdin: Option<Vec<u8>>,
+        extra_env: &[(String, String)],
+    ) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.exec(args, stdin, extra_env)
+    }
+
     fn exec<I, S>(
         &self,
         args: I,
@@ -64,8 +94,15 @@ impl Git {
         S: Into<OsString>,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let mut cmd = Command::new("git", &self.dir, GIT_TIMEOUT).args(args.clone());
+        // git needs an existing folder to start in; a vanished worktree must not make
+        // prbot's own clean-up fail.
+        let dir = if self.dir.is_dir() { self.dir.as_path() } else { std::path::Path::new("/") };
+        let mut cmd = Command::new("git", dir, GIT_TIMEOUT).args(SAFE_CONFIG).args(args.clone());
         let mut env = git_env();
+        if let Some((git_dir, work_tree)) = &self.explicit {
+            env.insert("GIT_DIR".into(), git_dir.into());
+            env.insert("GIT_WORK_TREE".into(), work_tree.into());
+        }
         env.extend(extra_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         cmd.env = Some(env);
         cmd.stdin = stdin;
@@ -95,17 +132,23 @@ impl Git {
     }
 }
 
-/// prbot's environment, minus what would point git at another repository or prompt a human.
+/// prbot's environment without its secrets, and without what would point git at another
+/// repository or prompt a human.
 fn git_env() -> std::collections::HashMap<OsString, OsString> {
-    let mut env: std::collections::HashMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(k, _)| {
-            let k = k.to_string_lossy();
-            !matches!(
-                k.as_ref(),
-                "GIT_DIR" | "GIT_WORK_TREE" | "GIT_INDEX_FILE" | "GIT_OBJECT_DIRECTORY" | "GIT_COMMON_DIR"
-            )
-        })
-        .collect();
+    let mut env = crate::secrets::scrubbed_env(&[]);
+    env.retain(|k, _| {
+        !matches!(
+            k.to_string_lossy().as_ref(),
+            "GIT_DIR"
+                | "GIT_WORK_TREE"
+                | "GIT_INDEX_FILE"
+                | "GIT_OBJECT_DIRECTORY"
+                | "GIT_ALTERNATE_OBJECT_DIRECTORIES"
+                | "GIT_COMMON_DIR"
+                | "GIT_CONFIG_PARAMETERS"
+                | "GIT_CONFIG_COUNT"
+        )
+    });
     env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
     env.insert("LC_ALL".into(), "C".into());
     env

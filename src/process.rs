@@ -65,6 +65,17 @@ impl Cancel {
     }
 }
 
+/// Called once at start: no other process of the same user may read prbot's memory or
+/// `/proc/<pid>/environ`, and orphans of the commands prbot runs come back to prbot
+/// (so none can slip away by double-forking).
+pub fn harden_self() {
+    // SAFETY: prctl with integer arguments has no memory-safety preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
 fn kill_group(pgid: i32) {
     // SAFETY: killpg has no memory-safety preconditions.
     unsafe {

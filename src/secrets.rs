@@ -11,6 +11,31 @@ fn registry() -> &'static RwLock<Vec<String>> {
     SECRETS.get_or_init(|| RwLock::new(Vec::new()))
 }
 
+/// The names of every variable that held one of them.
+fn secret_names() -> &'static RwLock<Vec<String>> {
+    static NAMES: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    NAMES.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+/// prbot's environment without anything secret: the variables a pipeline named as
+/// secrets, and every name that looks like one, unless `allow` keeps it.
+pub fn scrubbed_env(allow: &[String]) -> HashMap<OsString, OsString> {
+    let named = secret_names().read().unwrap_or_else(|e| e.into_inner());
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            let name = k.to_string_lossy();
+            if named.iter().any(|n| n == name.as_ref()) {
+                return false;
+            }
+            if allow.iter().any(|a| a == name.as_ref()) {
+                return true;
+            }
+            let upper = name.to_ascii_uppercase();
+            !MARKERS.iter().any(|m| upper.contains(m))
+        })
+        .collect()
+}
+
 /// stderr for the logs, with every known secret value replaced. Each log event is one write.
 pub struct RedactingStderr;
 
@@ -55,6 +80,13 @@ impl Secrets {
         }
         // Longest first, so a secret that contains another is replaced whole.
         s.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let mut known_names = secret_names().write().unwrap_or_else(|e| e.into_inner());
+        for n in &s.names {
+            if !known_names.contains(n) {
+                known_names.push(n.clone());
+            }
+        }
+        drop(known_names);
         let mut known = registry().write().unwrap_or_else(|e| e.into_inner());
         for v in &s.values {
             if !known.contains(v) {
@@ -77,18 +109,9 @@ impl Secrets {
 
     /// prbot's environment without anything secret, for commands that run project code.
     pub fn child_env(&self, allow: &[String]) -> HashMap<OsString, OsString> {
-        std::env::vars_os()
-            .filter(|(k, _)| {
-                let name = k.to_string_lossy();
-                if self.names.iter().any(|n| n == name.as_ref()) {
-                    return false;
-                }
-                if allow.iter().any(|a| a == name.as_ref()) {
-                    return true;
-                }
-                let upper = name.to_ascii_uppercase();
-                !MARKERS.iter().any(|m| upper.contains(m))
-            })
-            .collect()
+        let mut env = scrubbed_env(allow);
+        // This cycle's names win over `allow`: a pipeline cannot hand its own token to tests.
+        env.retain(|k, _| !self.names.iter().any(|n| n.as_str() == k.to_string_lossy()));
+        env
     }
 }

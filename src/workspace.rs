@@ -1,6 +1,6 @@
-//! The user's repository, and prbot's own worktree of it.
+//! The user's repository, and prbot's own clone of it.
 //!
-//! prbot keeps one worktree per repository outside the user's tree and resets it to the
+//! prbot keeps one checkout per repository outside the user's tree and resets it to the
 //! base commit before and after every cycle. A stable path keeps build caches warm; the
 //! reset keeps every cycle as clean as a fresh checkout.
 
@@ -79,53 +79,97 @@ impl Repo {
     }
 }
 
-/// prbot's worktree for one cycle.
+/// prbot's checkout for one cycle: a private repository of its own, whose objects come
+/// from the user's repository through `objects/info/alternates` (nothing is copied).
+///
+/// Its git directory (`clone.git`) lives beside the working tree (`worktree`), not in it,
+/// so a sandbox can let project code write the tree but not the repository: no hook, no
+/// config, no ref of prbot's can be planted. The user's `.git` is not shared at all.
 pub struct Workspace {
     pub path: PathBuf,
+    /// The clone's git directory.
+    pub git_dir: PathBuf,
     /// Shared across cycles, for build caches such as `CARGO_TARGET_DIR`.
     pub cache_dir: PathBuf,
     pub base_commit: String,
     git: Git,
     repo_git: Git,
+    /// The user's object store, where prbot's commits are written.
+    objects: PathBuf,
 }
 
 impl Workspace {
-    /// Makes the worktree at `work_dir/worktree` a clean checkout of `base`, creating it if needed.
+    /// Makes `work_dir/worktree` a clean checkout of `base`, creating the clone if needed.
     pub fn prepare(repo: &Repo, work_dir: &Path, base: &str, cancel: &Cancel) -> Result<Workspace, GitError> {
         let repo_git = repo.git(cancel);
         let base_commit =
             repo_git.run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])?;
         let path = work_dir.join("worktree");
+        let git_dir = work_dir.join("clone.git");
         let cache_dir = work_dir.join("cache");
         std::fs::create_dir_all(&cache_dir).map_err(|e| io_failed("create the cache folder", e))?;
-        // Registrations whose folders vanished (a killed run, a cleaned /tmp) go first.
-        repo_git.run(["worktree", "prune"])?;
-        let git = Git::new(&path, cancel.clone());
-        let reusable = path.join(".git").is_file() && Self::belongs_to(&git, repo)?;
-        if reusable {
-            let ws = Workspace { path, cache_dir, base_commit, git, repo_git };
-            ws.reset()?;
-            return Ok(ws);
-        }
-        if path.exists() {
-            let _ = repo_git.run(["worktree", "remove", "--force", &path.to_string_lossy()]);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|e| io_failed("remove a stale worktree", e))?;
+        let objects = repo.git_dir.join("objects");
+        let git = Git::with_git_dir(&git_dir, &path, cancel.clone());
+        if !Self::belongs_to(&git_dir, &objects) {
+            // Not ours, half made, or an older layout (a linked worktree): start again.
+            for stale in [&path, &git_dir] {
+                if std::fs::symlink_metadata(stale).is_ok() {
+                    std::fs::remove_dir_all(stale).map_err(|e| io_failed("remove a stale checkout", e))?;
+                }
             }
-            repo_git.run(["worktree", "prune"])?;
+            if repo.git_dir.join("worktrees").is_dir() {
+                repo_git.run(["worktree", "prune"])?;
+            }
+            std::fs::create_dir_all(&path).map_err(|e| io_failed("create the work folder", e))?;
+            let init = Git::new(work_dir, cancel.clone());
+            init.run([
+                "init".as_ref(),
+                "--quiet".as_ref(),
+                "--template=".as_ref(),
+                "--separate-git-dir".as_ref(),
+                git_dir.as_os_str(),
+                path.as_os_str(),
+            ])?;
+            let alternates = git_dir.join("objects/info/alternates");
+            std::fs::create_dir_all(git_dir.join("objects/info")).map_err(|e| io_failed("set up the clone", e))?;
+            let line = format!("{}\n", objects.display());
+            crate::fsutil::write_atomic(&alternates, line.as_bytes())
+                .map_err(|e| io_failed("set up the clone", e))?;
         }
-        std::fs::create_dir_all(work_dir).map_err(|e| io_failed("create the work folder", e))?;
-        repo_git.run(["worktree", "add", "--force", "--detach", &path.to_string_lossy(), &base_commit])?;
-        Ok(Workspace { path, cache_dir, base_commit, git, repo_git })
+        let ws = Workspace { path, git_dir, cache_dir, base_commit, git, repo_git, objects };
+        ws.reset()?;
+        Ok(ws)
     }
 
-    fn belongs_to(git: &Git, repo: &Repo) -> Result<bool, GitError> {
-        let common = git.query(["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
-        Ok(common.map(PathBuf::from).as_deref() == Some(repo.git_dir.as_path()))
+    fn belongs_to(git_dir: &Path, objects: &Path) -> bool {
+        std::fs::read_to_string(git_dir.join("objects/info/alternates"))
+            .is_ok_and(|a| a.lines().next() == Some(&*objects.to_string_lossy()))
+            && git_dir.join("HEAD").is_file()
     }
 
     /// Back to a pristine checkout of the base commit, detached, with nothing untracked.
+    /// The clone's config is rewritten and its `hooks/` and `info/` removed first, so even
+    /// a run without a sandbox cannot leave prbot's git anything to obey.
     pub fn reset(&self) -> Result<(), GitError> {
+        let fail = |e| io_failed("restore the clone", e);
+        crate::fsutil::write_atomic(&self.git_dir.join("config"), CLONE_CONFIG.as_bytes()).map_err(fail)?;
+        for dir in ["hooks", "info"] {
+            let d = self.git_dir.join(dir);
+            if std::fs::symlink_metadata(&d).is_ok() {
+                remove_any(&d).map_err(fail)?;
+            }
+        }
+        // The tree's `.git` pointer is only for git run by the tests; restore it in case
+        // they replaced it.
+        let dot_git = self.path.join(".git");
+        let pointer = format!("gitdir: {}\n", self.git_dir.display());
+        if std::fs::read_to_string(&dot_git).ok().as_deref() != Some(pointer.as_str()) {
+            if std::fs::symlink_metadata(&dot_git).is_ok() {
+                remove_any(&dot_git).map_err(fail)?;
+            }
+            std::fs::create_dir_all(&self.path).map_err(fail)?;
+            std::fs::write(&dot_git, pointer).map_err(fail)?;
+        }
         self.git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit])?;
         self.git.run(["clean", "-ffdxq"])?;
         Ok(())
@@ -141,10 +185,11 @@ impl Workspace {
         Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
-    /// Commits the change and points `refs/heads/<branch>` at the commit. The change is
-    /// every tracked file that changed (the proposal's updates, and what `run:` steps such
-    /// as formatters did to them) plus the files the proposal added; anything else the
-    /// tests left behind stays out.
+    /// Commits the change and points `refs/heads/<branch>` of the user's repository at the
+    /// commit. The change is every tracked file that changed (the proposal's updates, and
+    /// what `run:` steps such as formatters did to them) plus the files the proposal added;
+    /// anything else the tests left behind stays out. The commit's objects are written
+    /// straight into the user's object store, so the branch is complete there.
     pub fn commit_to_branch(
         &self,
         branch: &str,
@@ -160,11 +205,12 @@ impl Workspace {
                 stderr: format!("`{branch}` is checked out in your working tree; prbot will not move it under you. Switch to another branch first"),
             });
         }
-        self.git.run(["add", "--update"])?;
+        let objects = [("GIT_OBJECT_DIRECTORY".to_string(), self.objects.to_string_lossy().into_owned())];
+        self.git.run_with_env(["add", "--update"], &objects)?;
         if !added.is_empty() {
             let mut args = vec!["add".to_string(), "--".to_string()];
             args.extend(added.iter().cloned());
-            self.git.run(args)?;
+            self.git.run_with_env(args, &objects)?;
         }
         let ident = [
             "-c".to_string(),
@@ -172,13 +218,11 @@ impl Workspace {
             "-c".to_string(),
             format!("user.email={email}"),
             "-c".to_string(),
-            "core.hooksPath=/dev/null".to_string(),
-            "-c".to_string(),
             "commit.gpgsign=false".to_string(),
         ];
         let mut args: Vec<String> = ident.to_vec();
         args.extend(["commit", "--quiet", "--no-verify", "--allow-empty", "-F", "-"].map(String::from));
-        self.git.run_with_stdin(args, Some(message.as_bytes().to_vec()))?;
+        self.git.run_full(args, Some(message.as_bytes().to_vec()), &objects)?;
         let sha = self.git.run(["rev-parse", "HEAD"])?;
         self.repo_git.run(["update-ref", "-m", "prbot: cycle commit", &reference, &sha])?;
         Ok(sha)
@@ -189,9 +233,21 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         // Nothing the model wrote outlives the cycle, even after an error or a cancellation.
         // The reset must run even after a cancellation killed other children.
-        let git = Git::new(&self.path, Cancel::new());
+        let git = Git::with_git_dir(&self.git_dir, &self.path, Cancel::new());
         let _ = git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit]);
         let _ = git.run(["clean", "-ffdxq"]);
+    }
+}
+
+/// The whole config of prbot's clone: nothing in it names a program.
+const CLONE_CONFIG: &str = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n";
+
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
