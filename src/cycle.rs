@@ -14,6 +14,7 @@ use crate::process::Cancel;
 use crate::records::{
     Attempt, AttemptKind, ModelCall, ModelUse, PrRef, Store, Summary, TestRun, TouchedFile,
 };
+use crate::sandbox::{Place, Sandbox};
 use crate::secrets::Secrets;
 use crate::workspace::{Repo, Workspace};
 use chrono::{DateTime, Utc};
@@ -118,6 +119,13 @@ pub struct Cycle {
     lock: Option<RunLock>,
     base_commit: Option<String>,
     workspace: Option<Workspace>,
+    /// The backend chosen at the start of the cycle, when the pipeline runs project code.
+    pub sandbox_backend: Option<crate::sandbox::Backend>,
+    sandbox: Option<Sandbox>,
+    /// Dependencies were fetched for the change in the worktree (see `stages::shell`).
+    pub deps_fetched: bool,
+    /// How many project commands ran, for their log files' names.
+    pub commands_run: usize,
     forge: Option<Arc<dyn Forge>>,
     repo_info: Option<crate::forge::RepoInfo>,
     pr_base: Option<String>,
@@ -180,6 +188,10 @@ impl Cycle {
             lock: None,
             base_commit: None,
             workspace: None,
+            sandbox_backend: None,
+            sandbox: None,
+            deps_fetched: false,
+            commands_run: 0,
             forge: None,
             repo_info: None,
             pr_base: None,
@@ -253,6 +265,31 @@ impl Cycle {
             self.workspace = Some(ws);
         }
         Ok(self.workspace.as_ref().expect("just set"))
+    }
+
+    /// The sandbox of the cycle's project commands, set up on first use.
+    pub fn sandbox(&mut self) -> Result<&Sandbox, End> {
+        if self.sandbox.is_none() {
+            let backend = match self.sandbox_backend {
+                Some(b) => b,
+                None => crate::sandbox::choose(&self.pipeline.sandbox)
+                    .map_err(|e| End::new(Outcome::SandboxUnavailable, e.to_string()))?,
+            };
+            self.workspace()?;
+            let ws = self.workspace.as_ref().expect("just made");
+            let place = Place {
+                tree: &ws.path,
+                clone_git_dir: &ws.git_dir,
+                cache_dir: &ws.cache_dir,
+                work_dir: &self.work_dir,
+                repo_root: &self.repo.root,
+                repo_git_dir: &self.repo.git_dir,
+                state_dir: &self.state_dir,
+                extra_read_only: &self.pipeline.sandbox.read_only,
+            };
+            self.sandbox = Some(Sandbox::new(backend, &place));
+        }
+        Ok(self.sandbox.as_ref().expect("just set"))
     }
 
     /// The forge the pipeline names, made on first use. A forge that cannot be used ends
@@ -451,6 +488,7 @@ impl Cycle {
         self.proposal = None;
         self.applied = None;
         self.tests.clear();
+        self.deps_fetched = false;
         true
     }
 

@@ -23,6 +23,7 @@ pub mod prd;
 pub mod process;
 pub mod records;
 pub mod retry;
+pub mod sandbox;
 pub mod secrets;
 pub mod serve;
 pub mod stages;

@@ -22,6 +22,8 @@ pub enum Outcome {
     TestsFailed,
     PrSkippedByPolicy,
     PrFailed,
+    /// No sandbox can confine project commands here; nothing ran.
+    SandboxUnavailable,
     /// prbot itself failed (git missing, disk full, a bug); never the bot's decision.
     InternalError,
     /// SIGINT or SIGTERM arrived; the cycle cleaned up and stopped.
@@ -46,6 +48,7 @@ impl Outcome {
             Outcome::TestsFailed => "tests_failed",
             Outcome::PrSkippedByPolicy => "pr_skipped_by_policy",
             Outcome::PrFailed => "pr_failed",
+            Outcome::SandboxUnavailable => "sandbox_unavailable",
             Outcome::InternalError => "internal_error",
             Outcome::Cancelled => "cancelled",
         }
@@ -54,7 +57,11 @@ impl Outcome {
     /// The process exit code of `prbot run` for this outcome.
     pub fn exit_code(self) -> i32 {
         match self {
-            Outcome::ModelFailed | Outcome::ApplyFailed | Outcome::PrFailed | Outcome::InternalError => 1,
+            Outcome::ModelFailed
+            | Outcome::ApplyFailed
+            | Outcome::PrFailed
+            | Outcome::SandboxUnavailable
+            | Outcome::InternalError => 1,
             Outcome::Cancelled => 130,
             _ => 0,
         }
@@ -83,6 +90,7 @@ impl Outcome {
                 | Outcome::SkippedDirtyTree
                 | Outcome::SkippedPolicy
                 | Outcome::SkippedNoGap
+                | Outcome::SandboxUnavailable
         )
     }
 }

@@ -1,7 +1,10 @@
 //! Every subprocess prbot starts: git, test commands, `run:` steps, policy commands.
 //!
 //! Each child leads its own process group, so a timeout or a cancellation kills the
-//! whole tree it spawned, not just the shell at its top.
+//! whole tree it spawned, not just the shell at its top. Project commands
+//! ([`run_streamed`]) go further: their own session, output streamed to a log file with
+//! a bounded window kept in memory, and every process they left behind ended when they
+//! finish, including ones that called `setsid` (prbot is their subreaper).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -53,6 +56,7 @@ impl Cancel {
     }
 
     fn register(&self, pgid: i32) {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
         self.inner.groups.lock().unwrap().push(pgid);
         // A signal that landed between spawn and register must still reach this group.
         if self.is_cancelled() {
@@ -61,6 +65,7 @@ impl Cancel {
     }
 
     fn unregister(&self, pgid: i32) {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != pgid);
         self.inner.groups.lock().unwrap().retain(|p| *p != pgid);
     }
 }
@@ -120,6 +125,8 @@ pub struct Finished {
     pub timed_out: bool,
     pub cancelled: bool,
     pub duration: Duration,
+    /// Where the whole output went, for project commands.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl Finished {
@@ -212,5 +219,325 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
         timed_out,
         cancelled: cancel.is_cancelled(),
         duration: started.elapsed(),
+        log: None,
     })
 }
+
+/// Runs in the child between fork and exec, e.g. to enter a Landlock domain.
+pub type PreExec = Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>;
+
+/// A project command: what runs, and where its output goes.
+pub struct Streamed<'a> {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub dir: &'a Path,
+    pub env: HashMap<OsString, OsString>,
+    pub timeout: Duration,
+    pub log: &'a Path,
+    pub pre_exec: Option<PreExec>,
+}
+
+/// How much of a command's output prbot keeps in memory: the start and the end. The
+/// whole output is in the log file, up to [`LOG_CAP`].
+pub const HEAD_BYTES: usize = 64 * 1024;
+pub const TAIL_BYTES: usize = 1024 * 1024;
+/// A log file stops growing here; the last [`TAIL_BYTES`] are still appended at the end.
+pub const LOG_CAP: u64 = 128 * 1024 * 1024;
+/// Between SIGTERM and SIGKILL for what a command leaves behind.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Runs a project command in its own session, streaming its output (stdout and stderr
+/// interleaved, as a terminal shows them) to `log`, until it exits, times out or the
+/// cycle is cancelled. Whatever it started is ended before this returns.
+pub fn run_streamed(cmd: Streamed<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
+    let program = cmd.program.to_string_lossy().into_owned();
+    let spawn_failed = |source| SpawnError { program: program.clone(), source };
+    if let Some(dir) = cmd.log.parent() {
+        std::fs::create_dir_all(dir).map_err(spawn_failed)?;
+    }
+    let log_file = std::fs::File::create(cmd.log).map_err(spawn_failed)?;
+    let (reader, writer) = std::io::pipe().map_err(spawn_failed)?;
+    let writer2 = writer.try_clone().map_err(spawn_failed)?;
+    let pre_exec = Mutex::new(cmd.pre_exec);
+    let expr = duct::cmd(&cmd.program, &cmd.args)
+        .dir(cmd.dir)
+        .full_env(cmd.env)
+        .stdin_null()
+        .stdout_file(writer)
+        .stderr_file(writer2)
+        .unchecked()
+        .before_spawn(move |c| {
+            let mut hook = pre_exec.lock().unwrap().take();
+            // SAFETY: the closure only makes system calls (setsid, prctl, and the
+            // sandbox's own), which are safe between fork and exec.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                    match hook.as_mut() {
+                        Some(h) => h(),
+                        None => Ok(()),
+                    }
+                });
+            }
+            Ok(())
+        });
+    let started = Instant::now();
+    let handle = expr.start().map_err(spawn_failed)?;
+    // Only the children hold the pipe's write end now.
+    drop(expr);
+    let leader = handle.pids().first().copied().unwrap_or(0) as i32;
+    cancel.register(leader);
+    let collector = Collector::spawn(reader, log_file);
+    let deadline = started + cmd.timeout;
+    let mut timed_out = false;
+    let status = loop {
+        let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+        match handle.wait_deadline(slice) {
+            Ok(Some(out)) => break Ok(out.status),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        if cancel.is_cancelled() || Instant::now() >= deadline {
+            timed_out = !cancel.is_cancelled();
+            end_tree(leader);
+            break handle.wait().map(|o| o.status);
+        }
+    };
+    cancel.unregister(leader);
+    // What the command left running (in the background, or in a session of its own).
+    end_tree(leader);
+    let window = collector.finish();
+    let status = status.map_err(spawn_failed)?;
+    Ok(Finished {
+        code: status.code(),
+        stdout: window,
+        stderr: String::new(),
+        timed_out,
+        cancelled: cancel.is_cancelled(),
+        duration: started.elapsed(),
+        log: Some(cmd.log.to_path_buf()),
+    })
+}
+
+/// Reads a command's output off its pipe: everything to the log file, the first
+/// [`HEAD_BYTES`] and a ring of the last [`TAIL_BYTES`] to memory.
+struct Collector {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<String>,
+}
+
+impl Collector {
+    fn spawn(reader: std::io::PipeReader, log: std::fs::File) -> Collector {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || collect(reader, log, &flag));
+        Collector { stop, thread }
+    }
+
+    /// Called once the command's tree is gone: drains what is left in the pipe, then
+    /// stops even if a process that escaped still holds the pipe open.
+    fn finish(self) -> String {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn collect(reader: std::io::PipeReader, log: std::fs::File, stop: &AtomicBool) -> String {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut reader = reader;
+    let mut log = std::io::BufWriter::with_capacity(64 * 1024, log);
+    let mut head: Vec<u8> = Vec::new();
+    let mut tail = std::collections::VecDeque::<u8>::new();
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        let mut fds = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut fds, 1, 50) };
+        if ready == 0 {
+            if stop.load(Ordering::SeqCst) {
+                // Nothing readable and the tree is gone (or the drain took too long).
+                break;
+            }
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > GRACE {
+                break;
+            }
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buf[..n];
+        if total < LOG_CAP {
+            let room = (LOG_CAP - total).min(n as u64) as usize;
+            let _ = log.write_all(&chunk[..room]);
+        }
+        total += n as u64;
+        if head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - head.len()).min(n);
+            head.extend_from_slice(&chunk[..take]);
+            tail.extend(&chunk[take..]);
+        } else {
+            tail.extend(chunk);
+        }
+        if tail.len() > TAIL_BYTES {
+            let excess = tail.len() - TAIL_BYTES;
+            tail.drain(..excess);
+        }
+    }
+    let tail: Vec<u8> = tail.into();
+    let omitted = total - head.len() as u64 - tail.len() as u64;
+    if total > LOG_CAP {
+        let _ = write!(
+            log,
+            "\n…(prbot: log cut at {LOG_CAP} bytes of {total}; the last {} follow)\n",
+            tail.len()
+        );
+        let _ = log.write_all(&tail);
+    }
+    let _ = log.flush();
+    let mut text = String::from_utf8_lossy(&head).into_owned();
+    if omitted > 0 {
+        text.push_str(&format!("\n…({omitted} bytes of output omitted here; the log has them)\n"));
+    }
+    text.push_str(&String::from_utf8_lossy(&tail));
+    text
+}
+
+/// Ends `leader` and every process it left: SIGTERM, a short grace, then SIGKILL. Covers
+/// its descendants and the orphans re-parented to prbot (its subreaper) that are not
+/// prbot's own live commands.
+pub fn end_tree(leader: i32) {
+    if leader <= 0 {
+        return;
+    }
+    kill_group_with(leader, libc::SIGTERM);
+    let mut signalled: Vec<i32> = Vec::new();
+    let until = Instant::now() + GRACE;
+    loop {
+        let tree = tree_of(leader);
+        if tree.is_empty() {
+            return;
+        }
+        for pid in &tree {
+            if !signalled.contains(pid) {
+                signal(*pid, libc::SIGTERM);
+                signalled.push(*pid);
+            }
+        }
+        reap(&tree, leader);
+        if Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..100 {
+        let tree = tree_of(leader);
+        if tree.is_empty() {
+            return;
+        }
+        kill_group(leader);
+        for pid in &tree {
+            signal(*pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        reap(&tree, leader);
+    }
+}
+
+/// The live processes of `leader`'s tree: its descendants, plus orphans adopted by prbot.
+fn tree_of(leader: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let table = process_table();
+    let own = own_children();
+    let mut roots: Vec<i32> = vec![leader];
+    roots.extend(table.iter().filter(|(pid, ppid)| *ppid == me && !own.contains(pid)).map(|(pid, _)| *pid));
+    let mut out: Vec<i32> = Vec::new();
+    let mut queue: Vec<i32> = roots.clone();
+    while let Some(p) = queue.pop() {
+        if out.contains(&p) || !table.iter().any(|(pid, _)| *pid == p) {
+            continue;
+        }
+        out.push(p);
+        queue.extend(table.iter().filter(|(_, ppid)| *ppid == p).map(|(pid, _)| *pid));
+    }
+    // The leader itself is reaped by its own waiter; once it is a zombie it is done.
+    out.retain(|p| !(*p == leader && is_zombie(*p)));
+    out
+}
+
+/// (pid, parent pid) of every live process, zombies excluded unless they are ours.
+fn process_table() -> Vec<(i32, i32)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The command name may hold spaces and parentheses; the fields follow the last `)`.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let ppid: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state == "Z" && ppid != me {
+            continue;
+        }
+        out.push((pid, ppid));
+    }
+    out
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Collects the exit status of adopted orphans, so none stays a zombie.
+fn reap(pids: &[i32], leader: i32) {
+    let own = own_children();
+    for &pid in pids {
+        if pid == leader || own.contains(&pid) {
+            continue;
+        }
+        let mut status = 0;
+        // SAFETY: waitpid on a specific pid with WNOHANG has no memory-safety preconditions.
+        unsafe {
+            libc::waitpid(pid, &mut status, libc::WNOHANG);
+        }
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn kill_group_with(pgid: i32, sig: i32) {
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(pgid, sig);
+    }
+}
+
+/// The children prbot is waiting on right now (git, policy and project commands): never
+/// mistaken for orphans.
+fn own_children() -> Vec<i32> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());

@@ -35,6 +35,9 @@ pub struct Record {
     pub branch: Option<String>,
     pub commit: Option<String>,
     pub pr: Option<PrRef>,
+    /// The sandbox backend of the cycle's project commands, when any ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Backend>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -120,6 +123,12 @@ pub struct TestRun {
     pub passed: bool,
     /// The part of the output that shows the failure; empty when the command passed.
     pub excerpt: String,
+    /// How the command was confined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::SandboxUse>,
+    /// The file that holds the command's whole output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

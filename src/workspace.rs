@@ -131,7 +131,8 @@ impl Workspace {
                 path.as_os_str(),
             ])?;
             let alternates = git_dir.join("objects/info/alternates");
-            std::fs::create_dir_all(git_dir.join("objects/info")).map_err(|e| io_failed("set up the clone", e))?;
+            std::fs::create_dir_all(git_dir.join("objects/info"))
+                .map_err(|e| io_failed("set up the clone", e))?;
             let line = format!("{}\n", objects.display());
             crate::fsutil::write_atomic(&alternates, line.as_bytes())
                 .map_err(|e| io_failed("set up the clone", e))?;
@@ -240,7 +241,8 @@ impl Drop for Workspace {
 }
 
 /// The whole config of prbot's clone: nothing in it names a program.
-const CLONE_CONFIG: &str = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n";
+const CLONE_CONFIG: &str =
+    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n";
 
 fn remove_any(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {

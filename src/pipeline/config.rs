@@ -28,7 +28,67 @@ pub struct RawPipeline {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub serve: ServeConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
     pub stages: Vec<RawStage>,
+}
+
+/// How project commands (tests, `run:` steps) are confined.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    pub backend: SandboxBackend,
+    /// More host folders the commands may read, e.g. a toolchain outside `/usr`.
+    pub read_only: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxBackend {
+    /// bwrap where it can create namespaces, else Landlock, else the cycle stops.
+    #[default]
+    Auto,
+    Bwrap,
+    Landlock,
+    /// No confinement: project code runs with prbot's authority.
+    Off,
+}
+
+/// `sandbox: auto` or `sandbox: {backend: auto, read_only: [...]}`.
+impl<'de> Deserialize<'de> for SandboxConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            #[serde(default)]
+            backend: SandboxBackend,
+            #[serde(default)]
+            read_only: Vec<PathBuf>,
+        }
+        let value = serde_yaml::Value::deserialize(d)?;
+        let full = match value {
+            serde_yaml::Value::String(_) => Full {
+                backend: serde_yaml::from_value(value).map_err(|_| {
+                    serde::de::Error::custom("sandbox: use one of auto, bwrap, landlock, off")
+                })?,
+                read_only: Vec::new(),
+            },
+            serde_yaml::Value::Mapping(_) => serde_yaml::from_value(value).map_err(serde::de::Error::custom)?,
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "sandbox: write a backend (auto, bwrap, landlock, off) or a mapping with `backend` and `read_only`",
+                ))
+            }
+        };
+        for p in &full.read_only {
+            if !p.is_absolute() {
+                return Err(serde::de::Error::custom(format!(
+                    "sandbox.read_only: `{}` must be an absolute path",
+                    p.display()
+                )));
+            }
+        }
+        Ok(SandboxConfig { backend: full.backend, read_only: full.read_only })
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -454,6 +514,16 @@ pub struct TestSettings {
     pub commands: Vec<String>,
     /// Variables kept for the tests even though their names look secret.
     pub env_allow: Vec<String>,
+    /// Let the commands reach the network (they always have their own loopback).
+    pub network: bool,
+}
+
+/// `with:` of a `run:` step.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Let the command reach the network (it always has its own loopback).
+    pub network: bool,
 }
 
 #[derive(Debug, Deserialize, Clone)]

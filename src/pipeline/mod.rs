@@ -25,6 +25,7 @@ pub struct Pipeline {
     pub observer: ObserverConfig,
     pub policy: PolicyConfig,
     pub serve: ServeConfig,
+    pub sandbox: SandboxConfig,
     pub stages: Vec<StageSpec>,
 }
 
@@ -42,7 +43,7 @@ pub struct StageSpec {
 #[derive(Debug, Clone)]
 pub enum Action {
     Builtin(Builtin),
-    Run { command: String, continue_on_error: bool },
+    Run { command: String, continue_on_error: bool, network: bool },
 }
 
 /// A built-in stage with its typed settings.
@@ -189,6 +190,7 @@ impl Pipeline {
             observer: raw.observer,
             policy: raw.policy,
             serve: raw.serve,
+            sandbox: raw.sandbox,
             stages,
         })
     }
@@ -227,6 +229,13 @@ impl Pipeline {
     }
 
     /// Whether an enabled stage of this kind is in the pipeline.
+    /// Whether any enabled stage runs project code: a test stage or a `run:` step.
+    pub fn runs_project_code(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.enabled && matches!(&s.action, Action::Run { .. } | Action::Builtin(Builtin::Test(_))))
+    }
+
     pub fn has_enabled(&self, kind: StageKind) -> bool {
         self.stages.iter().any(|s| s.enabled && matches!(&s.action, Action::Builtin(b) if b.kind() == kind))
     }
@@ -298,13 +307,24 @@ fn validate_stages(raw: Vec<RawStage>, problems: &mut Vec<Problem>) -> Vec<Stage
                 }
             }
             (None, Some(command)) => {
-                if st.with.is_some() {
-                    problem("`with:` applies only to built-in stages (`uses:`)".into());
-                }
+                let settings: RunSettings = match st.with {
+                    None => RunSettings::default(),
+                    Some(v) => match serde_yaml::from_value(v) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            problem(format!("with: {e}; a `run:` step takes only `network`"));
+                            RunSettings::default()
+                        }
+                    },
+                };
                 if command.trim().is_empty() {
                     problem("`run:` is empty".into());
                 }
-                Action::Run { command, continue_on_error: st.continue_on_error.unwrap_or(false) }
+                Action::Run {
+                    command,
+                    continue_on_error: st.continue_on_error.unwrap_or(false),
+                    network: settings.network,
+                }
             }
         };
         if let Some(t) = st.timeout {

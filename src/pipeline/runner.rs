@@ -69,6 +69,21 @@ pub fn run_cycle(
     tracing::info!("cycle {} on {}", cx.id, cx.repo.root.display());
     // Runners may start empty: the history and the ledger come from the state ref.
     let mut end: Option<End> = cx.store.pull().err().map(|e| End::internal("cannot read the state ref", e));
+    // A pipeline that runs project code needs a sandbox; find out before any model call.
+    if end.is_none() && pipeline.runs_project_code() {
+        match crate::sandbox::choose(&pipeline.sandbox) {
+            Ok(backend) => {
+                if backend == crate::sandbox::Backend::Off {
+                    let warning =
+                        "sandbox: off: test commands and `run:` steps run unconfined, with prbot's authority";
+                    tracing::warn!("{warning}");
+                    cx.warnings.push(warning.to_string());
+                }
+                cx.sandbox_backend = Some(backend);
+            }
+            Err(e) => end = Some(End::new(Outcome::SandboxUnavailable, e.to_string())),
+        }
+    }
 
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     let mut i = 0;
@@ -153,6 +168,7 @@ pub fn run_cycle(
         branch: cx.branch.take(),
         commit: cx.commit.take(),
         pr: cx.pr.take(),
+        sandbox: cx.sandbox_backend,
         warnings: std::mem::take(&mut cx.warnings),
     };
     // One redaction pass over the serialised record covers every field.

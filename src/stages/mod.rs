@@ -26,8 +26,8 @@ pub fn build(action: &Action) -> Box<dyn Stage + '_> {
         Action::Builtin(Builtin::Apply(_)) => Box::new(apply::Apply),
         Action::Builtin(Builtin::Test(s)) => Box::new(test::Test(s)),
         Action::Builtin(Builtin::Pr(s)) => Box::new(pr::Pr(s)),
-        Action::Run { command, continue_on_error } => {
-            Box::new(run_step::RunStep { command, continue_on_error: *continue_on_error })
+        Action::Run { command, continue_on_error, network } => {
+            Box::new(run_step::RunStep { command, continue_on_error: *continue_on_error, network: *network })
         }
     }
 }
@@ -90,26 +90,72 @@ pub fn failure_excerpt(output: &str) -> String {
     }
 }
 
-/// Runs a shell command in the worktree, with secrets stripped from its environment and
-/// the shared build cache in place.
+/// Runs a project command in the worktree, in the cycle's sandbox, with secrets stripped
+/// from its environment, the shared build cache in place, and its output in a log file.
 pub(crate) fn shell(
     cx: &mut Cycle,
     command: &str,
     timeout: std::time::Duration,
     env_allow: &[String],
-) -> Result<crate::process::Finished, End> {
-    let ws = cx.workspace()?;
-    let dir = ws.path.clone();
-    let target = ws.cache_dir.join("cargo-target");
-    let mut env = cx.child_env(env_allow);
-    env.entry("CARGO_TARGET_DIR".into()).or_insert_with(|| target.into_os_string());
-    let mut cmd = crate::process::Command::new("sh", &dir, timeout).arg("-c").arg(command);
-    cmd.env = Some(env);
-    let out = crate::process::run(cmd, &cx.cancel).map_err(|e| End::internal("cannot run a command", e))?;
+    network: bool,
+) -> Result<(crate::process::Finished, crate::sandbox::SandboxUse), End> {
+    let dir = cx.workspace()?.path.clone();
+    let env = cx.child_env(env_allow);
+    if !network && !cx.deps_fetched {
+        fetch_dependencies(cx, &dir, &env);
+        cx.deps_fetched = true;
+    }
+    cx.commands_run += 1;
+    let log = cx.state_dir.join("logs").join(&cx.id).join(format!("{}.log", cx.commands_run));
+    let prepared = cx
+        .sandbox()?
+        .prepare(command, env, network)
+        .map_err(|e| End::internal("cannot prepare the sandbox", e))?;
+    let (cmd, used) = crate::sandbox::Sandbox::streamed(prepared, &dir, timeout, &log);
+    let out = crate::process::run_streamed(cmd, &cx.cancel)
+        .map_err(|e| End::internal("cannot run a command", e))?;
     if out.cancelled {
         return Err(End::new(crate::outcome::Outcome::Cancelled, format!("cancelled while `{command}` ran")));
     }
-    Ok(out)
+    Ok((out, used))
+}
+
+/// Sandboxed commands have no network, so a Rust project's dependencies are downloaded
+/// first, outside the sandbox. Downloading runs no project code; cargo runs from outside
+/// the tree so that the tree's `.cargo/config.toml` is not read, and git may not fetch
+/// local paths, so a manifest cannot pull host files into the cache the sandbox reads.
+fn fetch_dependencies(
+    cx: &mut Cycle,
+    tree: &std::path::Path,
+    env: &std::collections::HashMap<std::ffi::OsString, std::ffi::OsString>,
+) {
+    let manifest = tree.join("Cargo.toml");
+    if cx.sandbox_backend == Some(crate::sandbox::Backend::Off) || !manifest.is_file() {
+        return;
+    }
+    let Ok(ws) = cx.workspace() else { return };
+    let cwd = ws.cache_dir.clone();
+    let mut cmd = crate::process::Command::new("cargo", &cwd, std::time::Duration::from_secs(600))
+        .arg("fetch")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--config", "net.git-fetch-with-cli=true"]);
+    let mut env = env.clone();
+    env.insert("GIT_ALLOW_PROTOCOL".into(), "https:http:ssh:git".into());
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    cmd.env = Some(env);
+    match crate::process::run(cmd, &cx.cancel) {
+        Ok(out) if out.success() => {}
+        Ok(out) => {
+            let why =
+                out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            cx.warnings.push(format!(
+                "`cargo fetch` failed ({}): {why}; the sandboxed commands have no network to download what is missing",
+                out.status_text()
+            ));
+        }
+        Err(e) => cx.warnings.push(format!("`cargo fetch` did not run: {e}")),
+    }
 }
 
 /// What the model is told about a red command: the command, its status, and the part
@@ -123,8 +169,14 @@ pub(crate) fn test_feedback(run: &crate::records::TestRun, out: &crate::process:
     )
 }
 
-pub(crate) fn test_run(command: &str, out: &crate::process::Finished) -> crate::records::TestRun {
+pub(crate) fn test_run(
+    command: &str,
+    out: &crate::process::Finished,
+    sandbox: crate::sandbox::SandboxUse,
+) -> crate::records::TestRun {
     crate::records::TestRun {
+        sandbox: Some(sandbox),
+        log: out.log.as_ref().map(|p| p.display().to_string()),
         command: command.to_string(),
         exit_code: out.code,
         timed_out: out.timed_out,

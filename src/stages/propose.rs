@@ -25,7 +25,8 @@ impl Stage for Propose<'_> {
             Some(repair) => {
                 let last = cx.conversation.last().map(|m| m.role.clone());
                 debug_assert_eq!(last.as_deref(), Some("assistant"));
-                cx.conversation.push(ChatMessage::user(prompt::repair_message(&repair.feedback)));
+                cx.conversation
+                    .push(ChatMessage::user(prompt::repair_message(&cx.secrets.redact(&repair.feedback))));
                 if repair.escalate {
                     cx.attempt_kind = AttemptKind::Escalation;
                     vec![s.escalate_to.clone().expect("escalation needs escalate_to")]

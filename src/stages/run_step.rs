@@ -10,12 +10,15 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub struct RunStep<'a> {
     pub command: &'a str,
     pub continue_on_error: bool,
+    pub network: bool,
 }
 
 impl Stage for RunStep<'_> {
     fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
         let timeout = cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let out = super::shell(cx, self.command, timeout, &[])?;
+        let (out, used) = super::shell(cx, self.command, timeout, &[], self.network)?;
+        let run = super::test_run(self.command, &out, used);
+        cx.tests.push(run.clone());
         if out.success() {
             return Ok(StageStatus::Passed);
         }
@@ -23,8 +26,6 @@ impl Stage for RunStep<'_> {
             cx.warnings.push(format!("`{}` failed ({}), continued", self.command, out.status_text()));
             return Ok(StageStatus::FailedContinued);
         }
-        let run = super::test_run(self.command, &out);
-        cx.tests.push(run.clone());
         let reason = format!("step `{}` failed: {}", self.command, out.status_text());
         Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)))
     }

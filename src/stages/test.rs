@@ -23,8 +23,8 @@ impl Stage for Test<'_> {
         let timeout = cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT);
         for command in &commands {
             tracing::info!("running `{command}`");
-            let out = super::shell(cx, command, timeout, &self.0.env_allow)?;
-            let run = super::test_run(command, &out);
+            let (out, used) = super::shell(cx, command, timeout, &self.0.env_allow, self.0.network)?;
+            let run = super::test_run(command, &out, used);
             cx.tests.push(run.clone());
             if !run.passed {
                 let reason = format!("`{command}` failed: {}", out.status_text());

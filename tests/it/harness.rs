@@ -168,6 +168,12 @@ impl Env {
         out
     }
 
+    /// A file a test command can create and the test can see: project commands run in
+    /// a sandbox that only lets them write prbot's worktree (and caches).
+    pub fn marker(&self, name: &str) -> PathBuf {
+        self.work.join("worktree").join(name)
+    }
+
     pub fn branches(&self) -> Vec<String> {
         git(&self.repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/prbot/"])
             .lines()
@@ -328,4 +334,21 @@ impl Model {
             })
             .collect()
     }
+}
+
+/// Live processes whose command line contains `needle` (zombies excluded).
+pub fn procs_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if !zombie && cmdline.contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
 }

@@ -117,8 +117,8 @@ async fn pause_file_skips_before_anything_else() {
 async fn a_second_cycle_while_one_runs_is_skipped_locked() {
     let env = Env::new();
     let model = Model::good().await;
-    let started = env.tmp.path().join("started");
-    let release = env.tmp.path().join("release");
+    let started = env.marker("started");
+    let release = env.marker("release");
     let wait =
         format!("touch {}; while [ ! -f {} ]; do sleep 0.05; done", started.display(), release.display());
     let first = env.spawn_until(&model, &Pipeline::default().tests(&[&wait]), &started);
@@ -333,15 +333,14 @@ async fn red_tests_keep_the_failure_and_leave_the_tree_alone() {
 async fn a_test_that_hangs_is_killed_with_its_children() {
     let env = Env::new();
     let model = Model::good().await;
-    let pidfile = env.tmp.path().join("child.pid");
-    let test = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+    let test = "sleep 3103 & wait";
     let stages = STAGES.replace(
         "commands: [\"sh check.sh\"]",
-        &format!("commands: [{}]\n    timeout: 2s", serde_json::to_string(&test).unwrap()),
+        &format!("commands: [{}]\n    timeout: 2s", serde_json::to_string(test).unwrap()),
     );
     let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("tests_failed", 0);
     assert_eq!(r["tests"][0]["timed_out"], true);
-    assert!(!alive(&pidfile), "the grandchild survived");
+    assert!(procs_with("sleep 3103").is_empty(), "the grandchild survived");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -392,7 +391,7 @@ async fn a_state_dir_inside_the_tree_never_makes_it_dirty() {
 async fn sigint_cancels_like_sigterm() {
     let env = Env::new();
     let model = Model::good().await;
-    let started = env.tmp.path().join("started");
+    let started = env.marker("started");
     let test = format!("touch {}; sleep 300", started.display());
     let before = env.snapshot();
     let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
@@ -436,16 +435,15 @@ async fn a_second_pr_cycle_on_a_gap_updates_the_same_pr() {
 async fn sigterm_during_tests_cancels_cleanly() {
     let env = Env::new();
     let model = Model::good().await;
-    let started = env.tmp.path().join("started");
-    let pidfile = env.tmp.path().join("child.pid");
-    let test = format!("sleep 300 & echo $! > {}; touch {}; wait", pidfile.display(), started.display());
+    let started = env.marker("started");
+    let test = format!("sleep 3101 & touch {}; wait", started.display());
     let before = env.snapshot();
     let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
     signal(child.id(), libc::SIGTERM);
     let run = Run::from(child.wait_with_output().unwrap());
     let r = run.expect("cancelled", 130);
     assert_eq!(env.snapshot(), before);
-    assert!(!alive(&pidfile), "the test's child survived");
+    assert!(procs_with("sleep 3101").is_empty(), "the test's child survived");
     // The worktree was reset: nothing the model wrote is left in it.
     assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello\n");
     assert_eq!(stage_status(&r, "test"), "ended");
@@ -457,8 +455,8 @@ async fn sigterm_during_tests_cancels_cleanly() {
 async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     let env = Env::new();
     let model = Model::good().await;
-    let started = env.tmp.path().join("started");
-    let test = format!("touch {}; sleep 300", started.display());
+    let started = env.marker("started");
+    let test = format!("touch {}; sleep 3102", started.display());
     let mut child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -473,6 +471,7 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     assert_eq!(env.snapshot(), before);
     assert_eq!(r["tests"][0]["passed"], true);
     assert!(!half.exists(), "the half-written file was left");
+    assert!(procs_with("sleep 3102").is_empty(), "the killed cycle's test still runs");
 }
 
 /// Asserts that the record's reason mentions `needle`.
@@ -482,14 +481,6 @@ fn assert_reason(r: &Value, needle: &str) {
 }
 
 /// Whether the process whose pid is in `pidfile` still runs (a zombie does not count).
-fn alive(pidfile: &std::path::Path) -> bool {
-    let pid = std::fs::read_to_string(pidfile).unwrap();
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Ok(stat) => stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')).unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
@@ -522,18 +513,18 @@ async fn run_steps_execute_in_the_worktree_and_can_fail_the_cycle() {
 async fn test_commands_never_see_secrets() {
     let env = Env::new();
     let model = Model::good().await;
-    let dump = env.tmp.path().join("env.txt");
-    let test = format!("env > {}", dump.display());
+    let test = "env";
     let mut cmd = env.command(
         &model,
-        &Pipeline::default().tests(&[&test]).settings("forge:\n  kind: local\n  token_env: PRBOT_IT_FORGE"),
+        &Pipeline::default().tests(&[test]).settings("forge:\n  kind: local\n  token_env: PRBOT_IT_FORGE"),
     );
     cmd.env("PRBOT_IT_FORGE", "forge-canary-91b2")
         .env("SOME_API_TOKEN", "t1")
         .env("DB_PASSWORD", "p1")
         .env("HARMLESS", "kept");
-    Run::from(cmd.output().unwrap()).expect("ok", 0);
-    let seen = std::fs::read_to_string(dump).unwrap();
+    let r = Run::from(cmd.output().unwrap()).expect("ok", 0);
+    // The log keeps what the command printed.
+    let seen = std::fs::read_to_string(r["tests"][0]["log"].as_str().unwrap()).unwrap();
     for leaked in [MODEL_KEY, "forge-canary-91b2", "SOME_API_TOKEN", "DB_PASSWORD", MODEL_KEY_ENV] {
         assert!(!seen.contains(leaked), "{leaked} reached the test command");
     }

@@ -286,7 +286,8 @@ async fn webhooks_are_verified_deduplicated_and_sized() {
 async fn a_burst_of_deliveries_runs_at_most_two_cycles() {
     let env = Env::new();
     // The first cycle holds on until every delivery was answered, however slow the machine.
-    let release = env.tmp.path().join("release");
+    // In prbot's clone: readable from the sandbox and kept between cycles, unlike the tree.
+    let release = env.work.join("clone.git/release");
     let step = format!("while [ ! -f {} ]; do sleep 0.05; done", release.display());
     let server = Server::start(&env, &step, "", &[]).await;
     let mut set = tokio::task::JoinSet::new();
@@ -364,7 +365,7 @@ async fn manual_runs_health_and_stats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_the_running_cycle_finish() {
     let env = Env::new();
-    let marker = env.tmp.path().join("started");
+    let marker = env.marker("started");
     let step = format!("touch {}; sleep 1", marker.display());
     let mut server = Server::start(&env, &step, "", &[]).await;
     let client = reqwest::Client::new();

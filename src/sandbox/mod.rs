@@ -1,0 +1,275 @@
+//! The sandbox every project command runs in: the test stage's commands and `run:` steps.
+//!
+//! A [`View`] says what the command may see: the host read-only, minus the places that
+//! hold secrets or the user's work (hidden), plus prbot's checkout, build cache and a
+//! private home and temp folder (writable). A backend makes the view real: bubblewrap
+//! with namespaces where it can, Landlock where it cannot. `off` runs the command as it is.
+
+mod bwrap;
+mod landlock;
+
+use crate::pipeline::config::{SandboxBackend, SandboxConfig};
+use crate::process::{PreExec, Streamed};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The backend that confines commands, as chosen for a cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Bwrap,
+    Landlock,
+    Off,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Bwrap => "bwrap",
+            Backend::Landlock => "landlock",
+            Backend::Off => "off",
+        }
+    }
+}
+
+/// How one command was confined, for the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxUse {
+    pub backend: Backend,
+    /// Whether the command could reach the network beyond its own loopback.
+    pub network: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "no sandbox can run project commands here: {bwrap}; and {landlock}. Install bubblewrap (`apt-get install bubblewrap`) on a host that allows user namespaces, use a kernel with Landlock, or set `sandbox: off` in the pipeline to run tests unconfined"
+    )]
+    NoneUsable { bwrap: String, landlock: String },
+    #[error("`sandbox: bwrap` was asked for, but {0}. Install bubblewrap (`apt-get install bubblewrap`) and allow user namespaces, or use `sandbox: auto`")]
+    Bwrap(String),
+    #[error("`sandbox: landlock` was asked for, but {0}. Use a kernel with Landlock (5.13 or later, `lsm=landlock`), or `sandbox: auto`")]
+    Landlock(String),
+    #[error("cannot set up the sandbox: {0}")]
+    Setup(String),
+}
+
+/// The backend to use, decided once per cycle before any model call.
+pub fn choose(config: &SandboxConfig) -> Result<Backend, SandboxError> {
+    match config.backend {
+        SandboxBackend::Off => Ok(Backend::Off),
+        SandboxBackend::Bwrap => bwrap::usable().map(|_| Backend::Bwrap).map_err(SandboxError::Bwrap),
+        SandboxBackend::Landlock => {
+            landlock::usable().map(|_| Backend::Landlock).map_err(SandboxError::Landlock)
+        }
+        SandboxBackend::Auto => match bwrap::usable() {
+            Ok(()) => Ok(Backend::Bwrap),
+            Err(bwrap) => match landlock::usable() {
+                Ok(()) => Ok(Backend::Landlock),
+                Err(landlock) => Err(SandboxError::NoneUsable { bwrap, landlock }),
+            },
+        },
+    }
+}
+
+/// What a project command may see of the host.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Writable: the checkout, the build cache, the private home and temp folder.
+    pub read_write: Vec<PathBuf>,
+    /// Readable inside hidden places: the clone's git folder, the object store it
+    /// borrows, the toolchains.
+    pub read_only: Vec<PathBuf>,
+    /// Neither readable nor writable: what holds secrets or the user's own work.
+    pub hidden: Vec<PathBuf>,
+}
+
+/// Where a cycle's command runs and what it may touch.
+pub struct Place<'a> {
+    pub tree: &'a Path,
+    pub clone_git_dir: &'a Path,
+    pub cache_dir: &'a Path,
+    /// prbot's folder for this repository (checkout, clone, cache, private folders).
+    pub work_dir: &'a Path,
+    pub repo_root: &'a Path,
+    pub repo_git_dir: &'a Path,
+    pub state_dir: &'a Path,
+    pub extra_read_only: &'a [PathBuf],
+}
+
+/// One project command, ready to hand to [`crate::process::run_streamed`].
+pub struct Prepared {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: HashMap<OsString, OsString>,
+    pub pre_exec: Option<PreExec>,
+    pub used: SandboxUse,
+}
+
+/// A cycle's sandbox: the backend and the view, fixed for the cycle.
+pub struct Sandbox {
+    backend: Backend,
+    view: View,
+    home: PathBuf,
+    tmp: PathBuf,
+    target_dir: PathBuf,
+    toolchain_env: Vec<(OsString, PathBuf)>,
+}
+
+impl Sandbox {
+    pub fn new(backend: Backend, place: &Place<'_>) -> Sandbox {
+        let private = place.work_dir.join("sandbox");
+        let home = private.join("home");
+        let tmp = private.join("tmp");
+        let target_dir = place.cache_dir.join("cargo-target");
+        let real_home = std::env::var_os("HOME").map(PathBuf::from);
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| real_home.as_ref().map(|h| h.join(".cargo")));
+        let rustup_home = std::env::var_os("RUSTUP_HOME")
+            .map(PathBuf::from)
+            .or_else(|| real_home.as_ref().map(|h| h.join(".rustup")));
+        let mut view = View::default();
+        view.read_write.extend([place.tree.to_path_buf(), target_dir.clone(), home.clone(), tmp.clone()]);
+        view.read_only.push(place.clone_git_dir.to_path_buf());
+        view.read_only.extend(object_stores(&place.repo_git_dir.join("objects")));
+        let mut toolchain_env = Vec::new();
+        for (name, dir) in [("CARGO_HOME", &cargo_home), ("RUSTUP_HOME", &rustup_home)] {
+            if let Some(d) = dir.as_ref().filter(|d| d.is_dir()) {
+                view.read_only.push(d.clone());
+                toolchain_env.push((OsString::from(name), d.clone()));
+            }
+        }
+        view.read_only.extend(place.extra_read_only.iter().cloned());
+        view.hidden.extend(
+            ["/tmp", "/var/tmp", "/run", "/root", "/home", "/mnt", "/media", "/srv"].map(PathBuf::from),
+        );
+        view.hidden.extend(real_home);
+        view.hidden.extend([
+            place.repo_root.to_path_buf(),
+            place.repo_git_dir.to_path_buf(),
+            place.state_dir.to_path_buf(),
+            place.work_dir.to_path_buf(),
+        ]);
+        // A registry token must not be readable even though the rest of CARGO_HOME is.
+        if let Some(c) = &cargo_home {
+            view.hidden.extend([c.join("credentials"), c.join("credentials.toml")]);
+        }
+        for p in view.read_write.iter_mut().chain(view.read_only.iter_mut()).chain(view.hidden.iter_mut()) {
+            *p = absolute(p);
+        }
+        Sandbox { backend, view, home, tmp, target_dir, toolchain_env }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Wraps `sh -c command` for the backend, with a fresh private home and temp folder.
+    /// `env` is the command's environment, already without secrets.
+    pub fn prepare(
+        &self,
+        command: &str,
+        mut env: HashMap<OsString, OsString>,
+        network: bool,
+    ) -> Result<Prepared, SandboxError> {
+        for dir in [&self.home, &self.tmp] {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(|e| setup(dir, e))?;
+            }
+            std::fs::create_dir_all(dir).map_err(|e| setup(dir, e))?;
+        }
+        std::fs::create_dir_all(&self.target_dir).map_err(|e| setup(&self.target_dir, e))?;
+        env.insert("CARGO_TARGET_DIR".into(), self.target_dir.clone().into());
+        if self.backend != Backend::Off {
+            env.insert("HOME".into(), self.home.clone().into());
+            env.insert("TMPDIR".into(), self.tmp.clone().into());
+            for (name, dir) in &self.toolchain_env {
+                env.insert(name.clone(), dir.clone().into());
+            }
+            // Sockets of agents and desktop buses live in hidden places; don't point at them.
+            for name in ["SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "GPG_AGENT_INFO"] {
+                env.remove(&OsString::from(name));
+            }
+            if !network {
+                env.insert("CARGO_NET_OFFLINE".into(), "true".into());
+            }
+        }
+        let shell = vec![OsString::from("-c"), OsString::from(command)];
+        let used = SandboxUse { backend: self.backend, network: network || self.backend == Backend::Off };
+        Ok(match self.backend {
+            Backend::Off => Prepared { program: "sh".into(), args: shell, env, pre_exec: None, used },
+            Backend::Bwrap => {
+                let mut args = bwrap::args(&self.view, network);
+                args.push("--".into());
+                args.push("sh".into());
+                args.extend(shell);
+                Prepared { program: "bwrap".into(), args, env, pre_exec: None, used }
+            }
+            Backend::Landlock => {
+                let (hook, isolated_net) = landlock::confine(&self.view, network)?;
+                let used = SandboxUse { backend: Backend::Landlock, network: network && !isolated_net };
+                Prepared { program: "sh".into(), args: shell, env, pre_exec: Some(hook), used }
+            }
+        })
+    }
+
+    /// Puts a prepared command in the shape the process layer runs.
+    pub fn streamed<'a>(
+        prepared: Prepared,
+        dir: &'a Path,
+        timeout: Duration,
+        log: &'a Path,
+    ) -> (Streamed<'a>, SandboxUse) {
+        let used = prepared.used;
+        let cmd = Streamed {
+            program: prepared.program,
+            args: prepared.args,
+            dir,
+            env: prepared.env,
+            timeout,
+            log,
+            pre_exec: prepared.pre_exec,
+        };
+        (cmd, used)
+    }
+}
+
+/// The object store and every store it borrows from (`objects/info/alternates`), so
+/// that git in a test can read the history.
+fn object_stores(objects: &Path) -> Vec<PathBuf> {
+    let mut out = vec![objects.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() && out.len() < 16 {
+        let alternates = std::fs::read_to_string(out[i].join("info/alternates")).unwrap_or_default();
+        for line in alternates.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let p = if Path::new(line).is_absolute() { PathBuf::from(line) } else { out[i].join(line) };
+            let p = std::fs::canonicalize(&p).unwrap_or(p);
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
+fn setup(dir: &Path, e: std::io::Error) -> SandboxError {
+    SandboxError::Setup(format!("{}: {e}", dir.display()))
+}
+
+/// Orders mounts or rules so that a deeper path comes after the one that contains it.
+fn depth(p: &Path) -> usize {
+    p.components().count()
+}
