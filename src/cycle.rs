@@ -100,6 +100,9 @@ impl RunLock {
     }
 }
 
+/// Command logs are kept for this many cycles, this one included.
+pub const LOGS_KEPT: usize = 50;
+
 pub struct Cycle {
     pub id: String,
     pub started_at: DateTime<Utc>,
@@ -219,14 +222,26 @@ impl Cycle {
     pub fn lock(&mut self) -> Result<(), End> {
         if self.lock.is_none() {
             self.lock = Some(RunLock::acquire(&self.state_dir)?);
+            let work_dir = std::fs::canonicalize(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone());
+            crate::process::end_leftovers(&work_dir);
             self.sweep_leftovers();
         }
         Ok(())
     }
 
-    /// Half-written temp files a killed cycle left behind. (Its dirty worktree is reset by
+    /// Half-written temp files a killed cycle left behind, and the command logs of all but
+    /// the last [`LOGS_KEPT`] cycles. (A killed cycle's dirty worktree is reset by
     /// `Workspace::prepare` when the worktree is next used.) Only safe with the lock held.
     fn sweep_leftovers(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("logs")) {
+            let mut cycles: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            // Cycle ids start with their time, so names sort oldest first.
+            cycles.sort();
+            let excess = cycles.len().saturating_sub(LOGS_KEPT - 1);
+            for old in &cycles[..excess] {
+                let _ = std::fs::remove_dir_all(old);
+            }
+        }
         for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;

@@ -351,7 +351,7 @@ fn collect(reader: std::io::PipeReader, log: std::fs::File, stop: &AtomicBool) -
     let mut reader = reader;
     let mut log = std::io::BufWriter::with_capacity(64 * 1024, log);
     let mut head: Vec<u8> = Vec::new();
-    let mut tail = std::collections::VecDeque::<u8>::new();
+    let mut tail = Ring::new(TAIL_BYTES);
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
     let mut stopping_since: Option<Instant> = None;
@@ -384,19 +384,11 @@ fn collect(reader: std::io::PipeReader, log: std::fs::File, stop: &AtomicBool) -
             let _ = log.write_all(&chunk[..room]);
         }
         total += n as u64;
-        if head.len() < HEAD_BYTES {
-            let take = (HEAD_BYTES - head.len()).min(n);
-            head.extend_from_slice(&chunk[..take]);
-            tail.extend(&chunk[take..]);
-        } else {
-            tail.extend(chunk);
-        }
-        if tail.len() > TAIL_BYTES {
-            let excess = tail.len() - TAIL_BYTES;
-            tail.drain(..excess);
-        }
+        let take = (HEAD_BYTES - head.len()).min(n);
+        head.extend_from_slice(&chunk[..take]);
+        tail.push(&chunk[take..]);
     }
-    let tail: Vec<u8> = tail.into();
+    let tail = tail.into_vec();
     let omitted = total - head.len() as u64 - tail.len() as u64;
     if total > LOG_CAP {
         let _ = write!(
@@ -413,6 +405,47 @@ fn collect(reader: std::io::PipeReader, log: std::fs::File, stop: &AtomicBool) -
     }
     text.push_str(&String::from_utf8_lossy(&tail));
     text
+}
+
+/// The last `cap` bytes written to it.
+struct Ring {
+    buf: Vec<u8>,
+    cap: usize,
+    /// Where the next byte goes once `buf` is full.
+    next: usize,
+}
+
+impl Ring {
+    fn new(cap: usize) -> Ring {
+        Ring { buf: Vec::new(), cap, next: 0 }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        if bytes.len() >= self.cap {
+            bytes = &bytes[bytes.len() - self.cap..];
+            self.buf.clear();
+            self.buf.extend_from_slice(bytes);
+            self.next = 0;
+            return;
+        }
+        let room = self.cap - self.buf.len();
+        if room > 0 {
+            let take = room.min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        while !bytes.is_empty() {
+            let take = (self.cap - self.next).min(bytes.len());
+            self.buf[self.next..self.next + take].copy_from_slice(&bytes[..take]);
+            self.next = (self.next + take) % self.cap;
+            bytes = &bytes[take..];
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<u8> {
+        self.buf.rotate_left(self.next);
+        self.buf
+    }
 }
 
 /// Ends `leader` and every process it left: SIGTERM, a short grace, then SIGKILL. Covers
@@ -455,6 +488,40 @@ pub fn end_tree(leader: i32) {
         reap(&tree, leader);
     }
 }
+
+/// Ends what a killed prbot left running for `work_dir`: processes whose environment
+/// carries `PRBOT_SANDBOX=<work_dir>` (every project command's does), and orphans whose
+/// current folder is inside `work_dir`. Run with the run lock held, before the workspace
+/// is touched.
+pub fn end_leftovers(work_dir: &Path) {
+    let marker = format!("{}={}", SANDBOX_MARKER, work_dir.display());
+    let me = std::process::id() as i32;
+    for _ in 0..50 {
+        let mut found = Vec::new();
+        for (pid, ppid) in process_table() {
+            if pid == me || ppid == me {
+                continue;
+            }
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let marked = environ.split(|b| *b == 0).any(|var| var == marker.as_bytes());
+            let orphan_inside = ppid == 1
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(work_dir));
+            if marked || orphan_inside {
+                found.push(pid);
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        for pid in &found {
+            signal(*pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The variable that marks every project command with the work folder of its cycle.
+pub const SANDBOX_MARKER: &str = "PRBOT_SANDBOX";
 
 /// The live processes of `leader`'s tree: its descendants, plus orphans adopted by prbot.
 fn tree_of(leader: i32) -> Vec<i32> {
@@ -541,3 +608,23 @@ fn own_children() -> Vec<i32> {
 }
 
 static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+
+    #[test]
+    fn the_ring_keeps_the_last_bytes_in_order() {
+        for chunk in [1, 3, 7, 10, 25] {
+            let mut ring = Ring::new(10);
+            let data: Vec<u8> = (0..=99).collect();
+            for c in data.chunks(chunk) {
+                ring.push(c);
+            }
+            assert_eq!(ring.into_vec(), (90..=99).collect::<Vec<u8>>(), "chunks of {chunk}");
+        }
+        let mut short = Ring::new(10);
+        short.push(b"abc");
+        assert_eq!(short.into_vec(), b"abc");
+    }
+}

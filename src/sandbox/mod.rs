@@ -117,6 +117,7 @@ pub struct Sandbox {
     tmp: PathBuf,
     target_dir: PathBuf,
     toolchain_env: Vec<(OsString, PathBuf)>,
+    work_dir: PathBuf,
 }
 
 impl Sandbox {
@@ -161,7 +162,7 @@ impl Sandbox {
         for p in view.read_write.iter_mut().chain(view.read_only.iter_mut()).chain(view.hidden.iter_mut()) {
             *p = absolute(p);
         }
-        Sandbox { backend, view, home, tmp, target_dir, toolchain_env }
+        Sandbox { backend, view, home, tmp, target_dir, toolchain_env, work_dir: absolute(place.work_dir) }
     }
 
     pub fn backend(&self) -> Backend {
@@ -188,6 +189,7 @@ impl Sandbox {
         }
         std::fs::create_dir_all(&self.target_dir).map_err(|e| setup(&self.target_dir, e))?;
         env.insert("CARGO_TARGET_DIR".into(), self.target_dir.clone().into());
+        env.insert(crate::process::SANDBOX_MARKER.into(), self.work_dir.clone().into());
         if self.backend != Backend::Off {
             env.insert("HOME".into(), self.home.clone().into());
             env.insert("TMPDIR".into(), self.tmp.clone().into());

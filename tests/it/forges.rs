@@ -281,28 +281,6 @@ async fn the_canary_token_appears_nowhere() {
     }
 }
 
-/// Every small text file under `dir`: configs, records, ledgers, logs.
-fn text_files(dir: &std::path::Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.ends_with("objects") {
-                stack.push(p);
-            } else if p.is_file() {
-                if let Ok(text) = std::fs::read_to_string(&p) {
-                    out.push((p.display().to_string(), text));
-                }
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fakes_answer_like_the_real_servers() {
     let client = reqwest::Client::new();

@@ -5,6 +5,7 @@ mod fakeforge;
 mod forges;
 mod harness;
 mod models;
+mod sandbox;
 mod triggers;
 
 use harness::*;
