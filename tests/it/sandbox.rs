@@ -466,3 +466,50 @@ async fn a_real_cargo_test_runs_in_the_sandbox_offline() {
         assert!(env.work.join("cache/cargo-target/debug").is_dir());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prbot_never_runs_the_users_hooks_or_fsmonitor() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let ran = env.tmp.path().join("ran");
+    std::fs::create_dir_all(&ran).unwrap();
+    let hooks = env.repo.join(".git/hooks");
+    for hook in [
+        "reference-transaction",
+        "post-checkout",
+        "pre-commit",
+        "post-commit",
+        "pre-push",
+        "post-index-change",
+    ] {
+        let path = hooks.join(hook);
+        std::fs::write(&path, format!("#!/bin/sh\nenv > {}/{hook}\n", ran.display())).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    git(&env.repo, &["config", "core.fsmonitor", &format!("env > {}/fsmonitor; true", ran.display())]);
+    // The hooks are live for the user's own git.
+    git(&env.repo, &["-c", "core.fsmonitor=false", "update-ref", "refs/heads/probe", "HEAD"]);
+    assert!(ran.join("reference-transaction").exists(), "the control hook did not run");
+    std::fs::remove_file(ran.join("reference-transaction")).unwrap();
+    git(
+        &env.repo,
+        &[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "update-ref",
+            "-d",
+            "refs/heads/probe",
+        ],
+    );
+
+    env.run(&model, &Pipeline::default()).expect("ok", 0);
+    env.run(&model, &Pipeline::default().without_pr().settings("sandbox: off")).expect("dry_run", 0);
+    let leftovers: Vec<String> = std::fs::read_dir(&ran)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(leftovers.is_empty(), "prbot ran the user's {leftovers:?}");
+}
