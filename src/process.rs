@@ -458,6 +458,8 @@ pub fn end_tree(leader: i32) {
     kill_group_with(leader, libc::SIGTERM);
     let mut signalled: Vec<i32> = Vec::new();
     let until = Instant::now() + GRACE;
+    // Most trees are gone within a millisecond or two; back off up to 20 ms.
+    let mut pause = Duration::from_millis(1);
     loop {
         let tree = tree_of(leader);
         if tree.is_empty() {
@@ -473,7 +475,8 @@ pub fn end_tree(leader: i32) {
         if Instant::now() >= until {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
     for _ in 0..100 {
         let tree = tree_of(leader);

@@ -107,13 +107,16 @@ pub(crate) fn shell(
     }
     cx.commands_run += 1;
     let log = cx.state_dir.join("logs").join(&cx.id).join(format!("{}.log", cx.commands_run));
+    // The sandbox's set-up counts as part of the command's time.
+    let started = std::time::Instant::now();
     let prepared = cx
         .sandbox()?
         .prepare(command, env, network)
         .map_err(|e| End::internal("cannot prepare the sandbox", e))?;
     let (cmd, used) = crate::sandbox::Sandbox::streamed(prepared, &dir, timeout, &log);
-    let out = crate::process::run_streamed(cmd, &cx.cancel)
+    let mut out = crate::process::run_streamed(cmd, &cx.cancel)
         .map_err(|e| End::internal("cannot run a command", e))?;
+    out.duration = started.elapsed();
     if out.cancelled {
         return Err(End::new(crate::outcome::Outcome::Cancelled, format!("cancelled while `{command}` ran")));
     }
