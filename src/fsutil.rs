@@ -25,3 +25,31 @@ pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     buf.push('\n');
     f.write_all(buf.as_bytes())
 }
+
+/// Removes a folder and everything in it, also when a command left folders without
+/// write or search permission in it (which would stop a plain `remove_dir_all`).
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            make_writable(dir);
+            std::fs::remove_dir_all(dir)
+        }
+    }
+}
+
+/// Gives the owner full access to every folder under `dir` (links are not followed).
+pub fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            make_writable(&e.path());
+        }
+    }
+}

@@ -172,7 +172,11 @@ impl Workspace {
             std::fs::write(&dot_git, pointer).map_err(fail)?;
         }
         self.git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit])?;
-        self.git.run(["clean", "-ffdxq"])?;
+        if self.git.run(["clean", "-ffdxq"]).is_err() {
+            // A test may have left folders it cannot be cleaned out of; open them and retry.
+            crate::fsutil::make_writable(&self.path);
+            self.git.run(["clean", "-ffdxq"])?;
+        }
         Ok(())
     }
 

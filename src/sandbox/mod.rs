@@ -162,6 +162,21 @@ impl Sandbox {
         for p in view.read_write.iter_mut().chain(view.read_only.iter_mut()).chain(view.hidden.iter_mut()) {
             *p = absolute(p);
         }
+        // Hiding `/` or a place that holds the system (a HOME of `/`) would leave nothing to run.
+        view.hidden.retain(|h| {
+            h.parent().is_some()
+                && !["/usr", "/bin", "/lib", "/etc"].iter().any(|sys| Path::new(sys).starts_with(h))
+        });
+        // Tools the user put on PATH inside a hidden place stay usable.
+        let private = [place.repo_root, place.repo_git_dir, place.state_dir, place.work_dir].map(absolute);
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for dir in std::env::split_paths(&path) {
+            if let Some(tool) = tool_root(&absolute(&dir), &view.hidden, &private) {
+                if !view.read_only.contains(&tool) {
+                    view.read_only.push(tool);
+                }
+            }
+        }
         Sandbox { backend, view, home, tmp, target_dir, toolchain_env, work_dir: absolute(place.work_dir) }
     }
 
@@ -183,7 +198,7 @@ impl Sandbox {
     ) -> Result<Prepared, SandboxError> {
         for dir in [&self.home, &self.tmp] {
             if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(|e| setup(dir, e))?;
+                crate::fsutil::remove_tree(dir).map_err(|e| setup(dir, e))?;
             }
             std::fs::create_dir_all(dir).map_err(|e| setup(dir, e))?;
         }
@@ -263,6 +278,43 @@ fn object_stores(objects: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Folders in a hidden place that hold secrets, never exposed for a PATH entry.
+const SECRET_STORES: [&str; 12] = [
+    ".ssh",
+    ".gnupg",
+    ".config",
+    ".aws",
+    ".azure",
+    ".docker",
+    ".kube",
+    ".gcloud",
+    ".password-store",
+    ".pki",
+    ".mozilla",
+    ".netrc",
+];
+
+/// What a PATH entry in a hidden place exposes, read only, so the tools the user put on
+/// PATH keep working: the tool's own folder, the first one below the hidden place
+/// (`~/.pyenv` for `~/.pyenv/shims`, whose shims run `~/.pyenv/versions/...`), or only the
+/// entry itself below `~/.local` and `~/bin`. Nothing for an entry that is a hidden place
+/// itself (`~` on PATH), lies in prbot's or the user's repository, or in a secret store.
+fn tool_root(dir: &Path, hidden: &[PathBuf], private: &[PathBuf]) -> Option<PathBuf> {
+    if !dir.is_dir() || private.iter().any(|p| dir.starts_with(p)) {
+        return None;
+    }
+    let place =
+        hidden.iter().filter(|h| dir.starts_with(h) && dir != h.as_path()).max_by_key(|h| depth(h))?;
+    let first = dir.strip_prefix(place).ok()?.components().next()?.as_os_str().to_string_lossy().into_owned();
+    if SECRET_STORES.contains(&first.as_str()) {
+        return None;
+    }
+    if first == ".local" || first == "bin" {
+        return Some(dir.to_path_buf());
+    }
+    Some(place.join(first))
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
 }
@@ -274,4 +326,32 @@ fn setup(dir: &Path, e: std::io::Error) -> SandboxError {
 /// Orders mounts or rules so that a deeper path comes after the one that contains it.
 fn depth(p: &Path) -> usize {
     p.components().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tool_root;
+    use std::path::PathBuf;
+
+    #[test]
+    fn path_entries_in_hidden_places_expose_their_tool_and_nothing_secret() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let repo = tmp.path().join("work/repo");
+        for d in [".pyenv/shims", ".local/bin", ".ssh/bin", "bin", ".bun/bin"] {
+            std::fs::create_dir_all(home.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(repo.join("bin")).unwrap();
+        let hidden = vec![tmp.path().to_path_buf(), home.clone()];
+        let private = vec![repo.clone()];
+        let root = |p: PathBuf| tool_root(&p, &hidden, &private);
+        assert_eq!(root(home.join(".pyenv/shims")), Some(home.join(".pyenv")));
+        assert_eq!(root(home.join(".bun/bin")), Some(home.join(".bun")));
+        assert_eq!(root(home.join(".local/bin")), Some(home.join(".local/bin")));
+        assert_eq!(root(home.join("bin")), Some(home.join("bin")));
+        assert_eq!(root(home.join(".ssh/bin")), None);
+        assert_eq!(root(home.clone()), None, "HOME itself on PATH");
+        assert_eq!(root(repo.join("bin")), None, "a repository's folder");
+        assert_eq!(root(home.join("missing")), None);
+    }
 }
