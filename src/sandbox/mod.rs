@@ -309,10 +309,9 @@ fn tool_root(dir: &Path, hidden: &[PathBuf], private: &[PathBuf]) -> Option<Path
     if SECRET_STORES.contains(&first.as_str()) {
         return None;
     }
-    if first == ".local" || first == "bin" {
-        return Some(dir.to_path_buf());
-    }
-    Some(place.join(first))
+    let root = if first == ".local" || first == "bin" { dir.to_path_buf() } else { place.join(first) };
+    // Never a hidden place itself, nor one that holds a hidden place.
+    (!hidden.iter().any(|h| h.starts_with(&root))).then_some(root)
 }
 
 fn absolute(p: &Path) -> PathBuf {
