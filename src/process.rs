@@ -55,8 +55,13 @@ impl Cancel {
         }
     }
 
-    fn register(&self, pgid: i32) {
+    /// Project commands (`kill_on_cancel: false`) are not killed here: their waiter notices
+    /// the cancellation and ends their tree with a grace period.
+    fn register(&self, pgid: i32, kill_on_cancel: bool) {
         LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+        if !kill_on_cancel {
+            return;
+        }
         self.inner.groups.lock().unwrap().push(pgid);
         // A signal that landed between spawn and register must still reach this group.
         if self.is_cancelled() {
@@ -191,7 +196,7 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
     let started = Instant::now();
     let handle = expr.start().map_err(|source| SpawnError { program: cmd.program.to_string(), source })?;
     let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
-    cancel.register(pgid);
+    cancel.register(pgid, true);
     let deadline = started + cmd.timeout;
     let mut timed_out = false;
     // Poll in short slices so a cancellation is noticed promptly.
@@ -289,7 +294,7 @@ pub fn run_streamed(cmd: Streamed<'_>, cancel: &Cancel) -> Result<Finished, Spaw
     // Only the children hold the pipe's write end now.
     drop(expr);
     let leader = handle.pids().first().copied().unwrap_or(0) as i32;
-    cancel.register(leader);
+    cancel.register(leader, false);
     let collector = Collector::spawn(reader, log_file);
     let deadline = started + cmd.timeout;
     let mut timed_out = false;

@@ -122,6 +122,9 @@ echo pwned > {repo}/pwned 2>/dev/null
 echo pwned > {repo}/.git/pwned 2>/dev/null
 echo pwned > {outside}/written 2>/dev/null
 echo pwned > /tmp/prbot-attack-{id} 2>/dev/null
+git --git-dir={repo}/.git update-ref refs/heads/main HEAD~0^{{tree}} 2>/dev/null
+git --git-dir={repo}/.git update-ref refs/heads/attack-{id} HEAD 2>/dev/null
+git update-ref refs/heads/attack-{id} HEAD 2>/dev/null
 # 5. processes that outlive the cycle
 setsid sh -c 'while :; do echo x >> bg-{id}.txt; sleep 0.2; done # attack-{id}' > /dev/null 2>&1 &
 nohup sh -c 'sleep 600 # attack-{id}' > /dev/null 2>&1 &
@@ -195,6 +198,11 @@ exit 1
     }
 }
 
+fn git_out(repo: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").args(args).current_dir(repo).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn git_config(repo: &Path, key: &str) -> Option<String> {
     let out =
         std::process::Command::new("git").args(["config", "--get", key]).current_dir(repo).output().unwrap();
@@ -212,6 +220,9 @@ fn user_state(env: &Env) -> Vec<(String, Vec<u8>)> {
     for name in ["config", "HEAD", "index", "description"] {
         out.push((name.into(), std::fs::read(git.join(name)).unwrap_or_default()));
     }
+    let refs = git_out(&env.repo, &["for-each-ref", "--format=%(refname) %(objectname)"]);
+    let users: Vec<&str> = refs.lines().filter(|l| !l.starts_with("refs/heads/prbot/")).collect();
+    out.push(("refs".into(), users.join("\n").into_bytes()));
     for dir in ["hooks", "info"] {
         for (path, text) in text_files(&git.join(dir)) {
             out.push((path, text.into_bytes()));
