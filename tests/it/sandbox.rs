@@ -262,6 +262,7 @@ async fn hostile_test_code_reaches_nothing_under_any_backend() {
 async fn control_the_same_attack_without_a_sandbox_is_caught_by_the_checks() {
     let v = Victim::new();
     let model = Model::proposing(&[("tests/attack.sh", true, &v.attack())]).await;
+    let before = user_state(&v.env);
     let run = v.run(&model, &v.pipeline("off", &["sh tests/attack.sh"]));
     let r = run.expect("tests_failed", 0);
     assert_eq!(r["sandbox"], "off");
@@ -277,6 +278,8 @@ async fn control_the_same_attack_without_a_sandbox_is_caught_by_the_checks() {
             "the escape checks missed {needle}: {escapes:#?}"
         );
     }
+    let refs = |state: Vec<(String, Vec<u8>)>| state.into_iter().find(|(k, _)| k == "refs").unwrap().1;
+    assert_ne!(refs(user_state(&v.env)), refs(before), "the refs check missed the planted branch");
     v.cleanup();
 }
 
