@@ -125,6 +125,8 @@ pub struct Cycle {
     /// The backend chosen at the start of the cycle, when the pipeline runs project code.
     pub sandbox_backend: Option<crate::sandbox::Backend>,
     sandbox: Option<Sandbox>,
+    /// Bytes the applied change (and `run:` steps) changed, for the policy.
+    pub bytes_changed: usize,
     /// Dependencies were fetched for the change in the worktree (see `stages::shell`).
     pub deps_fetched: bool,
     /// How many project commands ran, for their log files' names.
@@ -193,6 +195,7 @@ impl Cycle {
             workspace: None,
             sandbox_backend: None,
             sandbox: None,
+            bytes_changed: 0,
             deps_fetched: false,
             commands_run: 0,
             forge: None,
@@ -434,17 +437,27 @@ impl Cycle {
         let branch = Self::branch_for(&gap);
         let message = commit_message(&gap, self.proposal.as_ref());
         let bot = self.pipeline.bot.clone();
-        let added: Vec<String> = self
-            .applied
-            .iter()
-            .flatten()
-            .filter(|f| f.mode == crate::records::FileMode::Add)
-            .map(|f| f.path.clone())
-            .collect();
         let ws = self.workspace().map_err(|e| e.reason)?;
         let sha = ws
-            .commit_to_branch(&branch, &message, (&bot.name, &bot.email), &added)
+            .commit_to_branch(&branch, &message, (&bot.name, &bot.email))
             .map_err(|e| format!("cannot commit to {branch}: {e}"))?;
+        // The record lists exactly what the commit changes, with the files' modes.
+        let committed = ws.committed_files(&sha).map_err(|e| format!("cannot read commit {sha}: {e}"))?;
+        let applied = self.applied.get_or_insert_with(Vec::new);
+        for (path, file_mode, added) in committed {
+            match applied.iter_mut().find(|f| f.path == path) {
+                Some(f) => f.file_mode = Some(file_mode),
+                None => applied.push(TouchedFile {
+                    path,
+                    mode: if added {
+                        crate::records::FileMode::Add
+                    } else {
+                        crate::records::FileMode::Update
+                    },
+                    file_mode: Some(file_mode),
+                }),
+            }
+        }
         self.branch = Some(branch.clone());
         self.commit = Some(sha.clone());
         Ok((branch, sha))

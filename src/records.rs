@@ -112,6 +112,9 @@ impl FileMode {
 pub struct TouchedFile {
     pub path: String,
     pub mode: FileMode,
+    /// The file's mode in the commit (`100644`, `100755`), once committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -190,17 +190,47 @@ impl Workspace {
         Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
-    /// Commits the change and points `refs/heads/<branch>` of the user's repository at the
-    /// commit. The change is every tracked file that changed (the proposal's updates, and
-    /// what `run:` steps such as formatters did to them) plus the files the proposal added;
-    /// anything else the tests left behind stays out. The commit's objects are written
-    /// straight into the user's object store, so the branch is complete there.
+    /// Stages `paths` as they are in the tree now: the approved state of the change.
+    /// Paths are literal (no pathspec magic), and the blobs go straight into the user's
+    /// object store, so the branch is complete there.
+    pub fn stage(&self, paths: &[String]) -> Result<(), GitError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["--literal-pathspecs".to_string(), "add".into(), "-A".into(), "--".into()];
+        args.extend(paths.iter().cloned());
+        self.git.run_with_env(args, &self.objects_env()).map(|_| ())
+    }
+
+    /// Tracked files whose content in the tree differs from what was staged.
+    pub fn unstaged(&self) -> Result<Vec<String>, GitError> {
+        let out = self.git.run(["diff", "--name-only", "--no-renames", "-z"])?;
+        Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
+    }
+
+    /// Puts `paths` back to their staged content.
+    pub fn restore(&self, paths: &[String]) -> Result<(), GitError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["--literal-pathspecs".to_string(), "checkout".into(), "--".into()];
+        args.extend(paths.iter().cloned());
+        self.git.run(args).map(|_| ())
+    }
+
+    /// A file's staged content, as text.
+    pub fn staged_text(&self, path: &str) -> Result<String, GitError> {
+        // `:0:` names stage 0 explicitly, so a path such as `1:x` is not read as a stage.
+        self.git.run(["show".to_string(), format!(":0:{path}")])
+    }
+
+    /// Commits what was staged, and nothing else, and points `refs/heads/<branch>` of the
+    /// user's repository at the commit.
     pub fn commit_to_branch(
         &self,
         branch: &str,
         message: &str,
         (name, email): (&str, &str),
-        added: &[String],
     ) -> Result<String, GitError> {
         let reference = format!("refs/heads/{branch}");
         if self.repo_git.query(["symbolic-ref", "-q", "HEAD"])?.as_deref() == Some(reference.as_str()) {
@@ -210,27 +240,51 @@ impl Workspace {
                 stderr: format!("`{branch}` is checked out in your working tree; prbot will not move it under you. Switch to another branch first"),
             });
         }
-        let objects = [("GIT_OBJECT_DIRECTORY".to_string(), self.objects.to_string_lossy().into_owned())];
-        self.git.run_with_env(["add", "--update"], &objects)?;
-        if !added.is_empty() {
-            let mut args = vec!["add".to_string(), "--".to_string()];
-            args.extend(added.iter().cloned());
-            self.git.run_with_env(args, &objects)?;
-        }
-        let ident = [
+        let args = [
             "-c".to_string(),
             format!("user.name={name}"),
             "-c".to_string(),
             format!("user.email={email}"),
             "-c".to_string(),
             "commit.gpgsign=false".to_string(),
+            "commit".into(),
+            "--quiet".into(),
+            "--no-verify".into(),
+            "--allow-empty".into(),
+            "-F".into(),
+            "-".into(),
         ];
-        let mut args: Vec<String> = ident.to_vec();
-        args.extend(["commit", "--quiet", "--no-verify", "--allow-empty", "-F", "-"].map(String::from));
-        self.git.run_full(args, Some(message.as_bytes().to_vec()), &objects)?;
+        self.git.run_full(args, Some(message.as_bytes().to_vec()), &self.objects_env())?;
         let sha = self.git.run(["rev-parse", "HEAD"])?;
         self.repo_git.run(["update-ref", "-m", "prbot: cycle commit", &reference, &sha])?;
         Ok(sha)
+    }
+
+    /// What `commit` changes against the base: (path, file mode, added).
+    pub fn committed_files(&self, commit: &str) -> Result<Vec<(String, String, bool)>, GitError> {
+        let out = self.git.run([
+            "diff-tree",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--no-commit-id",
+            &self.base_commit,
+            commit,
+        ])?;
+        let mut fields = out.split('\0');
+        let mut files = Vec::new();
+        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
+            // `:<old mode> <new mode> <old sha> <new sha> <status>`
+            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            if parts.len() == 5 {
+                files.push((path.to_string(), parts[1].to_string(), parts[4] == "A"));
+            }
+        }
+        Ok(files)
+    }
+
+    fn objects_env(&self) -> [(String, String); 1] {
+        [("GIT_OBJECT_DIRECTORY".to_string(), self.objects.to_string_lossy().into_owned())]
     }
 }
 

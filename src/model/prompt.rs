@@ -9,6 +9,7 @@ Reply with one JSON object and nothing else:\n\
 Each <file> is one of:\n\
 - an existing file, changed by search/replace edits (preferred): {\"path\": \"<repo-relative path>\", \"is_new\": false, \"edits\": [{\"search\": \"<exact lines from the file>\", \"replace\": \"<the new lines>\"}]}\n\
 - a new file, with its whole content: {\"path\": \"<repo-relative path>\", \"is_new\": true, \"content\": \"<the complete file>\"}\n\
+Add \"executable\": true to a new file that must be executable (a script); existing files keep their mode.\n\
 Rules:\n\
 - Each search text must appear exactly once in the file; copy it exactly, with a few lines of context.\n\
 - Never elide code with comments such as \"... rest of file\"; never delete files.\n\

@@ -22,6 +22,10 @@ pub struct ProposedFile {
     /// Search/replace edits of an existing file, applied in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edits: Option<Vec<Edit>>,
+    /// Whether the file is executable: a new file is 0644 unless this says so; an
+    /// existing file keeps its mode unless this is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -15,25 +15,35 @@ impl Stage for Apply {
         let root = cx.workspace()?.path.clone();
 
         // Check everything before writing anything.
-        let mut plan: Vec<(RepoPath, FileMode, String)> = Vec::new();
+        let mut plan: Vec<(RepoPath, FileMode, String, u32)> = Vec::new();
         for f in &proposal.files {
             let path = guard.check(&root, &f.path).map_err(|why| End::new(Outcome::ProposalRejected, why))?;
-            if plan.iter().any(|(p, _, _)| *p == path) {
+            if plan.iter().any(|(p, ..)| *p == path) {
                 return Err(fixable(Outcome::ApplyFailed, format!("the proposal lists `{path}` twice")));
             }
             let target = path.under(&root);
-            let current = match std::fs::symlink_metadata(&target) {
-                Ok(m) if m.is_dir() => {
-                    return Err(fixable(
-                        Outcome::ApplyFailed,
-                        format!("`{path}` is a folder in the tree, not a file"),
-                    ));
-                }
-                Ok(_) => Some(
-                    std::fs::read(&target)
-                        .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot read `{path}`: {e}")))?,
-                ),
-                Err(_) => None,
+            let mut perms = 0o644;
+            let current =
+                match std::fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {
+                        return Err(fixable(
+                            Outcome::ApplyFailed,
+                            format!("`{path}` is a folder in the tree, not a file"),
+                        ));
+                    }
+                    Ok(m) => {
+                        perms = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777;
+                        Some(std::fs::read(&target).map_err(|e| {
+                            End::new(Outcome::ApplyFailed, format!("cannot read `{path}`: {e}"))
+                        })?)
+                    }
+                    Err(_) => None,
+                };
+            let old_perms = perms;
+            perms = match f.executable {
+                Some(true) => perms | 0o111,
+                Some(false) => perms & !0o111,
+                None => perms,
             };
             let (mode, content) = match (f.is_new, current) {
                 (true, Some(_)) => {
@@ -66,32 +76,33 @@ impl Stage for Apply {
                         }
                         (None, None) => unreachable!("the proposal parser requires content or edits"),
                     };
-                    let mode =
-                        if new.as_bytes() == bytes.as_slice() { FileMode::Noop } else { FileMode::Update };
-                    (mode, new)
+                    let same = new.as_bytes() == bytes.as_slice() && perms == old_perms;
+                    (if same { FileMode::Noop } else { FileMode::Update }, new)
                 }
             };
-            plan.push((path, mode, content));
+            plan.push((path, mode, content, perms));
         }
 
-        let changed: Vec<&(RepoPath, FileMode, String)> =
-            plan.iter().filter(|(_, m, _)| *m != FileMode::Noop).collect();
+        let changed: Vec<&(RepoPath, FileMode, String, u32)> =
+            plan.iter().filter(|(_, m, ..)| *m != FileMode::Noop).collect();
         let bytes_changed: usize = changed
             .iter()
-            .map(|(p, _, new)| {
+            .map(|(p, _, new, _)| {
                 let old = std::fs::read(p.under(&root)).unwrap_or_default();
                 changed_bytes(&old, new.as_bytes())
             })
             .sum();
         let score =
-            ProposalScore { paths: changed.iter().map(|(p, _, _)| p.as_str()).collect(), bytes_changed };
+            ProposalScore { paths: changed.iter().map(|(p, ..)| p.as_str()).collect(), bytes_changed };
         let d = cx.policy().score_proposal(&score);
         if !d.allow {
             return Err(End::new(Outcome::ProposalRejected, format!("policy: {}", d.reason)));
         }
 
-        let touched: Vec<TouchedFile> =
-            plan.iter().map(|(p, m, _)| TouchedFile { path: p.to_string(), mode: *m }).collect();
+        let touched: Vec<TouchedFile> = plan
+            .iter()
+            .map(|(p, m, ..)| TouchedFile { path: p.to_string(), mode: *m, file_mode: None })
+            .collect();
         if changed.is_empty() {
             cx.applied = Some(touched);
             return Err(End::new(
@@ -99,10 +110,14 @@ impl Stage for Apply {
                 "every proposed file is identical to the current content",
             ));
         }
-        for (path, _, content) in &changed {
-            crate::fsutil::write_atomic(&path.under(&root), content.as_bytes())
+        for (path, _, content, perms) in &changed {
+            crate::fsutil::write_atomic_mode(&path.under(&root), content.as_bytes(), Some(*perms))
                 .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}")))?;
         }
+        // The approved change, staged: what the tests do to the tree later is not committed.
+        let paths: Vec<String> = changed.iter().map(|(p, ..)| p.to_string()).collect();
+        cx.workspace()?.stage(&paths)?;
+        cx.bytes_changed = bytes_changed;
         let count = |m| touched.iter().filter(|t| t.mode == m).count();
         tracing::info!(
             "applied: {} added, {} updated, {} unchanged",
@@ -116,7 +131,7 @@ impl Stage for Apply {
 }
 
 /// Bytes between the common prefix and the common suffix: a cheap, fair size of an edit.
-fn changed_bytes(old: &[u8], new: &[u8]) -> usize {
+pub(crate) fn changed_bytes(old: &[u8], new: &[u8]) -> usize {
     let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
     let suffix =
         old[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();

@@ -2,6 +2,7 @@
 //! [`Cycle`] and either lets the cycle go on or ends it with an outcome.
 
 mod apply;
+pub(crate) use apply::changed_bytes;
 mod guard;
 mod pick_gap;
 pub(crate) mod pr;

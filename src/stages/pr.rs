@@ -180,7 +180,10 @@ fn body(cx: &Cycle) -> String {
         count(FileMode::Noop)
     ));
     for f in files {
-        s.push_str(&format!("- `{}` ({})\n", f.path, f.mode.as_str()));
+        match &f.file_mode {
+            Some(m) => s.push_str(&format!("- `{}` ({}, {m})\n", f.path, f.mode.as_str())),
+            None => s.push_str(&format!("- `{}` ({})\n", f.path, f.mode.as_str())),
+        }
     }
     s.push_str("\n## Tests\n");
     if cx.tests.is_empty() {

@@ -1,6 +1,7 @@
 //! prbot's integration tests: the built binary against real git repositories in temp
 //! folders and a scripted model on loopback.
 
+mod exactness;
 mod fakeforge;
 mod forges;
 mod harness;
@@ -37,7 +38,10 @@ async fn ok_opens_a_draft_pr_and_leaves_the_tree_alone() {
     assert_eq!(env.branches(), vec![branch.clone()]);
     assert_eq!(git(&env.repo, &["show", &format!("{branch}:greet.sh")]), "echo hello world");
     assert_eq!(git(&env.repo, &["log", "-1", "--format=%an <%ae>", &branch]), "prbot <prbot@localhost>");
-    assert_eq!(r["files"], serde_json::json!([{"path": "greet.sh", "mode": "UPDATE"}]));
+    assert_eq!(
+        r["files"],
+        serde_json::json!([{"path": "greet.sh", "mode": "UPDATE", "file_mode": "100644"}])
+    );
     assert_eq!(r["model"]["total_tokens"], 120);
     assert_eq!(r["tests"][0]["passed"], true);
 
@@ -52,7 +56,7 @@ async fn ok_opens_a_draft_pr_and_leaves_the_tree_alone() {
         "Make `greet.sh` say hello to the world",
         "Greet the world.",
         "ADD: 0 · UPDATE: 1 · NOOP: 0",
-        "`greet.sh` (UPDATE)",
+        "`greet.sh` (UPDATE, 100644)",
         "`sh check.sh`: passed",
         "Prior attempts",
     ] {

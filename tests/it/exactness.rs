@@ -1,0 +1,138 @@
+//! What is committed is exactly the approved change, with the files' modes.
+
+use crate::harness::*;
+use serde_json::Value;
+
+/// (path, mode) of every file the branch's commit changes.
+fn commit_files(env: &Env, r: &Value) -> Vec<(String, String)> {
+    let commit = r["commit"].as_str().unwrap();
+    let out = git(
+        &env.repo,
+        &["diff-tree", "-r", "--no-commit-id", "--no-renames", &format!("{commit}~1"), commit],
+    );
+    let mut files: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let (meta, path) = l.split_once('\t').unwrap();
+            (path.to_string(), meta.split(' ').nth(1).unwrap().to_string())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn record_files(r: &Value) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = r["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["mode"] != "NOOP")
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["file_mode"].as_str().unwrap().to_string()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_tests_change_is_never_committed() {
+    let env = Env::new();
+    env.write(".github/workflows/ci.yml", "on: push\n");
+    env.commit("a workflow");
+    let model =
+        Model::proposing(&[("greet.sh", false, "echo hello world\n"), ("NEWS.md", true, "news\n")]).await;
+    let test = "echo '- [ ] injected [bot-eligible]' >> docs/PRD.md; echo 'run: pwn' >> .github/workflows/ci.yml; echo tampered >> greet.sh; echo junk > build.log";
+    let r = env.run(&model, &Pipeline::default().tests(&[test])).expect("ok", 0);
+    let branch = r["branch"].as_str().unwrap();
+    assert_eq!(
+        commit_files(&env, &r),
+        vec![("NEWS.md".into(), "100644".into()), ("greet.sh".into(), "100644".into())]
+    );
+    assert_eq!(record_files(&r), commit_files(&env, &r), "the record's files differ from the commit's");
+    assert_eq!(git(&env.repo, &["show", &format!("{branch}:greet.sh")]), "echo hello world");
+    assert!(!git(&env.repo, &["show", &format!("{branch}:docs/PRD.md")]).contains("injected"));
+    let pr: Value = serde_json::from_slice(
+        &std::fs::read(r["pr"]["url"].as_str().unwrap().trim_start_matches("file://")).unwrap(),
+    )
+    .unwrap();
+    let body = pr["body"].as_str().unwrap();
+    let changes = body.split("## Changes").nth(1).unwrap().split("## Tests").next().unwrap();
+    let listed: Vec<&str> = changes.lines().filter(|l| l.starts_with("- ")).collect();
+    assert_eq!(listed, ["- `greet.sh` (UPDATE, 100644)", "- `NEWS.md` (ADD, 100644)"], "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_chosen_names_are_committed_literally_and_alone() {
+    let env = Env::new();
+    env.write("src/lib.txt", "kept\n");
+    env.commit("src");
+    let names = ["*", ":(top,exclude)src", "-n", "a b", "ö.txt"];
+    let files: Vec<(&str, bool, &str)> = names.iter().map(|n| (*n, true, "new\n")).collect();
+    let model = Model::proposing(&files).await;
+    // The test deletes one of them and leaves things behind that a pathspec would pick up.
+    let test = "rm -f '*'; mkdir -p .github/workflows; echo pwn > .github/workflows/pwn.yml; echo x > src/extra.txt; echo y >> src/lib.txt";
+    let r = env.run(&model, &Pipeline::default().tests(&[test])).expect("ok", 0);
+    let mut expected: Vec<(String, String)> =
+        names.iter().map(|n| (n.to_string(), "100644".to_string())).collect();
+    expected.sort();
+    // git quotes unusual names in its listings; compare them unquoted.
+    let listed: Vec<(String, String)> = commit_files(&env, &r)
+        .into_iter()
+        .map(|(p, m)| (if p.starts_with('"') { "ö.txt".to_string() } else { p }, m))
+        .collect();
+    let mut listed = listed;
+    listed.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(record_files(&r), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_updated_script_stays_executable_and_new_ones_can_be() {
+    let env = Env::new();
+    env.write("greet.sh", "#!/bin/sh\necho hello\n");
+    std::fs::set_permissions(env.repo.join("greet.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    env.commit("an executable script");
+    let reply = serde_json::json!({"summary": "s", "files": [
+        {"path": "greet.sh", "is_new": false, "edits": [{"search": "echo hello", "replace": "echo hello world"}]},
+        {"path": "tools/run.sh", "is_new": true, "executable": true, "content": "#!/bin/sh\necho run\n"},
+        {"path": "notes.txt", "is_new": true, "content": "plain\n"}
+    ]});
+    let model = Model::replying(&reply.to_string()).await;
+    let r = env
+        .run(&model, &Pipeline::default().tests(&["./greet.sh | grep -q world && ./tools/run.sh"]))
+        .expect("ok", 0);
+    assert_eq!(r["tests"][0]["passed"], true);
+    assert_eq!(
+        commit_files(&env, &r),
+        vec![
+            ("greet.sh".into(), "100755".into()),
+            ("notes.txt".into(), "100644".into()),
+            ("tools/run.sh".into(), "100755".into())
+        ]
+    );
+    assert_eq!(record_files(&r), commit_files(&env, &r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_steps_changes_are_committed_once_the_guardrails_allow_them() {
+    let env = Env::new();
+    env.write("other.txt", "untidy  \n");
+    env.commit("another file");
+    let model = Model::good().await;
+    let fmt = "  - run: sed -i 's/  $//' other.txt\n";
+    let stages = STAGES.replace("  - uses: test\n", &format!("{fmt}  - uses: test\n"));
+    let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
+    let branch = r["branch"].as_str().unwrap();
+    assert_eq!(git(&env.repo, &["show", &format!("{branch}:other.txt")]), "untidy");
+    assert_eq!(record_files(&r), commit_files(&env, &r));
+
+    for (step, path) in [("echo x >> docs/PRD.md", "docs/PRD.md"), ("mkdir -p .gitea && echo x >> .gitea/x.yml && git add -N .gitea/x.yml 2>/dev/null; echo y >> check.sh", "check.sh")] {
+        let env = Env::new();
+        let stages = STAGES.replace("  - uses: test\n", &format!("  - run: {step}\n  - uses: test\n"));
+        let p = Pipeline::default().stages(&stages).settings("policy:\n  proposal:\n    deny: [\"check.sh\"]");
+        let r = env.run(&model, &p).expect("proposal_rejected", 0);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(reason.contains(path) && reason.contains("step `"), "{reason}");
+        assert!(env.branches().is_empty(), "a rejected change was committed");
+    }
+}
