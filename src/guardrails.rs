@@ -72,8 +72,8 @@ impl Guardrails {
         if parts.contains(&".git") {
             return Some("is inside `.git/`");
         }
-        if matches!(parts[0], ".gitea" | ".github") {
-            return Some("is in a CI workflow folder");
+        if is_ci_entry_point(&parts) {
+            return Some("is a CI entry point, which runs on push");
         }
         if name == "cargo.lock" {
             return Some("is `Cargo.lock`, which only the build tool may change");
@@ -89,6 +89,34 @@ impl Guardrails {
         }
         None
     }
+}
+
+/// What CI systems run when a branch is pushed, at the repository root, lower-case: a
+/// trailing `/` marks a folder. The README's "Guardrails" lists the same.
+pub const CI_ENTRY_POINTS: [&str; 16] = [
+    ".github/",
+    ".gitea/",
+    ".forgejo/",
+    ".woodpecker/",
+    ".woodpecker.yml",
+    ".woodpecker.yaml",
+    ".drone.yml",
+    ".drone.yaml",
+    ".gitlab-ci.yml",
+    ".gitlab-ci.yaml",
+    ".circleci/",
+    ".buildkite/",
+    "azure-pipelines.yml",
+    "azure-pipelines.yaml",
+    "jenkinsfile",
+    ".travis.yml",
+];
+
+fn is_ci_entry_point(parts: &[&str]) -> bool {
+    CI_ENTRY_POINTS.iter().any(|entry| match entry.strip_suffix('/') {
+        Some(folder) => parts.len() > 1 && parts[0] == folder,
+        None => parts.len() == 1 && parts[0] == *entry,
+    })
 }
 
 fn is_secret(name: &str) -> bool {

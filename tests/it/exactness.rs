@@ -136,3 +136,23 @@ async fn run_steps_changes_are_committed_once_the_guardrails_allow_them() {
         assert!(env.branches().is_empty(), "a rejected change was committed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_ci_entry_point_is_protected_and_documented() {
+    let readme = include_str!("../../README.md");
+    let env = Env::new();
+    let p = Pipeline::default()
+        .settings("policy:\n  gaps:\n    skip_after_failures: 0\nbudget:\n  calls_per_day: 100");
+    for entry in prbot::guardrails::CI_ENTRY_POINTS {
+        let shown = if entry == "jenkinsfile" { "Jenkinsfile".to_string() } else { entry.to_string() };
+        assert!(readme.contains(&format!("`{shown}`")), "README does not list {shown}");
+        let path = match entry.strip_suffix('/') {
+            Some(folder) => format!("{}/workflows/pwn.yml", folder.to_uppercase()),
+            None => shown.to_uppercase(),
+        };
+        let model = Model::proposing(&[("fine.txt", true, "ok\n"), (&path, true, "pwned\n")]).await;
+        let r = env.run(&model, &p).expect("proposal_rejected", 0);
+        assert!(r["reason"].as_str().unwrap().contains("CI entry point"), "{path}: {}", r["reason"]);
+        assert!(env.branches().is_empty(), "{path} produced a branch");
+    }
+}
