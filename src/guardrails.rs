@@ -44,6 +44,9 @@ impl Guardrails {
         if raw.starts_with('/') || raw.starts_with('\\') || raw.get(1..2) == Some(":") {
             return Err(format!("`{raw}` is absolute; only paths inside the repository may be written"));
         }
+        if raw.ends_with('/') || raw.ends_with('\\') {
+            return Err(format!("`{raw}` ends with a slash: name a file, not a folder"));
+        }
         let path = normalise(raw)?;
         let lower = path.to_lowercase();
         if let Some(why) = self.forbidden(&lower) {

@@ -46,7 +46,7 @@ impl Proposal {
     /// Finds the proposal in a reply and checks its shape.
     pub fn parse(reply: &str) -> Result<Proposal, ParseError> {
         let fail = |reason: String| ParseError { reason, start: reply.trim().chars().take(160).collect() };
-        let value = find_object(reply).ok_or_else(|| fail("the reply holds no JSON object".into()))?;
+        let value = find_object(reply).map_err(fail)?;
         let p: Proposal = serde_path_to_error::deserialize(value).map_err(|e| {
             let at = e.path().to_string();
             let at = if at == "." { String::new() } else { format!("{at}: ") };
@@ -89,20 +89,37 @@ impl Proposal {
     }
 }
 
-/// The first JSON object in the reply that looks like a proposal: inside a fence first,
-/// else starting at any `{`. Prose before and after is ignored.
-fn find_object(reply: &str) -> Option<Value> {
-    let mut fallback = None;
-    for (i, _) in reply.match_indices('{') {
+/// The one JSON object in the reply that looks like a proposal (it has `files` or
+/// `summary`), fenced or bare, with prose around it ignored. Objects inside a proposal are
+/// part of it; two different proposals are refused rather than guessed between. Without
+/// any, the first object, so that the error can say what is wrong with it.
+fn find_object(reply: &str) -> Result<Value, String> {
+    let mut proposals: Vec<Value> = Vec::new();
+    let mut first = None;
+    let mut from = 0;
+    while let Some(offset) = reply[from..].find('{') {
+        let i = from + offset;
         let mut stream = serde_json::Deserializer::from_str(&reply[i..]).into_iter::<Value>();
-        if let Some(Ok(v @ Value::Object(_))) = stream.next() {
-            if v.get("files").is_some() || v.get("summary").is_some() {
-                return Some(v);
+        match stream.next() {
+            Some(Ok(v @ Value::Object(_))) => {
+                if v.get("files").is_some() || v.get("summary").is_some() {
+                    if !proposals.contains(&v) {
+                        proposals.push(v);
+                    }
+                    from = i + stream.byte_offset();
+                    continue;
+                }
+                first.get_or_insert(v);
             }
-            fallback.get_or_insert(v);
+            _ => {}
         }
+        from = i + 1;
     }
-    fallback
+    match proposals.len() {
+        0 => first.ok_or_else(|| "the reply holds no JSON object".to_string()),
+        1 => Ok(proposals.remove(0)),
+        n => Err(format!("the reply holds {n} proposals; send exactly one")),
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +154,23 @@ mod tests {
         .unwrap_err();
         assert!(e.reason.contains("a new file needs `content`"), "{e}");
         assert!(Proposal::parse(r#"{"summary":"s","files":[]}"#).is_err());
+    }
+
+    #[test]
+    fn two_proposals_are_refused_one_repeated_is_not() {
+        let other = JSON.replace("\"a\"", "\".github/x\"");
+        for reply in [
+            format!("{JSON}\n{other}"),
+            format!("```json\n{JSON}\n```\nor\n```json\n{other}\n```"),
+            format!("Plan: {JSON}\n```json\n{other}\n```"),
+        ] {
+            let e = Proposal::parse(&reply).unwrap_err();
+            assert!(e.reason.contains("the reply holds 2 proposals"), "{e}");
+        }
+        let repeated = format!("```json\n{JSON}\n```\nSo, once more: {JSON}");
+        assert_eq!(Proposal::parse(&repeated).unwrap().files[0].path, "a");
+        // A proposal's own objects are part of it, not more proposals.
+        let nested = r#"{"summary":"s","files":[{"path":"x.json","is_new":true,"content":"{}"},{"path":"b","is_new":false,"edits":[{"search":"a","replace":"b"}]}]}"#;
+        assert_eq!(Proposal::parse(nested).unwrap().files.len(), 2);
     }
 }

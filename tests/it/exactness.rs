@@ -156,3 +156,23 @@ async fn every_ci_entry_point_is_protected_and_documented() {
         assert!(env.branches().is_empty(), "{path} produced a branch");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_replies_and_folder_paths_are_refused() {
+    let env = Env::new();
+    let harmless = proposal(&[("greet.sh", false, "echo hello world\n")]);
+    let hostile = proposal(&[("check.sh", false, "true\n")]);
+    let model =
+        Model::replying(&format!("```json\n{harmless}\n```\nOr, better:\n```json\n{hostile}\n```")).await;
+    let r = env.run(&model, &Pipeline::default()).expect("model_failed", 1);
+    assert!(r["reason"].as_str().unwrap().contains("the reply holds 2 proposals"), "{}", r["reason"]);
+    assert!(env.branches().is_empty());
+
+    let p = Pipeline::default().settings("policy:\n  gaps:\n    skip_after_failures: 0");
+    let model = Model::proposing(&[("greet.sh/", false, "x\n")]).await;
+    let r = env.run(&model, &p).expect("proposal_rejected", 0);
+    assert!(r["reason"].as_str().unwrap().contains("`greet.sh/` ends with a slash"), "{}", r["reason"]);
+    let model = Model::proposing(&[("docs", false, "x\n")]).await;
+    let r = env.run(&model, &p).expect("apply_failed", 1);
+    assert!(r["reason"].as_str().unwrap().contains("`docs` is a folder"), "{}", r["reason"]);
+}
