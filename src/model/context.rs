@@ -8,6 +8,8 @@ use std::path::Path;
 pub struct Context {
     /// `(path, contents)`, most relevant first.
     pub files: Vec<(String, String)>,
+    /// `(path, link target)` of the chosen paths that are symbolic links: named, never read.
+    pub links: Vec<(String, String)>,
     /// As much of the file list as fits.
     pub listed: Vec<String>,
     pub total_files: usize,
@@ -68,11 +70,7 @@ pub fn choose(
             if picked.contains(f) {
                 continue;
             }
-            let Ok(meta) = std::fs::metadata(root.join(f)) else { continue };
-            if meta.len() > 200_000 {
-                continue;
-            }
-            if let Ok(text) = std::fs::read_to_string(root.join(f)) {
+            if let Ok(text) = read_regular(root, f, SCAN_BYTES) {
                 if ids.iter().any(|id| text.contains(id.as_str())) {
                     add(f, &mut picked);
                 }
@@ -84,9 +82,16 @@ pub fn choose(
     let mut left = budget_tokens.saturating_sub(budget_tokens / 4);
     let per_file = (budget_tokens / 2).max(1);
     let mut files = Vec::new();
+    let mut links = Vec::new();
     for f in picked {
-        let Ok(bytes) = std::fs::read(root.join(&f)) else { continue };
-        let Ok(text) = String::from_utf8(bytes) else { continue };
+        let text = match read_regular(root, &f, per_file.min(left).saturating_mul(4)) {
+            Ok(text) => text,
+            Err(Unreadable::Link(target)) => {
+                links.push((f, target));
+                continue;
+            }
+            Err(Unreadable::Other) => continue,
+        };
         let cost = estimate_tokens(&text) as usize + 20;
         if cost <= per_file.min(left) {
             left -= cost;
@@ -103,7 +108,49 @@ pub fn choose(
         list_left -= cost;
         listed.push(f.clone());
     }
-    Context { files, listed, total_files: all.len() }
+    Context { files, links, listed, total_files: all.len() }
+}
+
+/// Files larger than this are not searched for the gap's identifiers.
+const SCAN_BYTES: usize = 200_000;
+
+enum Unreadable {
+    /// A symbolic link on the way, or the file itself: its target, as the link says.
+    Link(String),
+    /// Not a regular UTF-8 file of at most the size asked for, or not there.
+    Other,
+}
+
+/// Reads `rel` under `root` only if it is a regular file of at most `max` bytes reached
+/// through no symbolic link; a link is never followed (a tracked link may point at
+/// `/proc/self/environ` or `/dev/zero`).
+fn read_regular(root: &Path, rel: &str, max: usize) -> Result<String, Unreadable> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut at = root.to_path_buf();
+    for part in Path::new(rel).components() {
+        at.push(part);
+        let meta = std::fs::symlink_metadata(&at).map_err(|_| Unreadable::Other)?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_default();
+            return Err(Unreadable::Link(target));
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&at)
+        .map_err(|_| Unreadable::Other)?;
+    let meta = file.metadata().map_err(|_| Unreadable::Other)?;
+    if !meta.is_file() || meta.len() > max as u64 {
+        return Err(Unreadable::Other);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|_| Unreadable::Other)?;
+    if bytes.len() > max {
+        return Err(Unreadable::Other);
+    }
+    String::from_utf8(bytes).map_err(|_| Unreadable::Other)
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub fn user_message(gap: &Gap, prd_path: &str, ctx: &Context, prior: Option<&str
         s.push_str(f);
         s.push('\n');
     }
+    for (path, target) in &ctx.links {
+        s.push_str(&format!("\n--- {path} is a symbolic link to `{target}`; its target is not shown ---\n"));
+    }
     for (path, content) in &ctx.files {
         s.push_str(&format!("\n--- {path} ---\n{content}"));
         if !content.ends_with('\n') {

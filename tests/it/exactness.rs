@@ -176,3 +176,28 @@ async fn ambiguous_replies_and_folder_paths_are_refused() {
     let r = env.run(&model, &p).expect("apply_failed", 1);
     assert!(r["reason"].as_str().unwrap().contains("`docs` is a folder"), "{}", r["reason"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prompt_never_follows_a_tracked_symlink() {
+    let env = Env::with_prd(
+        "# PRD\n\n- [ ] Tidy `notes.txt`, `zero.txt` and `env.txt` next to greet.sh [bot-eligible]\n",
+    );
+    let secret = env.tmp.path().join("secret.txt");
+    std::fs::write(&secret, "outside-canary-5b1d\n").unwrap();
+    std::os::unix::fs::symlink(&secret, env.repo.join("notes.txt")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", env.repo.join("zero.txt")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", env.repo.join("env.txt")).unwrap();
+    env.commit("links");
+    let model = Model::good().await;
+    let started = std::time::Instant::now();
+    env.run(&model, &Pipeline::default()).expect("ok", 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "propose took {:?}", started.elapsed());
+    let prompt = &model.prompts().await[0];
+    assert!(!prompt.contains("outside-canary-5b1d"), "the link's target reached the prompt");
+    assert!(!prompt.contains(MODEL_KEY_ENV), "prbot's environment reached the prompt");
+    assert!(!prompt.contains('\0'), "/dev/zero reached the prompt");
+    for name in ["notes.txt", "zero.txt", "env.txt"] {
+        assert!(prompt.contains(&format!("--- {name} is a symbolic link to")), "{name} not named:\n{prompt}");
+    }
+    assert!(prompt.contains("--- greet.sh ---"), "the regular file is missing:\n{prompt}");
+}
