@@ -108,6 +108,8 @@ pub enum CliError {
     Records(#[from] crate::records::RecordError),
     #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::WeakSecret),
     /// Bad input on the command line.
     #[error("{0}")]
     Usage(String),
@@ -119,7 +121,7 @@ impl CliError {
     /// The single mapping from errors to exit codes.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Pipeline(_) | CliError::Repo(_) | CliError::Usage(_) => 2,
+            CliError::Pipeline(_) | CliError::Repo(_) | CliError::Secret(_) | CliError::Usage(_) => 2,
             CliError::Records(_) | CliError::Serve(_) | CliError::Other(_) => 1,
         }
     }
@@ -127,6 +129,7 @@ impl CliError {
 
 pub fn main() -> i32 {
     crate::process::harden_self();
+    crate::secrets::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -75,6 +75,8 @@ fn run(target: &Target, json: bool, dry_run: bool) -> Result<i32, CliError> {
     if dry_run {
         pipeline.disable(crate::pipeline::StageKind::Pr);
     }
+    // A secret too weak to redact stops everything before anything runs.
+    crate::pipeline::runner::secrets(&pipeline)?;
     let pipeline = Arc::new(pipeline);
     let rt = runtime()?;
     let run = run_one(&rt, pipeline, repo)?;
@@ -90,6 +92,7 @@ fn run(target: &Target, json: bool, dry_run: bool) -> Result<i32, CliError> {
 fn serve(target: &Target, listen: String, schedule: Option<String>) -> Result<i32, CliError> {
     let repo = Repo::discover(&target.repo)?;
     let pipeline = Arc::new(Pipeline::load(&pipeline_path(&repo, &target.pipeline))?);
+    crate::pipeline::runner::secrets(&pipeline)?;
     // Five fields as usual; a sixth, leading one for seconds is allowed too.
     let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
     let schedule = schedule

@@ -435,7 +435,7 @@ impl Cycle {
     pub fn commit_change(&mut self) -> Result<(String, String), String> {
         let gap = self.gap.clone().expect("a change needs a gap");
         let branch = Self::branch_for(&gap);
-        let message = commit_message(&gap, self.proposal.as_ref());
+        let message = self.secrets.redact(&commit_message(&gap, self.proposal.as_ref()));
         let bot = self.pipeline.bot.clone();
         let ws = self.workspace().map_err(|e| e.reason)?;
         let sha = ws

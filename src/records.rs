@@ -208,6 +208,8 @@ pub enum RecordError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    WeakSecret(#[from] crate::secrets::WeakSecret),
 }
 
 /// The records of one state directory.
@@ -249,18 +251,19 @@ impl Store {
 
     /// Writes the record (atomically) and then the index lines that point at it.
     /// `json` is the record as it should appear on disk, already redacted.
-    pub fn write(&self, record: &Record, json: &str) -> Result<PathBuf, RecordError> {
+    /// Writes a record: `json` is the whole record and `summary` its index line, both
+    /// already redacted.
+    pub fn write(&self, record: &Record, json: &str, summary: &str) -> Result<PathBuf, RecordError> {
         let path = self.record_path(&record.cycle_id);
         fsutil::write_atomic(&path, json.as_bytes())
             .map_err(|source| RecordError::Write { path: path.clone(), source })?;
-        let summary = serde_json::to_string(&record.summary()).expect("summary serialises");
         let mut logs = vec!["cycles.jsonl".to_string()];
         if let Some(g) = &record.gap {
             logs.push(format!("index/{}.jsonl", g.id));
         }
         for log in &logs {
             let t = self.dir.join(log);
-            fsutil::append_line(&t, &summary)
+            fsutil::append_line(&t, summary)
                 .map_err(|source| RecordError::Write { path: t.clone(), source })?;
         }
         if let Some(git) = &self.git {
@@ -271,7 +274,7 @@ impl Store {
                     if !text.is_empty() && !text.ends_with('\n') {
                         text.push('\n');
                     }
-                    text.push_str(&summary);
+                    text.push_str(summary);
                     text.push('\n');
                     writes.push((log.clone(), text));
                 }

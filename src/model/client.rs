@@ -150,9 +150,20 @@ impl ModelClient {
             .ok_or_else(|| ModelError::Shape(format!("no provider `{provider_name}`")))?;
         self.budget.reserve_call()?;
         let url = format!("{}/chat/completions", provider.base_url);
+        // Nothing secret goes to a provider, whatever the prompt was built from.
+        let redacted: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(m).expect("a message serialises");
+                if let Some(serde_json::Value::String(c)) = v.get_mut("content") {
+                    *c = crate::secrets::redact_known(c);
+                }
+                v
+            })
+            .collect();
         let body = serde_json::json!({
             "model": model,
-            "messages": messages,
+            "messages": redacted,
             "temperature": temperature,
             "stream": false,
         });

@@ -36,8 +36,8 @@ pub fn work_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
     }
 }
 
-/// The variables that hold the bot's own secrets.
-pub fn secrets(pipeline: &Pipeline) -> Secrets {
+/// The variables that hold the bot's own secrets; a value too weak to redact is refused.
+pub fn secrets(pipeline: &Pipeline) -> Result<Secrets, crate::secrets::WeakSecret> {
     let forge = pipeline.forge.token_var();
     let keys = pipeline.providers.values().filter_map(|p| p.api_key_env.as_deref());
     let serve = [pipeline.serve.webhook_secret_env.as_str(), pipeline.serve.run_token_env.as_str()];
@@ -53,7 +53,7 @@ pub fn run_cycle(
 ) -> Result<CycleRun, RecordError> {
     let state_dir = state_dir(&pipeline, &repo);
     let work_dir = work_dir(&pipeline, &repo);
-    let secrets = secrets(&pipeline);
+    let secrets = secrets(&pipeline).map_err(RecordError::WeakSecret)?;
     let started = chrono::Utc::now();
     let id = crate::records::new_cycle_id(started);
     let mut cx = Cycle::new(
@@ -171,10 +171,18 @@ pub fn run_cycle(
         sandbox: cx.sandbox_backend,
         warnings: std::mem::take(&mut cx.warnings),
     };
-    // One redaction pass over the serialised record covers every field.
-    let json = secrets.redact(&serde_json::to_string_pretty(&record).expect("record serialises"));
-    let record: Record = serde_json::from_str(&json).expect("redacted record parses");
-    let path = cx.store.write(&record, &json)?;
+    // Redacted as a value, every string of every field: the record stays valid JSON
+    // whatever a secret looks like, and is always written.
+    let mut value = serde_json::to_value(&record).expect("record serialises");
+    secrets.redact_value(&mut value);
+    let json = serde_json::to_string_pretty(&value).expect("record serialises");
+    let mut summary = serde_json::to_value(record.summary()).expect("summary serialises");
+    secrets.redact_value(&mut summary);
+    let record = serde_json::from_value::<Record>(value).unwrap_or_else(|_| {
+        // A secret that equals a field's fixed value: keep the fields, redact the reason.
+        Record { reason: secrets.redact(&record.reason), ..record }
+    });
+    let path = cx.store.write(&record, &json, &summary.to_string())?;
     if let Some(url) = &pipeline.observer.url {
         notify_observer(&rt, url, &json);
     }

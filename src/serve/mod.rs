@@ -108,7 +108,7 @@ pub fn run(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32, Se
 
 async fn serve(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32, ServeError> {
     // Registers the values for redaction, too.
-    let _secrets = runner::secrets(&pipeline);
+    let _secrets = runner::secrets(&pipeline).map_err(|e| ServeError::Server(std::io::Error::other(e)))?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let cfg = &pipeline.serve;
     let secret = env(&cfg.webhook_secret_env).map(String::into_bytes);

@@ -201,3 +201,67 @@ async fn the_prompt_never_follows_a_tracked_symlink() {
     }
     assert!(prompt.contains("--- greet.sh ---"), "the regular file is missing:\n{prompt}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_redacted_structurally_in_every_form() {
+    let settings = "forge:\n  kind: local\n  token_env: PRBOT_IT_FORGE";
+    for weak in ["null", "true", "abcd", "password"] {
+        let env = Env::new();
+        let model = Model::good().await;
+        let run = env.run_with(&model, &Pipeline::default().settings(settings), &[("PRBOT_IT_FORGE", weak)]);
+        assert_eq!(run.code, 2, "{weak}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("$PRBOT_IT_FORGE holds") && run.stderr.contains("at least 8"),
+            "{}",
+            run.stderr
+        );
+        assert!(model.requests().await.is_empty());
+    }
+    for secret in ["\"quoted\"-token", "back\\slash-token", "plain-token-9a7c"] {
+        let env = Env::new();
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("x-access-token:{secret}"),
+        );
+        let url_safe =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, format!("u:{secret}"));
+        let model = Model::good().await;
+        // The tests print the secret in three forms, and fail, so the output goes to the
+        // record and back to the model.
+        let script = format!(
+            "echo 'AUTHORIZATION: basic {basic}'; echo 'url {url_safe}'; echo 'FAIL: {}'; exit 1",
+            secret.replace('\'', "'\\''")
+        );
+        let stages = STAGES.replace("repair_attempts: 0", "repair_attempts: 1");
+        let p = Pipeline::default().stages(&stages).settings(settings);
+        let p = Pipeline {
+            stages: p.stages.replace("[\"sh check.sh\"]", &serde_json::to_string(&[&script]).unwrap()),
+            ..p
+        };
+        // The secret reaches prbot only through the forge token variable.
+        let run = env.run_with(&model, &p, &[("PRBOT_IT_FORGE", secret)]);
+        let r = run.expect("tests_failed", 0);
+        let record = std::fs::read_to_string(
+            env.state().join("cycles").join(format!("{}.json", r["cycle_id"].as_str().unwrap())),
+        )
+        .unwrap();
+        let requests = model.requests().await;
+        assert_eq!(requests.len(), 2, "no repair request");
+        let body: Value = serde_json::from_slice(&requests[1].body).unwrap();
+        let repair =
+            body["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
+        let json_secret = serde_json::to_string(secret).unwrap();
+        for (what, text) in [
+            ("record", record.as_str()),
+            ("repair prompt", repair.as_str()),
+            ("stdout", run.stdout.as_str()),
+            ("stderr", run.stderr.as_str()),
+        ] {
+            for form in [secret, json_secret.trim_matches('"'), &basic, &url_safe] {
+                assert!(!text.contains(form), "{secret}: {form} in the {what}");
+            }
+        }
+        assert!(record.contains("AUTHORIZATION: basic [REDACTED]"), "{record}");
+        assert!(repair.contains("FAIL: [REDACTED]"), "{repair}");
+    }
+}
