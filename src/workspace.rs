@@ -51,7 +51,8 @@ impl Repo {
         self.git_dir.join("prbot")
     }
 
-    /// A folder of prbot's own for this repository, outside its tree.
+    /// A folder of prbot's own for this repository, outside its tree: in the user's cache
+    /// folder (`$XDG_CACHE_HOME`, else `~/.cache`), else in prbot's folder in `.git`.
     pub fn default_work_dir(&self) -> PathBuf {
         let hash = Sha256::digest(self.git_dir.to_string_lossy().as_bytes());
         let short: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -60,7 +61,14 @@ impl Repo {
             .file_name()
             .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
             .unwrap_or_default();
-        std::env::temp_dir().join("prbot").join(format!("{name}-{short}"))
+        let cache =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()).or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")).filter(|p| p.is_absolute())
+            });
+        match cache {
+            Some(c) => c.join("prbot").join(format!("{name}-{short}")),
+            None => self.git_dir.join("prbot").join("work"),
+        }
     }
 
     /// Tracked files with uncommitted changes, staged or not. Untracked files don't count:
@@ -104,6 +112,7 @@ impl Workspace {
         let repo_git = repo.git(cancel);
         let base_commit =
             repo_git.run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])?;
+        private_dir(work_dir)?;
         let path = work_dir.join("worktree");
         let git_dir = work_dir.join("clone.git");
         let cache_dir = work_dir.join("cache");
@@ -296,6 +305,54 @@ impl Drop for Workspace {
         let _ = git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit]);
         let _ = git.run(["clean", "-ffdxq"]);
     }
+}
+
+/// Makes `dir` (and the folders above it that it creates) 0700, and refuses a folder
+/// another user owns or that others may write: whoever can write there could swap the
+/// clone or the build cache that project commands and commits come from.
+fn private_dir(dir: &Path) -> Result<(), GitError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| GitError::Failed {
+        args: format!("use {} as the work folder", dir.display()),
+        status: "refused".into(),
+        stderr: format!("{why}; remove it, or set workspace.dir to a folder of your own"),
+    };
+    let mut created = Vec::new();
+    let mut at = dir.to_path_buf();
+    while std::fs::symlink_metadata(&at).is_err() {
+        created.push(at.clone());
+        if !at.pop() {
+            break;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_failed("create the work folder", e))?;
+    for p in &created {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_failed("make the work folder private", e))?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| io_failed("read the work folder", e))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(refuse(format!("{} is not a folder but a link or a file", dir.display())));
+    }
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "{} belongs to uid {}, not to prbot's uid {me}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "{} can be written by other users (mode {:o})",
+            dir.display(),
+            meta.mode() & 0o777
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_failed("make the work folder private", e))?;
+    Ok(())
 }
 
 /// The whole config of prbot's clone: nothing in it names a program.

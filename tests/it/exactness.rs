@@ -265,3 +265,49 @@ async fn secrets_are_redacted_structurally_in_every_form() {
         assert!(repair.contains("FAIL: [REDACTED]"), "{repair}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_work_dir_others_can_write_or_own_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let model = Model::good().await;
+    std::fs::create_dir_all(&env.work).unwrap();
+    std::fs::set_permissions(&env.work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = env.run(&model, &Pipeline::default()).expect("internal_error", 1);
+    assert!(r["reason"].as_str().unwrap().contains("can be written by other users"), "{}", r["reason"]);
+
+    std::fs::set_permissions(&env.work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&env.work, Some(12345), Some(12345)).unwrap();
+    let r = env.run(&model, &Pipeline::default()).expect("internal_error", 1);
+    assert!(r["reason"].as_str().unwrap().contains("belongs to uid 12345"), "{}", r["reason"]);
+    assert!(!env.work.join("worktree").exists(), "prbot used the folder anyway");
+
+    // A folder of its own is taken, and made private.
+    std::os::unix::fs::chown(&env.work, Some(0), Some(0)).unwrap();
+    env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let mode = std::fs::metadata(&env.work).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_work_dir_is_private_in_the_cache_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let model = Model::good().await;
+    let cache = env.tmp.path().join("xdg-cache");
+    let p = Pipeline::default();
+    let yaml = std::fs::read_to_string(env.write_pipeline(&model, &p)).unwrap();
+    let without_dir: String =
+        yaml.lines().filter(|l| !l.starts_with("  dir: ")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&env.pipeline_path, without_dir).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", "--json", "--repo"]).arg(&env.repo).arg("--pipeline").arg(&env.pipeline_path);
+    cmd.env(MODEL_KEY_ENV, MODEL_KEY).env("XDG_CACHE_HOME", &cache);
+    Run::from(cmd.output().unwrap()).expect("ok", 0);
+    let dirs: Vec<_> = std::fs::read_dir(cache.join("prbot")).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1);
+    for d in [cache.join("prbot"), dirs[0].path()] {
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+    }
+    assert!(dirs[0].path().join("worktree/greet.sh").exists());
+}
