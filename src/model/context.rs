@@ -65,12 +65,14 @@ pub fn choose(
         for f in all.iter().filter(|f| ids.iter().any(|id| f.contains(id.as_str()))) {
             add(f, &mut picked);
         }
-        // Contents last, and only of reasonably small text files.
+        // Contents last, and only of reasonably small text files, up to a total.
+        let mut scanned = 0usize;
         for f in all.iter().take(5_000) {
-            if picked.contains(f) {
+            if picked.contains(f) || scanned >= SCAN_TOTAL_BYTES {
                 continue;
             }
             if let Ok(text) = read_regular(root, f, SCAN_BYTES) {
+                scanned += text.len();
                 if ids.iter().any(|id| text.contains(id.as_str())) {
                     add(f, &mut picked);
                 }
@@ -113,6 +115,8 @@ pub fn choose(
 
 /// Files larger than this are not searched for the gap's identifiers.
 const SCAN_BYTES: usize = 200_000;
+/// The search for the gap's identifiers reads at most this much in all.
+const SCAN_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 
 enum Unreadable {
     /// A symbolic link on the way, or the file itself: its target, as the link says.
