@@ -57,7 +57,7 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.exec(args, stdin, &[])
+        self.run_full(args, stdin, &[])
     }
 
     /// Runs git with extra variables, such as `GIT_CONFIG_*` settings for one command only.
@@ -66,24 +66,11 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.exec(args, None, extra_env)
+        self.run_full(args, None, extra_env)
     }
 
     /// Runs git with stdin and extra variables.
     pub fn run_full<I, S>(
-        &self,
-        args: I,
-        stdin: Option<Vec<u8>>,
-        extra_env: &[(String, String)],
-    ) -> Result<String, GitError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.exec(args, stdin, extra_env)
-    }
-
-    fn exec<I, S>(
         &self,
         args: I,
         stdin: Option<Vec<u8>>,
