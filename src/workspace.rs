@@ -135,6 +135,7 @@ impl Workspace {
                 "init".as_ref(),
                 "--quiet".as_ref(),
                 "--template=".as_ref(),
+                format!("--object-format={}", object_format(&base_commit)).as_ref(),
                 "--separate-git-dir".as_ref(),
                 git_dir.as_os_str(),
                 path.as_os_str(),
@@ -162,7 +163,8 @@ impl Workspace {
     /// a run without a sandbox cannot leave prbot's git anything to obey.
     pub fn reset(&self) -> Result<(), GitError> {
         let fail = |e| io_failed("restore the clone", e);
-        crate::fsutil::write_atomic(&self.git_dir.join("config"), CLONE_CONFIG.as_bytes()).map_err(fail)?;
+        crate::fsutil::write_atomic(&self.git_dir.join("config"), clone_config(&self.base_commit).as_bytes())
+            .map_err(fail)?;
         for dir in ["hooks", "info"] {
             let d = self.git_dir.join(dir);
             if std::fs::symlink_metadata(&d).is_ok() {
@@ -356,8 +358,24 @@ fn private_dir(dir: &Path) -> Result<(), GitError> {
 }
 
 /// The whole config of prbot's clone: nothing in it names a program.
-const CLONE_CONFIG: &str =
-    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n";
+fn clone_config(base_commit: &str) -> String {
+    let core = "\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n";
+    match object_format(base_commit) {
+        "sha1" => format!("[core]\n\trepositoryformatversion = 0\n{core}"),
+        other => {
+            format!("[core]\n\trepositoryformatversion = 1\n{core}[extensions]\n\tobjectformat = {other}\n")
+        }
+    }
+}
+
+/// The user's repository's hash, read off a commit id, so the clone can borrow its objects.
+fn object_format(commit: &str) -> &'static str {
+    if commit.len() == 64 {
+        "sha256"
+    } else {
+        "sha1"
+    }
+}
 
 fn remove_any(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {

@@ -311,3 +311,25 @@ async fn the_default_work_dir_is_private_in_the_cache_folder() {
     }
     assert!(dirs[0].path().join("worktree/greet.sh").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sha256_repository_works_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "--quiet", "--object-format=sha256"]);
+    let env =
+        Env { work: tmp.path().join("work"), pipeline_path: tmp.path().join("pipeline.yml"), repo, tmp };
+    env.write("docs/PRD.md", PRD);
+    env.write("greet.sh", "echo hello\n");
+    env.write("check.sh", "git log --oneline >/dev/null && grep -q hello greet.sh\n");
+    env.commit("initial");
+    let model = Model::good().await;
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    assert_eq!(r["commit"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        git(&env.repo, &["show", &format!("{}:greet.sh", r["branch"].as_str().unwrap())]),
+        "echo hello world"
+    );
+    env.run(&model, &Pipeline::default()).expect("ok", 0);
+}
