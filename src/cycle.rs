@@ -140,6 +140,8 @@ pub struct Cycle {
     pub proposal: Option<Proposal>,
     pub model_use: Option<ModelUse>,
     pub model_calls: Vec<ModelCall>,
+    /// The files the first prompt showed, and why.
+    pub context: Vec<crate::model::context::Pick>,
     pub attempts: Vec<Attempt>,
     /// The conversation with the model, kept across repairs.
     pub conversation: Vec<ChatMessage>,
@@ -206,6 +208,7 @@ impl Cycle {
             proposal: None,
             model_use: None,
             model_calls: Vec::new(),
+            context: Vec::new(),
             attempts: Vec::new(),
             conversation: Vec::new(),
             repair: None,

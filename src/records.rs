@@ -22,6 +22,9 @@ pub struct Record {
     /// Every request to a model, in order, with why it failed when it did.
     #[serde(default)]
     pub model_calls: Vec<ModelCall>,
+    /// The files the prompt showed, whole or in part, with their score and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<crate::model::context::Pick>,
     /// Each proposal tried: the first, its repairs, the escalation.
     #[serde(default)]
     pub attempts: Vec<Attempt>,

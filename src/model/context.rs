@@ -1,18 +1,45 @@
 //! Choosing what of the repository goes into the prompt, within a token budget.
+//!
+//! Every tracked text file is ranked against the gap: first the files the gap names and
+//! the files earlier attempts touched, then the rest by BM25 over path and contents.
+//! The budget is filled in that order; a relevant file too large to fit whole is shown in
+//! part: the regions that match the gap, verbatim, and an outline of the rest.
 
 use super::client::estimate_tokens;
 use crate::prd::Gap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 /// The repository context of a prompt.
 pub struct Context {
-    /// `(path, contents)`, most relevant first.
-    pub files: Vec<(String, String)>,
+    /// Files shown, most relevant first.
+    pub files: Vec<Shown>,
     /// `(path, link target)` of the chosen paths that are symbolic links: named, never read.
     pub links: Vec<(String, String)>,
     /// As much of the file list as fits.
     pub listed: Vec<String>,
     pub total_files: usize,
+}
+
+/// One file in the prompt.
+pub struct Shown {
+    pub path: String,
+    /// The whole file, or the parts of it that were chosen (see [`Shown::whole`]).
+    pub text: String,
+    pub pick: Pick,
+}
+
+/// Why a file is in the prompt, for the record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Pick {
+    pub path: String,
+    /// False when only the matching regions and an outline are shown.
+    pub whole: bool,
+    /// The BM25 score against the gap (0 for files picked by name alone).
+    pub score: f64,
+    /// `named by the gap`, `touched by an earlier attempt`, or `matches the gap`.
+    pub why: String,
 }
 
 /// Words in the gap that may name code: backticked terms, snake_case, CamelCase and dotted
@@ -35,72 +62,273 @@ pub fn identifiers(text: &str) -> Vec<String> {
     out
 }
 
-/// Picks files by relevance (named by the gap, touched by earlier attempts, matching the
-/// gap's identifiers) until `budget_tokens` is spent; the file list takes what is left.
+/// Search terms: words split on everything but letters and digits, camelCase and
+/// snake_case split into their parts (the joined word is kept too), lower-cased.
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let parts = camel_parts(word);
+        if parts.len() > 1 {
+            let joined = word.to_lowercase();
+            if joined.len() >= 2 {
+                out.push(joined);
+            }
+        }
+        out.extend(parts.into_iter().filter(|p| p.len() >= 2));
+    }
+    out
+}
+
+/// `parseHTTPRequest2` → `parse`, `http`, `request2`.
+fn camel_parts(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for i in 1..chars.len() {
+        let (prev, cur) = (chars[i - 1], chars[i]);
+        let next_lower = chars.get(i + 1).is_some_and(|c| c.is_lowercase());
+        let boundary = (prev.is_lowercase() && cur.is_uppercase())
+            || (prev.is_uppercase() && cur.is_uppercase() && next_lower);
+        if boundary {
+            parts.push(chars[start..i].iter().collect::<String>().to_lowercase());
+            start = i;
+        }
+    }
+    parts.push(chars[start..].iter().collect::<String>().to_lowercase());
+    parts
+}
+
+/// Words that say nothing about where a change goes.
+const STOPWORDS: [&str; 40] = [
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "if",
+    "in", "into", "is", "it", "its", "make", "new", "no", "not", "of", "on", "or", "so", "that", "the",
+    "then", "this", "to", "use", "when", "which", "will", "with", "without",
+];
+
+fn query_terms(gap: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    tokens(gap).into_iter().filter(|t| !STOPWORDS.contains(&t.as_str()) && seen.insert(t.clone())).collect()
+}
+
+/// Files that can't inform a change unless the gap names them: lock files, licenses,
+/// CI entry points, vendored and generated code.
+pub fn excluded(path: &str) -> bool {
+    let lower = path.to_lowercase();
+    let parts: Vec<&str> = lower.split('/').collect();
+    let name = *parts.last().unwrap_or(&"");
+    let lock = name.ends_with(".lock")
+        || matches!(name, "package-lock.json" | "pnpm-lock.yaml" | "go.sum" | "npm-shrinkwrap.json");
+    let license =
+        ["license", "licence", "copying", "notice", "unlicense"].iter().any(|l| name.starts_with(l));
+    let ci = crate::guardrails::CI_ENTRY_POINTS.iter().any(|e| match e.strip_suffix('/') {
+        Some(folder) => parts.len() > 1 && parts[0] == folder,
+        None => parts.len() == 1 && parts[0] == *e,
+    });
+    let vendored =
+        parts.iter().any(|p| matches!(*p, "vendor" | "third_party" | "third-party" | "node_modules"));
+    let generated =
+        [".min.js", ".min.css", ".map", ".pb.go", "_pb2.py", ".snap"].iter().any(|s| name.ends_with(s))
+            || name.contains(".generated.");
+    lock || license || ci || vendored || generated
+}
+
+/// How strongly a term in the path counts against one in the contents.
+const PATH_BOOST: u32 = 3;
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+/// Files larger than this are ranked by their path alone.
+const INDEX_BYTES: usize = 1024 * 1024;
+/// The ranking reads at most this much in all.
+const INDEX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+
+/// One file's terms, as the ranking sees them.
+struct Doc {
+    path: String,
+    terms: HashMap<String, u32>,
+    len: u32,
+}
+
+impl Doc {
+    fn new(path: &str, text: Option<&str>) -> Doc {
+        let mut terms: HashMap<String, u32> = HashMap::new();
+        let mut len = 0;
+        for t in tokens(path) {
+            *terms.entry(t).or_default() += PATH_BOOST;
+            len += PATH_BOOST;
+        }
+        for t in text.map(tokens).unwrap_or_default() {
+            *terms.entry(t).or_default() += 1;
+            len += 1;
+        }
+        Doc { path: path.to_string(), terms, len }
+    }
+}
+
+/// BM25 of each document against the query, in the documents' order.
+fn bm25(docs: &[Doc], query: &[String]) -> Vec<f64> {
+    let n = docs.len() as f64;
+    let avg = (docs.iter().map(|d| d.len as f64).sum::<f64>() / n.max(1.0)).max(1.0);
+    let idf: Vec<f64> = query
+        .iter()
+        .map(|q| {
+            let df = docs.iter().filter(|d| d.terms.contains_key(q)).count() as f64;
+            (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+        })
+        .collect();
+    docs.iter()
+        .map(|d| {
+            query
+                .iter()
+                .zip(&idf)
+                .map(|(q, idf)| {
+                    let tf = *d.terms.get(q).unwrap_or(&0) as f64;
+                    if tf == 0.0 {
+                        0.0
+                    } else {
+                        idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * d.len as f64 / avg))
+                    }
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// Files the gap names: by path, by a path's end (`greet.sh`), or by a partial path whose
+/// parts appear in order in a file's path (`ignore/types` → `crates/ignore/src/types.rs`),
+/// when that is specific enough to pick a few files.
+fn named(gap: &str, all: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in crate::prd::mentioned_paths(gap) {
+        let exact: Vec<&String> = all.iter().filter(|f| **f == m || f.ends_with(&format!("/{m}"))).collect();
+        let found: Vec<&String> = if !exact.is_empty() {
+            exact
+        } else {
+            let wanted: Vec<String> =
+                m.to_lowercase().split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+            let partial: Vec<&String> = all.iter().filter(|f| in_order(&f.to_lowercase(), &wanted)).collect();
+            if partial.len() <= 3 {
+                partial
+            } else {
+                Vec::new()
+            }
+        };
+        for f in found {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+    }
+    out
+}
+
+fn in_order(path: &str, wanted: &[String]) -> bool {
+    if wanted.len() < 2 {
+        return false;
+    }
+    let mut parts = path.split('/');
+    wanted.iter().all(|w| parts.any(|p| p.contains(w.as_str())))
+}
+
+/// Ranks the repository against the gap and fills `budget_tokens`: the files first, the
+/// file list with what is left. `exclude` lists paths never shown (the PRD: the gap is
+/// already in the prompt).
 pub fn choose(
     root: &Path,
     all: &[String],
     gap: &Gap,
     touched_before: &[String],
+    exclude: &[String],
     budget_tokens: usize,
 ) -> Context {
-    let mut picked: Vec<String> = Vec::new();
-    let add = |f: &String, picked: &mut Vec<String>| {
-        if !picked.contains(f) {
-            picked.push(f.clone());
-        }
-    };
-    for m in crate::prd::mentioned_paths(&gap.text) {
-        for f in
-            all.iter().filter(|f| **f == m || (!m.contains('/') && f.rsplit('/').next() == Some(m.as_str())))
-        {
-            add(f, &mut picked);
-        }
-    }
+    let query = query_terms(&gap.text);
+    let named = named(&gap.text, all);
+    let mut explicit: Vec<(String, &'static str)> =
+        named.iter().map(|f| (f.clone(), "named by the gap")).collect();
     for f in touched_before.iter().filter(|f| all.contains(f)) {
-        add(f, &mut picked);
-    }
-    let ids = identifiers(&gap.text);
-    if !ids.is_empty() {
-        for f in all.iter().filter(|f| ids.iter().any(|id| f.contains(id.as_str()))) {
-            add(f, &mut picked);
-        }
-        // Contents last, and only of reasonably small text files, up to a total.
-        let mut scanned = 0usize;
-        for f in all.iter().take(5_000) {
-            if picked.contains(f) || scanned >= SCAN_TOTAL_BYTES {
-                continue;
-            }
-            if let Ok(text) = read_regular(root, f, SCAN_BYTES) {
-                scanned += text.len();
-                if ids.iter().any(|id| text.contains(id.as_str())) {
-                    add(f, &mut picked);
-                }
-            }
+        if !explicit.iter().any(|(e, _)| e == f) {
+            explicit.push((f.clone(), "touched by an earlier attempt"));
         }
     }
+    explicit.retain(|(f, _)| !exclude.contains(f));
 
-    // A quarter of the budget for the file list, the rest for contents.
-    let mut left = budget_tokens.saturating_sub(budget_tokens / 4);
-    let per_file = (budget_tokens / 2).max(1);
+    // Read what can be ranked; remember the texts for filling the budget.
+    let mut texts: HashMap<String, Result<String, Unreadable>> = HashMap::new();
+    let mut docs = Vec::new();
+    let mut read_total = 0usize;
+    for f in all {
+        if exclude.contains(f) || (excluded(f) && !explicit.iter().any(|(e, _)| e == f)) {
+            continue;
+        }
+        let text = if read_total < INDEX_TOTAL_BYTES {
+            read_regular(root, f, INDEX_BYTES)
+        } else {
+            Err(Unreadable::Other)
+        };
+        match &text {
+            Ok(t) => {
+                read_total += t.len();
+                docs.push(Doc::new(f, Some(t)));
+            }
+            // A binary file, or one too large, is ranked by its path.
+            Err(Unreadable::Other) => docs.push(Doc::new(f, None)),
+            Err(Unreadable::Link(_)) => {}
+        }
+        texts.insert(f.clone(), text);
+    }
+    let scores = bm25(&docs, &query);
+    let score_of: HashMap<&str, f64> = docs.iter().zip(&scores).map(|(d, s)| (d.path.as_str(), *s)).collect();
+    let mut ranked: Vec<(String, f64, &'static str)> = explicit
+        .iter()
+        .map(|(f, why)| (f.clone(), score_of.get(f.as_str()).copied().unwrap_or(0.0), *why))
+        .collect();
+    let mut by_score: Vec<(&Doc, f64)> = docs
+        .iter()
+        .zip(scores.iter().copied())
+        .filter(|(d, s)| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
+        .collect();
+    // Highest first; equal scores by path, so the same tree always gives the same prompt.
+    by_score.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.path.cmp(&b.0.path)));
+    ranked.extend(by_score.into_iter().map(|(d, s)| (d.path.clone(), s, "matches the gap")));
+
+    // Most of the budget for contents, the rest for the file list.
+    let mut left = budget_tokens.saturating_sub(budget_tokens / 5);
+    let part_cap = (budget_tokens / 4).max(200);
     let mut files = Vec::new();
     let mut links = Vec::new();
-    for f in picked {
-        let text = match read_regular(root, &f, per_file.min(left).saturating_mul(4)) {
-            Ok(text) => text,
+    for (path, score, why) in ranked {
+        if left < 100 {
+            break;
+        }
+        let text = match texts.remove(&path).unwrap_or_else(|| read_regular(root, &path, INDEX_BYTES)) {
+            Ok(t) => t,
             Err(Unreadable::Link(target)) => {
-                links.push((f, target));
+                links.push((path, target));
                 continue;
             }
             Err(Unreadable::Other) => continue,
         };
-        let cost = estimate_tokens(&text) as usize + 20;
-        if cost <= per_file.min(left) {
-            left -= cost;
-            files.push((f, text));
+        let whole_cost = estimate_tokens(&text) as usize + 20;
+        let score = (score * 1000.0).round() / 1000.0;
+        if whole_cost <= left {
+            left -= whole_cost;
+            files.push(Shown {
+                pick: Pick { path: path.clone(), whole: true, score, why: why.into() },
+                path,
+                text,
+            });
+            continue;
+        }
+        let part = partial(&text, &query, part_cap.min(left));
+        if let Some(part) = part {
+            left -= estimate_tokens(&part) as usize + 20;
+            files.push(Shown {
+                pick: Pick { path: path.clone(), whole: false, score, why: why.into() },
+                path,
+                text: part,
+            });
         }
     }
-    let mut list_left = budget_tokens / 4 + left;
+    let mut list_left = budget_tokens / 5 + left;
     let mut listed = Vec::new();
     for f in all {
         let cost = estimate_tokens(f) as usize + 1;
@@ -113,10 +341,114 @@ pub fn choose(
     Context { files, links, listed, total_files: all.len() }
 }
 
-/// Files larger than this are not searched for the gap's identifiers.
-const SCAN_BYTES: usize = 200_000;
-/// The search for the gap's identifiers reads at most this much in all.
-const SCAN_TOTAL_BYTES: usize = 32 * 1024 * 1024;
+/// Lines of context around each match in a partial file.
+const AROUND: usize = 4;
+
+/// The parts of a large file worth showing, within `budget` tokens: the regions whose
+/// lines match the query, verbatim, headed by their line numbers, then an outline of
+/// the file's items. `None` when nothing matches and there is no outline either.
+fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let wanted: HashSet<&str> = query.iter().map(String::as_str).collect();
+    // Lines by how many of the query's terms they hold, best first, then by position.
+    let mut hits: Vec<(usize, usize)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let found: HashSet<String> =
+                tokens(l).into_iter().filter(|t| wanted.contains(t.as_str())).collect();
+            (!found.is_empty()).then_some((found.len(), i))
+        })
+        .collect();
+    hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let region_budget = budget * 3 / 4;
+    let mut chosen: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut spent = 0;
+    for (_, i) in hits {
+        let (from, to) = (i.saturating_sub(AROUND), (i + AROUND + 1).min(lines.len()));
+        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
+        if spent + cost > region_budget {
+            continue;
+        }
+        spent += cost;
+        chosen.insert(from, to);
+    }
+    let regions = merge(chosen);
+    let mut out = format!(
+        "(partial: {} lines in all; the regions below are verbatim, then an outline of the rest)\n",
+        lines.len()
+    );
+    for (from, to) in &regions {
+        out.push_str(&format!("@@ lines {}-{} @@\n", from + 1, to));
+        for l in &lines[*from..*to] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    let mut outline = String::new();
+    let mut outline_spent = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if regions.iter().any(|(f, t)| i >= *f && i < *t) || !is_item(l) {
+            continue;
+        }
+        let entry = format!("{}: {}\n", i + 1, l.trim_end());
+        outline_spent += entry.len() / 4 + 1;
+        if spent + outline_spent > budget {
+            outline.push_str("…\n");
+            break;
+        }
+        outline.push_str(&entry);
+    }
+    if regions.is_empty() && outline.is_empty() {
+        return None;
+    }
+    if !outline.is_empty() {
+        out.push_str("@@ outline (line: item) @@\n");
+        out.push_str(&outline);
+    }
+    Some(out)
+}
+
+fn covered(chosen: &BTreeMap<usize, usize>, line: usize) -> bool {
+    chosen.iter().any(|(f, t)| line >= *f && line < *t)
+}
+
+fn merge(chosen: BTreeMap<usize, usize>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (from, to) in chosen {
+        match out.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
+}
+
+/// A line that starts an item worth listing in an outline, in common languages.
+fn is_item(line: &str) -> bool {
+    let t = line.trim_start();
+    let t = t.strip_prefix("pub(crate) ").or_else(|| t.strip_prefix("pub ")).unwrap_or(t);
+    let t = t.strip_prefix("async ").or_else(|| t.strip_prefix("export ")).unwrap_or(t);
+    [
+        "fn ",
+        "struct ",
+        "enum ",
+        "trait ",
+        "impl ",
+        "impl<",
+        "mod ",
+        "type ",
+        "const ",
+        "static ",
+        "macro_rules!",
+        "class ",
+        "def ",
+        "function ",
+        "interface ",
+    ]
+    .iter()
+    .any(|k| t.starts_with(k))
+}
 
 enum Unreadable {
     /// A symbolic link on the way, or the file itself: its target, as the link says.
@@ -151,7 +483,7 @@ fn read_regular(root: &Path, rel: &str, max: usize) -> Result<String, Unreadable
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|_| Unreadable::Other)?;
-    if bytes.len() > max {
+    if bytes.len() > max || bytes.contains(&0) {
         return Err(Unreadable::Other);
     }
     String::from_utf8(bytes).map_err(|_| Unreadable::Other)
@@ -168,22 +500,114 @@ mod tests {
     }
 
     #[test]
-    fn fills_the_budget_by_relevance() {
+    fn tokenises_and_splits_camel_and_snake_case() {
+        assert_eq!(
+            tokens("parseHTTPRequest2 max_file-size"),
+            ["parsehttprequest2", "parse", "http", "request2", "max", "file", "size"]
+        );
+        assert_eq!(tokens("GreetConfig::new(a)"), ["greetconfig", "greet", "config", "new"]);
+        assert_eq!(query_terms("Make the greeting use the Greeter"), ["greeting", "greeter"]);
+    }
+
+    #[test]
+    fn a_path_match_outweighs_a_passing_mention() {
+        let docs = vec![
+            Doc::new("src/pool.rs", Some("pub struct Pool { size: usize }")),
+            Doc::new("src/other.rs", Some("// a pool of helpers, see pool.rs\nfn other() {}")),
+            Doc::new("README.md", Some("nothing relevant")),
+        ];
+        let s = bm25(&docs, &query_terms("increase pool capacity"));
+        assert!(s[0] > s[1] && s[1] > 0.0 && s[2] == 0.0, "{s:?}");
+    }
+
+    #[test]
+    fn lock_files_licenses_ci_vendored_and_generated_files_are_excluded() {
+        for p in [
+            "Cargo.lock",
+            "web/yarn.lock",
+            "package-lock.json",
+            "LICENSE-MIT",
+            "COPYING",
+            ".github/workflows/ci.yml",
+            "Jenkinsfile",
+            "vendor/x/lib.rs",
+            "app.min.js",
+            "api.pb.go",
+        ] {
+            assert!(excluded(p), "{p}");
+        }
+        for p in ["src/lib.rs", "docs/licensing.md", "src/lock.rs", "README.md"] {
+            assert!(!excluded(p), "{p}");
+        }
+    }
+
+    fn repo(files: &[(&str, String)]) -> (tempfile::TempDir, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let write = |p: &str, t: &str| {
+        for (p, t) in files {
             std::fs::create_dir_all(dir.path().join(p).parent().unwrap()).unwrap();
             std::fs::write(dir.path().join(p), t).unwrap();
-        };
-        write("src/greet.rs", "fn greet() {}\n");
-        write("src/other.rs", "fn parse_name() {}\n");
-        write("src/big.rs", &"x".repeat(40_000));
-        write("README.md", "hello\n");
-        let all: Vec<String> =
-            ["README.md", "src/big.rs", "src/greet.rs", "src/other.rs"].map(String::from).to_vec();
-        let gap = Gap { id: "g".into(), text: "Fix `greet.rs` so parse_name trims".into(), line: 1 };
-        let c = choose(dir.path(), &all, &gap, &["src/big.rs".to_string()], 2_000);
-        let names: Vec<&str> = c.files.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, ["src/greet.rs", "src/other.rs"], "big.rs does not fit");
-        assert_eq!(c.listed.len(), 4);
+        }
+        let mut all: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+        all.sort();
+        (dir, all)
+    }
+
+    fn gap(text: &str) -> Gap {
+        Gap { id: "g".into(), text: text.into(), line: 1 }
+    }
+
+    #[test]
+    fn ranks_by_relevance_and_is_deterministic() {
+        let (dir, all) = repo(&[
+            ("a_first.rs", "fn unrelated() {}\n".repeat(50)),
+            ("src/heading.rs", "fn escape_heading(s: &str) -> String { s.replace('\\n', \" \") }\n".into()),
+            ("src/man.rs", "fn man_page() { escape_heading(\"x\"); }\n".into()),
+            ("Cargo.lock", "heading heading heading escape\n".into()),
+        ]);
+        let g = gap("Escape list heading default newline in man page");
+        let a = choose(dir.path(), &all, &g, &[], &[], 2_000);
+        let mut names: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(a.files.windows(2).all(|w| w[0].pick.score >= w[1].pick.score), "not ranked by score");
+        names.sort();
+        assert_eq!(names, ["src/heading.rs", "src/man.rs"], "the lock file or an unrelated file got in");
+        assert!(a.files.iter().all(|f| f.pick.whole && f.pick.why == "matches the gap"));
+        let b = choose(dir.path(), &all, &g, &[], &[], 2_000);
+        assert_eq!(
+            a.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>(),
+            b.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_large_file_is_shown_in_part_with_the_match_verbatim_and_an_outline() {
+        let mut big = String::new();
+        for i in 0..400 {
+            big.push_str(&format!("pub fn filler_{i}() -> u32 {{\n    {i}\n}}\n\n"));
+        }
+        big.push_str("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n");
+        let (dir, all) = repo(&[("src/pool.rs", big)]);
+        let c = choose(dir.path(), &all, &gap("Increase the pool capacity"), &[], &[], 1_500);
+        assert_eq!(c.files.len(), 1);
+        let f = &c.files[0];
+        assert!(!f.pick.whole);
+        assert!(
+            f.text.contains("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n"),
+            "{}",
+            f.text
+        );
+        assert!(f.text.contains("@@ outline (line: item) @@\n1: pub fn filler_0() -> u32 {"), "{}", f.text);
+        assert!(estimate_tokens(&f.text) as usize <= 1_500);
+    }
+
+    #[test]
+    fn partial_paths_find_their_file() {
+        let (dir, all) = repo(&[
+            ("crates/ignore/src/default_types.rs", "pub const TYPES: &[&str] = &[];\n".into()),
+            ("crates/ignore/src/walk.rs", "fn walk() {}\n".into()),
+            ("src/types.rs", "fn other() {}\n".into()),
+        ]);
+        let c = choose(dir.path(), &all, &gap("ignore/types: add zig"), &[], &[], 2_000);
+        assert_eq!(c.files[0].path, "crates/ignore/src/default_types.rs");
+        assert_eq!(c.files[0].pick.why, "named by the gap");
     }
 }

@@ -30,8 +30,13 @@ pub fn user_message(gap: &Gap, prd_path: &str, ctx: &Context, prior: Option<&str
     for (path, target) in &ctx.links {
         s.push_str(&format!("\n--- {path} is a symbolic link to `{target}`; its target is not shown ---\n"));
     }
-    for (path, content) in &ctx.files {
-        s.push_str(&format!("\n--- {path} ---\n{content}"));
+    for f in &ctx.files {
+        let (path, content) = (&f.path, &f.text);
+        if f.pick.whole {
+            s.push_str(&format!("\n--- {path} ---\n{content}"));
+        } else {
+            s.push_str(&format!("\n--- {path} (partial) ---\n{content}"));
+        }
         if !content.ends_with('\n') {
             s.push('\n');
         }

@@ -160,6 +160,7 @@ pub fn run_cycle(
         gap: cx.gap.take(),
         model: cx.model_use.take(),
         model_calls: std::mem::take(&mut cx.model_calls),
+        context: std::mem::take(&mut cx.context),
         attempts: std::mem::take(&mut cx.attempts),
         proposal: cx.proposal.take(),
         files: cx.applied.take().unwrap_or_default(),

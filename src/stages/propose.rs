@@ -91,14 +91,20 @@ impl Propose<'_> {
         let reserved = crate::model::client::estimate_tokens(prompt::SYSTEM) as usize
             + prior_block.as_deref().map_or(0, |b| crate::model::client::estimate_tokens(b) as usize)
             + 200;
-        let ctx = context::choose(&root, &all, &gap, &touched, s.context_tokens.saturating_sub(reserved));
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
+        let budget = s.context_tokens.saturating_sub(reserved);
+        let ctx = context::choose(&root, &all, &gap, &touched, std::slice::from_ref(&prd_path), budget);
+        cx.context = ctx.files.iter().map(|f| f.pick.clone()).collect();
         let user = prompt::user_message(&gap, &prd_path, &ctx, prior_block.as_deref());
         cx.conversation = vec![ChatMessage::system(prompt::SYSTEM), ChatMessage::user(user)];
         let size: u64 =
             cx.conversation.iter().map(|m| crate::model::client::estimate_tokens(&m.content)).sum();
         cx.model_use.get_or_insert_with(ModelUse::default).prompt_size_tokens = size;
-        tracing::info!("prompt: about {size} tokens, {} file(s) in full", ctx.files.len());
+        let whole = ctx.files.iter().filter(|f| f.pick.whole).count();
+        tracing::info!(
+            "prompt: about {size} tokens, {whole} file(s) in full, {} in part",
+            ctx.files.len() - whole
+        );
         Ok(())
     }
 
