@@ -42,26 +42,6 @@ pub struct Pick {
     pub why: String,
 }
 
-/// Words in the gap that may name code: backticked terms, snake_case, CamelCase and dotted
-/// names, four characters or more.
-pub fn identifiers(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (i, part) in text.split('`').enumerate() {
-        let words = part.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')));
-        for w in words {
-            let w = w.trim_matches(|c: char| matches!(c, '.' | '-' | '/'));
-            let codey = i % 2 == 1
-                || w.contains('_')
-                || w.contains('.')
-                || w.chars().skip(1).any(|c| c.is_uppercase()) && w.chars().any(|c| c.is_lowercase());
-            if codey && w.len() >= 4 && !out.iter().any(|o| o == w) {
-                out.push(w.to_string());
-            }
-        }
-    }
-    out
-}
-
 /// Search terms: words split on everything but letters and digits, camelCase and
 /// snake_case split into their parts (the joined word is kept too), lower-cased.
 pub fn tokens(text: &str) -> Vec<String> {
@@ -292,7 +272,7 @@ pub fn choose(
 
     // Most of the budget for contents, the rest for the file list.
     let mut left = budget_tokens.saturating_sub(budget_tokens / 5);
-    let part_cap = (budget_tokens / 4).max(200);
+    let part_cap = (budget_tokens / 6).max(200);
     let mut files = Vec::new();
     let mut links = Vec::new();
     for (path, score, why) in ranked {
@@ -492,12 +472,6 @@ fn read_regular(root: &Path, rel: &str, max: usize) -> Result<String, Unreadable
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_code_words() {
-        let ids = identifiers("Make `greet` use parse_name and the GreetConfig in config.toml, please");
-        assert_eq!(ids, ["greet", "parse_name", "GreetConfig", "config.toml"]);
-    }
 
     #[test]
     fn tokenises_and_splits_camel_and_snake_case() {

@@ -1,6 +1,7 @@
 //! prbot's integration tests: the built binary against real git repositories in temp
 //! folders and a scripted model on loopback.
 
+mod context;
 mod exactness;
 mod fakeforge;
 mod forges;

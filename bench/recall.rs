@@ -1,0 +1,188 @@
+//! Retrieval recall of the prompt's context, the measure of the SWE-bench paper (Jimenez
+//! et al., 2024, table 3): on real commits of a repository, with the commit's subject as
+//! the gap and the files it modified as the gold set, how often does the prompt hold
+//! every gold file?
+//!
+//!     cargo bench --bench recall -- <git dir or clone> [commits, default 150]
+//!
+//! For each of the newest non-merge commits that modify 1 to 6 existing files, the tree
+//! of its parent is checked out into a temp folder and the context is chosen at 12k, 24k
+//! and 48k tokens. Next to it, plain BM25 over path and contents on the same budget,
+//! whole files only, in score order. Printed as a markdown table.
+
+use prbot::model::context::{choose, tokens};
+use prbot::prd::Gap;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+const BUDGETS: [usize; 3] = [12_000, 24_000, 48_000];
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("--git-dir").arg(dir).args(args).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[derive(Default)]
+struct Tally {
+    commits: usize,
+    all_whole: usize,
+    all_any: usize,
+    one_whole: usize,
+    recall_sum: f64,
+}
+
+impl Tally {
+    fn add(&mut self, gold: &[String], whole: &[String], part: &[String]) {
+        let w = gold.iter().filter(|g| whole.contains(g)).count();
+        let a = gold.iter().filter(|g| whole.contains(g) || part.contains(g)).count();
+        self.commits += 1;
+        self.all_whole += (w == gold.len()) as usize;
+        self.all_any += (a == gold.len()) as usize;
+        self.one_whole += (w > 0) as usize;
+        self.recall_sum += w as f64 / gold.len() as f64;
+    }
+
+    fn pct(&self, n: usize) -> String {
+        format!("{:.1}%", 100.0 * n as f64 / self.commits.max(1) as f64)
+    }
+}
+
+/// Plain BM25 over path and contents, whole files in score order until the budget is spent.
+fn baseline(root: &Path, files: &[String], gap: &str, budget: usize) -> Vec<String> {
+    let query: Vec<String> = {
+        let mut q = tokens(gap);
+        q.sort();
+        q.dedup();
+        q
+    };
+    let docs: Vec<(String, HashMap<String, f64>, f64, usize)> = files
+        .iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(root.join(f)).ok()?;
+            let mut tf: HashMap<String, f64> = HashMap::new();
+            let toks: Vec<String> = tokens(f).into_iter().chain(tokens(&text)).collect();
+            for t in &toks {
+                *tf.entry(t.clone()).or_default() += 1.0;
+            }
+            Some((f.clone(), tf, toks.len() as f64, text.len() / 4 + 20))
+        })
+        .collect();
+    let n = docs.len() as f64;
+    let avg = docs.iter().map(|d| d.2).sum::<f64>() / n.max(1.0);
+    let mut scored: Vec<(f64, &String, usize)> = docs
+        .iter()
+        .map(|(f, tf, len, cost)| {
+            let s: f64 = query
+                .iter()
+                .map(|q| {
+                    let df = docs.iter().filter(|d| d.1.contains_key(q)).count() as f64;
+                    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                    let t = *tf.get(q).unwrap_or(&0.0);
+                    idf * t * 2.2 / (t + 1.2 * (0.25 + 0.75 * len / avg))
+                })
+                .sum();
+            (s, f, *cost)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut left = budget;
+    let mut out = Vec::new();
+    for (s, f, cost) in scored {
+        if s <= 0.0 {
+            break;
+        }
+        if cost <= left {
+            left -= cost;
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let Some(repo) = args.first() else {
+        eprintln!("usage: cargo bench --bench recall -- <git dir or clone> [commits]");
+        std::process::exit(2);
+    };
+    let want: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(150);
+    let mut git_dir = Path::new(repo).to_path_buf();
+    if git_dir.join(".git").exists() {
+        git_dir = git_dir.join(".git");
+    }
+    let log = git(&git_dir, &["log", "--no-merges", "--format=%H %P%x09%s", "-n", "3000"]);
+    let mut ours: HashMap<usize, Tally> = HashMap::new();
+    let mut base: HashMap<usize, Tally> = HashMap::new();
+    let mut done = 0;
+    let tmp = tempfile::tempdir().unwrap();
+    for line in log.lines() {
+        if done >= want {
+            break;
+        }
+        let Some((ids, subject)) = line.split_once('\t') else { continue };
+        let ids: Vec<&str> = ids.split(' ').collect();
+        if ids.len() != 2 {
+            continue;
+        }
+        let (commit, parent) = (ids[0], ids[1]);
+        let changed = git(&git_dir, &["diff-tree", "-r", "--no-renames", "--name-status", parent, commit]);
+        let gold: Vec<String> = changed
+            .lines()
+            .filter_map(|l| l.strip_prefix("M\t"))
+            .filter(|p| !p.ends_with(".lock"))
+            .map(str::to_string)
+            .collect();
+        if gold.is_empty() || gold.len() > 6 || changed.lines().count() != gold.len() {
+            continue;
+        }
+        let root = tmp.path().join(format!("c{done}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let archive =
+            Command::new("git").arg("--git-dir").arg(&git_dir).args(["archive", parent]).output().unwrap();
+        let mut tar = Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&root)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &archive.stdout).unwrap();
+        drop(tar.stdin.take());
+        tar.wait().unwrap();
+        let files: Vec<String> =
+            git(&git_dir, &["ls-tree", "-r", "--name-only", parent]).lines().map(str::to_string).collect();
+        let gap = Gap { id: "bench".into(), text: subject.to_string(), line: 1 };
+        for budget in BUDGETS {
+            // The prompt's own text (system prompt, task) takes about this much.
+            let ctx = choose(&root, &files, &gap, &[], &[], budget.saturating_sub(800));
+            let whole: Vec<String> =
+                ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
+            let part: Vec<String> =
+                ctx.files.iter().filter(|f| !f.pick.whole).map(|f| f.path.clone()).collect();
+            ours.entry(budget).or_default().add(&gold, &whole, &part);
+            let b = baseline(&root, &files, subject, budget.saturating_sub(800));
+            base.entry(budget).or_default().add(&gold, &b, &[]);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+        done += 1;
+        eprint!(".");
+    }
+    eprintln!();
+    println!("{done} commits of {repo}\n");
+    println!("| Budget | Context | Every gold file whole | Every gold file, whole or in part | At least one whole | Mean per-file recall (whole) |");
+    println!("|---|---|---|---|---|---|");
+    for budget in BUDGETS {
+        for (name, t) in [("prbot", &ours[&budget]), ("plain BM25", &base[&budget])] {
+            println!(
+                "| {}k | {name} | {} | {} | {} | {:.1}% |",
+                budget / 1000,
+                t.pct(t.all_whole),
+                t.pct(t.all_any),
+                t.pct(t.one_whole),
+                100.0 * t.recall_sum / t.commits.max(1) as f64
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! What the prompt shows of the repository.
+
+use crate::harness::*;
+use serde_json::Value;
+
+fn picks(r: &Value) -> Vec<(String, bool, String)> {
+    r["context"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p["path"].as_str().unwrap().to_string(),
+                        p["whole"].as_bool().unwrap(),
+                        p["why"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A repository whose files only ranking can tell apart, and a gap that names none.
+fn repo_with(prd_item: &str, files: &[(&str, String)]) -> Env {
+    let env = Env::with_prd(&format!("# PRD\n\n- [ ] {prd_item} [bot-eligible]\n"));
+    for (p, t) in files {
+        env.write(p, t);
+    }
+    env.commit("files");
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_without_identifiers_still_gets_the_relevant_file() {
+    let mut files: Vec<(&str, String)> = vec![
+        ("src/pool.rs", "pub struct Pool { capacity: usize }\nimpl Pool { pub fn new() -> Pool { Pool { capacity: 8 } } }\n".into()),
+        ("src/walk.rs", "pub fn walk() {}\n".into()),
+    ];
+    let names: Vec<String> = (0..40).map(|i| format!("src/aaa_{i:02}.rs")).collect();
+    for n in &names {
+        files.push((n.as_str(), format!("// {}\n", "filler ".repeat(300))));
+    }
+    let env = repo_with("Increase the pool capacity", &files);
+    let model = Model::good().await;
+    let p = Pipeline::default()
+        .stages(&STAGES.replace("repair_attempts: 0", "repair_attempts: 0\n      context_tokens: 4000"));
+    let r = env.run(&model, &p).expect("ok", 0);
+    let picks = picks(&r);
+    assert_eq!(
+        picks.first(),
+        Some(&("src/pool.rs".to_string(), true, "matches the gap".to_string())),
+        "{picks:?}"
+    );
+    assert!(model.prompts().await[0].contains("--- src/pool.rs ---\npub struct Pool"));
+    assert!(r["context"][0]["score"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_path_in_the_gap_finds_its_file() {
+    let env = repo_with(
+        "ignore/types: add the zig file type",
+        &[
+            (
+                "crates/ignore/src/default_types.rs",
+                "pub const DEFAULT_TYPES: &[(&str, &[&str])] = &[(\"rust\", &[\"*.rs\"])];\n".into(),
+            ),
+            ("crates/ignore/src/walk.rs", "pub fn walk() {}\n".into()),
+            ("crates/core/main.rs", "fn main() {}\n".into()),
+        ],
+    );
+    let model = Model::good().await;
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let picks = picks(&r);
+    assert_eq!(
+        picks[0],
+        ("crates/ignore/src/default_types.rs".to_string(), true, "named by the gap".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_file_is_shown_in_part_with_its_matching_function() {
+    let mut big = String::new();
+    for i in 0..2_000 {
+        big.push_str(&format!("pub fn helper_{i}(x: u32) -> u32 {{\n    x + {i}\n}}\n\n"));
+    }
+    let target = "pub fn escape_heading(title: &str) -> String {\n    title.replace('\\n', \" \")\n}\n";
+    big.push_str(target);
+    let env = repo_with("Escape the newline in a man page heading", &[("src/man.rs", big)]);
+    let model = Model::good().await;
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    assert_eq!(picks(&r), vec![("src/man.rs".to_string(), false, "matches the gap".to_string())]);
+    let prompt = &model.prompts().await[0];
+    assert!(prompt.contains("--- src/man.rs (partial) ---"), "{prompt}");
+    assert!(prompt.contains(target), "the matching function is not verbatim");
+    assert!(prompt.contains("@@ outline (line: item) @@\n1: pub fn helper_0(x: u32) -> u32 {"), "no outline");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_files_and_licenses_only_when_named() {
+    let noise = "parser parser parser tokenizer tokenizer\n".repeat(20);
+    let files = [
+        ("src/parser.rs", "pub fn parse() {}\n".to_string()),
+        ("Cargo.lock", noise.clone()),
+        ("LICENSE-MIT", noise.clone()),
+        (".github/workflows/ci.yml", noise.clone()),
+    ];
+    let env = repo_with("Make the parser tokenizer faster", &files);
+    let model = Model::good().await;
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let shown: Vec<String> = picks(&r).into_iter().map(|p| p.0).collect();
+    assert_eq!(shown, ["src/parser.rs"], "{shown:?}");
+
+    let env = repo_with("Explain the parser entries of `Cargo.lock`", &files);
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let shown: Vec<String> = picks(&r).into_iter().map(|p| p.0).collect();
+    assert_eq!(shown[0], "Cargo.lock", "{shown:?}");
+    assert!(!shown.contains(&"LICENSE-MIT".to_string()));
+}
