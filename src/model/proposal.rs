@@ -100,18 +100,15 @@ fn find_object(reply: &str) -> Result<Value, String> {
     while let Some(offset) = reply[from..].find('{') {
         let i = from + offset;
         let mut stream = serde_json::Deserializer::from_str(&reply[i..]).into_iter::<Value>();
-        match stream.next() {
-            Some(Ok(v @ Value::Object(_))) => {
-                if v.get("files").is_some() || v.get("summary").is_some() {
-                    if !proposals.contains(&v) {
-                        proposals.push(v);
-                    }
-                    from = i + stream.byte_offset();
-                    continue;
+        if let Some(Ok(v @ Value::Object(_))) = stream.next() {
+            if v.get("files").is_some() || v.get("summary").is_some() {
+                if !proposals.contains(&v) {
+                    proposals.push(v);
                 }
-                first.get_or_insert(v);
+                from = i + stream.byte_offset();
+                continue;
             }
-            _ => {}
+            first.get_or_insert(v);
         }
         from = i + 1;
     }
