@@ -113,9 +113,9 @@ pub fn excluded(path: &str) -> bool {
 }
 
 /// How strongly a term in the path counts against one in the contents.
-const PATH_BOOST: u32 = 3;
+const PATH_BOOST: u32 = 5;
 const K1: f64 = 1.2;
-const B: f64 = 0.75;
+const B: f64 = 0.9;
 /// Files larger than this are ranked by their path alone.
 const INDEX_BYTES: usize = 1024 * 1024;
 /// The ranking reads at most this much in all.
