@@ -10,7 +10,7 @@
 //! and 48k tokens. Next to it, plain BM25 over path and contents on the same budget,
 //! whole files only, in score order. Printed as a markdown table.
 
-use prbot::model::context::{choose, tokens};
+use prbot::model::context::{choose, tokens, Tree};
 use prbot::prd::Gap;
 use std::collections::HashMap;
 use std::path::Path;
@@ -156,7 +156,8 @@ fn main() {
         let gap = Gap { id: "bench".into(), text: subject.to_string(), line: 1 };
         for budget in BUDGETS {
             // The prompt's own text (system prompt, task) takes about this much.
-            let ctx = choose(&root, &files, &gap, &[], &[], budget.saturating_sub(800));
+            let tree = Tree { root: &root, files: &files, blobs: None };
+            let ctx = choose(&tree, None, &gap, &[], &[], budget.saturating_sub(800));
             let whole: Vec<String> =
                 ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
             let part: Vec<String> =

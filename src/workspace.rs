@@ -197,8 +197,21 @@ impl Workspace {
 
     /// Tracked files at the base commit.
     pub fn files(&self) -> Result<Vec<String>, GitError> {
-        let out = self.git.run(["ls-files", "-z"])?;
-        Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        Ok(self.files_with_blobs()?.into_iter().map(|(path, _)| path).collect())
+    }
+
+    /// Tracked files at the base commit, each with its blob id.
+    pub fn files_with_blobs(&self) -> Result<Vec<(String, String)>, GitError> {
+        let out = self.git.run(["ls-files", "-s", "-z"])?;
+        // `<mode> <blob> <stage>\t<path>`
+        Ok(out
+            .split('\0')
+            .filter_map(|entry| {
+                let (meta, path) = entry.split_once('\t')?;
+                let blob = meta.split(' ').nth(1)?;
+                Some((path.to_string(), blob.to_string()))
+            })
+            .collect())
     }
 
     /// Stages `paths` as they are in the tree now: the approved state of the change.

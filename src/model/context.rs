@@ -9,7 +9,7 @@ use super::client::estimate_tokens;
 use crate::prd::Gap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The repository context of a prompt.
 pub struct Context {
@@ -129,19 +129,102 @@ struct Doc {
 }
 
 impl Doc {
+    #[cfg(test)]
     fn new(path: &str, text: Option<&str>) -> Doc {
+        Doc::from_terms(path, &text.map(content_terms).unwrap_or_default())
+    }
+
+    fn from_terms(path: &str, content: &[(String, u32)]) -> Doc {
         let mut terms: HashMap<String, u32> = HashMap::new();
         let mut len = 0;
         for t in tokens(path) {
             *terms.entry(t).or_default() += PATH_BOOST;
             len += PATH_BOOST;
         }
-        for t in text.map(tokens).unwrap_or_default() {
-            *terms.entry(t).or_default() += 1;
-            len += 1;
+        for (t, n) in content {
+            *terms.entry(t.clone()).or_default() += n;
+            len += n;
         }
         Doc { path: path.to_string(), terms, len }
     }
+}
+
+/// A file's contents as term counts, in a fixed order.
+fn content_terms(text: &str) -> Vec<(String, u32)> {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for t in tokens(text) {
+        *counts.entry(t).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Term counts of file contents by blob id, kept in prbot's cache folder, so a warm
+/// cycle reads and tokenises only what changed. `None` marks a file ranked by its path
+/// alone (binary, too large).
+pub struct TermCache {
+    path: PathBuf,
+    entries: HashMap<String, Option<Vec<(String, u32)>>>,
+    changed: bool,
+}
+
+impl TermCache {
+    const HEADER: &'static str = "prbot-context-terms 1";
+
+    /// Reads the cache at `path`; a missing or unreadable one starts empty.
+    pub fn load(path: &Path) -> TermCache {
+        let mut entries = HashMap::new();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut lines = text.lines();
+        if lines.next() == Some(Self::HEADER) {
+            for line in lines {
+                let Some((blob, rest)) = line.split_once('\t') else { continue };
+                let terms = if rest == "-" {
+                    None
+                } else {
+                    let mut out = Vec::new();
+                    let mut words = rest.split(' ');
+                    while let (Some(t), Some(n)) = (words.next(), words.next()) {
+                        out.push((t.to_string(), n.parse().unwrap_or(1)));
+                    }
+                    Some(out)
+                };
+                entries.insert(blob.to_string(), terms);
+            }
+        }
+        TermCache { path: path.to_path_buf(), entries, changed: false }
+    }
+
+    /// Writes the entries of `keep` back, when anything changed.
+    pub fn save(&self, keep: &HashSet<&str>) -> std::io::Result<()> {
+        if !self.changed && self.entries.len() == keep.len() {
+            return Ok(());
+        }
+        let mut out = String::from(Self::HEADER);
+        out.push('\n');
+        let mut blobs: Vec<&String> = self.entries.keys().filter(|b| keep.contains(b.as_str())).collect();
+        blobs.sort();
+        for b in blobs {
+            out.push_str(b);
+            out.push('\t');
+            match &self.entries[b] {
+                None => out.push('-'),
+                Some(terms) => {
+                    let parts: Vec<String> = terms.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                    out.push_str(&parts.join(" "));
+                }
+            }
+            out.push('\n');
+        }
+        crate::fsutil::write_atomic(&self.path, out.as_bytes())
+    }
+}
+
+/// What [`choose`] ranks: the checkout, its tracked files, and (when known) their blob ids
+/// for the [`TermCache`].
+pub struct Tree<'a> {
+    pub root: &'a Path,
+    pub files: &'a [String],
+    pub blobs: Option<&'a HashMap<String, String>>,
 }
 
 /// BM25 of each document against the query, in the documents' order.
@@ -213,13 +296,14 @@ fn in_order(path: &str, wanted: &[String]) -> bool {
 /// file list with what is left. `exclude` lists paths never shown (the PRD: the gap is
 /// already in the prompt).
 pub fn choose(
-    root: &Path,
-    all: &[String],
+    tree: &Tree<'_>,
+    mut cache: Option<&mut TermCache>,
     gap: &Gap,
     touched_before: &[String],
     exclude: &[String],
     budget_tokens: usize,
 ) -> Context {
+    let (root, all) = (tree.root, tree.files);
     let query = query_terms(&gap.text);
     let named = named(&gap.text, all);
     let mut explicit: Vec<(String, &'static str)> =
@@ -231,7 +315,8 @@ pub fn choose(
     }
     explicit.retain(|(f, _)| !exclude.contains(f));
 
-    // Read what can be ranked; remember the texts for filling the budget.
+    // Rank what can be ranked: contents from the cache by blob id, else read (and the
+    // texts kept for filling the budget).
     let mut texts: HashMap<String, Result<String, Unreadable>> = HashMap::new();
     let mut docs = Vec::new();
     let mut read_total = 0usize;
@@ -239,19 +324,37 @@ pub fn choose(
         if exclude.contains(f) || (excluded(f) && !explicit.iter().any(|(e, _)| e == f)) {
             continue;
         }
+        let blob = tree.blobs.and_then(|b| b.get(f));
+        if let (Some(blob), Some(cache)) = (blob, cache.as_deref()) {
+            if let Some(terms) = cache.entries.get(blob) {
+                docs.push(Doc::from_terms(f, terms.as_deref().unwrap_or_default()));
+                continue;
+            }
+        }
         let text = if read_total < INDEX_TOTAL_BYTES {
             read_regular(root, f, INDEX_BYTES)
         } else {
             Err(Unreadable::Other)
         };
-        match &text {
+        let terms = match &text {
             Ok(t) => {
                 read_total += t.len();
-                docs.push(Doc::new(f, Some(t)));
+                Some(content_terms(t))
             }
             // A binary file, or one too large, is ranked by its path.
-            Err(Unreadable::Other) => docs.push(Doc::new(f, None)),
-            Err(Unreadable::Link(_)) => {}
+            Err(Unreadable::Other) => None,
+            Err(Unreadable::Link(_)) => {
+                texts.insert(f.clone(), text);
+                continue;
+            }
+        };
+        docs.push(Doc::from_terms(f, terms.as_deref().unwrap_or_default()));
+        if let (Some(blob), Some(cache)) = (blob, cache.as_deref_mut()) {
+            // Only a whole read is worth keeping; one cut short by the total is not.
+            if terms.is_some() || read_total < INDEX_TOTAL_BYTES {
+                cache.entries.insert(blob.clone(), terms);
+                cache.changed = true;
+            }
         }
         texts.insert(f.clone(), text);
     }
@@ -539,13 +642,13 @@ mod tests {
             ("Cargo.lock", "heading heading heading escape\n".into()),
         ]);
         let g = gap("Escape list heading default newline in man page");
-        let a = choose(dir.path(), &all, &g, &[], &[], 2_000);
+        let a = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &g, &[], &[], 2_000);
         let mut names: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
         assert!(a.files.windows(2).all(|w| w[0].pick.score >= w[1].pick.score), "not ranked by score");
         names.sort();
         assert_eq!(names, ["src/heading.rs", "src/man.rs"], "the lock file or an unrelated file got in");
         assert!(a.files.iter().all(|f| f.pick.whole && f.pick.why == "matches the gap"));
-        let b = choose(dir.path(), &all, &g, &[], &[], 2_000);
+        let b = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &g, &[], &[], 2_000);
         assert_eq!(
             a.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>(),
             b.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>()
@@ -560,7 +663,14 @@ mod tests {
         }
         big.push_str("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n");
         let (dir, all) = repo(&[("src/pool.rs", big)]);
-        let c = choose(dir.path(), &all, &gap("Increase the pool capacity"), &[], &[], 1_500);
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap("Increase the pool capacity"),
+            &[],
+            &[],
+            1_500,
+        );
         assert_eq!(c.files.len(), 1);
         let f = &c.files[0];
         assert!(!f.pick.whole);
@@ -580,8 +690,40 @@ mod tests {
             ("crates/ignore/src/walk.rs", "fn walk() {}\n".into()),
             ("src/types.rs", "fn other() {}\n".into()),
         ]);
-        let c = choose(dir.path(), &all, &gap("ignore/types: add zig"), &[], &[], 2_000);
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap("ignore/types: add zig"),
+            &[],
+            &[],
+            2_000,
+        );
         assert_eq!(c.files[0].path, "crates/ignore/src/default_types.rs");
         assert_eq!(c.files[0].pick.why, "named by the gap");
+    }
+
+    #[test]
+    fn a_warm_cache_ranks_the_same_without_reading_unchanged_files() {
+        let (dir, all) = repo(&[
+            ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
+            ("src/walk.rs", "pub fn walk() {}\n".into()),
+        ]);
+        let blobs: HashMap<String, String> =
+            all.iter().map(|f| (f.clone(), format!("blob-of-{f}"))).collect();
+        let tree = Tree { root: dir.path(), files: &all, blobs: Some(&blobs) };
+        let cache_path = dir.path().join("terms");
+        let g = gap("Increase the pool capacity");
+        let mut cold = TermCache::load(&cache_path);
+        let a = choose(&tree, Some(&mut cold), &g, &[], &[], 2_000);
+        let keep: HashSet<&str> = blobs.values().map(String::as_str).collect();
+        cold.save(&keep).unwrap();
+        // Same blobs, so the ranking must come from the cache, not from the files.
+        std::fs::write(dir.path().join("src/walk.rs"), "capacity capacity pool pool pool\n").unwrap();
+        let mut warm = TermCache::load(&cache_path);
+        let b = choose(&tree, Some(&mut warm), &g, &[], &[], 2_000);
+        let ranked = |c: &Context| c.files.iter().map(|f| (f.path.clone(), f.pick.score)).collect::<Vec<_>>();
+        assert_eq!(ranked(&a), ranked(&b));
+        assert_eq!(ranked(&b).len(), 1, "the changed file was read for ranking");
+        assert!(!warm.changed);
     }
 }

@@ -84,7 +84,10 @@ impl Propose<'_> {
         let gap = cx.gap.clone().expect("validation puts pick-gap before propose");
         let ws = cx.workspace()?;
         let root = ws.path.clone();
-        let all = ws.files()?;
+        let cache_path = ws.cache_dir.join("context-terms");
+        let with_blobs = ws.files_with_blobs()?;
+        let all: Vec<String> = with_blobs.iter().map(|(p, _)| p.clone()).collect();
+        let blobs: std::collections::HashMap<String, String> = with_blobs.into_iter().collect();
         let prior: Vec<_> = cx.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::records::prior_attempts_block(&prior);
@@ -93,7 +96,14 @@ impl Propose<'_> {
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
-        let ctx = context::choose(&root, &all, &gap, &touched, std::slice::from_ref(&prd_path), budget);
+        let mut cache = context::TermCache::load(&cache_path);
+        let tree = context::Tree { root: &root, files: &all, blobs: Some(&blobs) };
+        let ctx =
+            context::choose(&tree, Some(&mut cache), &gap, &touched, std::slice::from_ref(&prd_path), budget);
+        let keep: std::collections::HashSet<&str> = blobs.values().map(String::as_str).collect();
+        if let Err(e) = cache.save(&keep) {
+            tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
+        }
         cx.context = ctx.files.iter().map(|f| f.pick.clone()).collect();
         let user = prompt::user_message(&gap, &prd_path, &ctx, prior_block.as_deref());
         cx.conversation = vec![ChatMessage::system(prompt::SYSTEM), ChatMessage::user(user)];
