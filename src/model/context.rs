@@ -121,98 +121,102 @@ const INDEX_BYTES: usize = 1024 * 1024;
 /// The ranking reads at most this much in all.
 const INDEX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
-/// One file's terms, as the ranking sees them.
+/// One file as the ranking sees it: how often each query term occurs, and its length.
 struct Doc {
     path: String,
-    terms: HashMap<String, u32>,
+    /// Counts of the query's terms, in the query's order.
+    tf: Vec<u32>,
     len: u32,
 }
 
 impl Doc {
     #[cfg(test)]
-    fn new(path: &str, text: Option<&str>) -> Doc {
-        Doc::from_terms(path, &text.map(content_terms).unwrap_or_default())
+    fn new(path: &str, text: Option<&str>, query: &[String]) -> Doc {
+        Doc::from_counts(path, &text.map(content_counts).unwrap_or_default(), query)
     }
 
-    fn from_terms(path: &str, content: &[(String, u32)]) -> Doc {
-        let mut terms: HashMap<String, u32> = HashMap::new();
+    /// `counts` is a file's contents as [`content_counts`] writes them.
+    fn from_counts(path: &str, counts: &str, query: &[String]) -> Doc {
+        let mut tf = vec![0u32; query.len()];
         let mut len = 0;
-        for t in tokens(path) {
-            *terms.entry(t).or_default() += PATH_BOOST;
-            len += PATH_BOOST;
-        }
-        for (t, n) in content {
-            *terms.entry(t.clone()).or_default() += n;
+        let mut add = |term: &str, n: u32| {
             len += n;
+            if let Some(i) = query.iter().position(|q| q == term) {
+                tf[i] += n;
+            }
+        };
+        for t in tokens(path) {
+            add(&t, PATH_BOOST);
         }
-        Doc { path: path.to_string(), terms, len }
+        let mut words = counts.split(' ');
+        while let (Some(t), Some(n)) = (words.next(), words.next()) {
+            add(t, n.parse().unwrap_or(1));
+        }
+        Doc { path: path.to_string(), tf, len }
     }
 }
 
-/// A file's contents as term counts, in a fixed order.
-fn content_terms(text: &str) -> Vec<(String, u32)> {
+/// A file's contents as term counts, `term count term count ...` in term order, or `-`
+/// when it is ranked by its path alone (binary, too large).
+fn content_counts(text: &str) -> String {
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for t in tokens(text) {
         *counts.entry(t).or_default() += 1;
     }
-    counts.into_iter().collect()
+    let parts: Vec<String> = counts.into_iter().map(|(t, n)| format!("{t} {n}")).collect();
+    parts.join(" ")
 }
 
 /// Term counts of file contents by blob id, kept in prbot's cache folder, so a warm
-/// cycle reads and tokenises only what changed. `None` marks a file ranked by its path
-/// alone (binary, too large).
+/// cycle reads and tokenises only what changed. Entries stay as text until used.
 pub struct TermCache {
     path: PathBuf,
-    entries: HashMap<String, Option<Vec<(String, u32)>>>,
-    changed: bool,
+    text: String,
+    /// Blob id → byte range of its counts in `text`.
+    stored: HashMap<String, std::ops::Range<usize>>,
+    added: HashMap<String, String>,
 }
 
 impl TermCache {
-    const HEADER: &'static str = "prbot-context-terms 1";
+    const HEADER: &'static str = "prbot-context-terms 2";
 
     /// Reads the cache at `path`; a missing or unreadable one starts empty.
     pub fn load(path: &Path) -> TermCache {
-        let mut entries = HashMap::new();
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut lines = text.lines();
-        if lines.next() == Some(Self::HEADER) {
-            for line in lines {
-                let Some((blob, rest)) = line.split_once('\t') else { continue };
-                let terms = if rest == "-" {
-                    None
-                } else {
-                    let mut out = Vec::new();
-                    let mut words = rest.split(' ');
-                    while let (Some(t), Some(n)) = (words.next(), words.next()) {
-                        out.push((t.to_string(), n.parse().unwrap_or(1)));
-                    }
-                    Some(out)
-                };
-                entries.insert(blob.to_string(), terms);
+        let mut stored = HashMap::new();
+        if text.starts_with(Self::HEADER) {
+            let mut at = 0;
+            for line in text.split_inclusive('\n') {
+                let start = at;
+                at += line.len();
+                let Some((blob, _)) = line.split_once('\t') else { continue };
+                let from = start + blob.len() + 1;
+                stored.insert(blob.to_string(), from..start + line.trim_end_matches('\n').len());
             }
         }
-        TermCache { path: path.to_path_buf(), entries, changed: false }
+        TermCache { path: path.to_path_buf(), text, stored, added: HashMap::new() }
+    }
+
+    fn get(&self, blob: &str) -> Option<&str> {
+        self.added
+            .get(blob)
+            .map(String::as_str)
+            .or_else(|| self.stored.get(blob).map(|r| &self.text[r.clone()]))
     }
 
     /// Writes the entries of `keep` back, when anything changed.
     pub fn save(&self, keep: &HashSet<&str>) -> std::io::Result<()> {
-        if !self.changed && self.entries.len() == keep.len() {
+        if self.added.is_empty() && self.stored.len() == keep.len() {
             return Ok(());
         }
         let mut out = String::from(Self::HEADER);
         out.push('\n');
-        let mut blobs: Vec<&String> = self.entries.keys().filter(|b| keep.contains(b.as_str())).collect();
+        let mut blobs: Vec<&str> = keep.iter().copied().filter(|b| self.get(b).is_some()).collect();
         blobs.sort();
         for b in blobs {
             out.push_str(b);
             out.push('\t');
-            match &self.entries[b] {
-                None => out.push('-'),
-                Some(terms) => {
-                    let parts: Vec<String> = terms.iter().map(|(t, n)| format!("{t} {n}")).collect();
-                    out.push_str(&parts.join(" "));
-                }
-            }
+            out.push_str(self.get(b).unwrap_or("-"));
             out.push('\n');
         }
         crate::fsutil::write_atomic(&self.path, out.as_bytes())
@@ -228,28 +232,23 @@ pub struct Tree<'a> {
 }
 
 /// BM25 of each document against the query, in the documents' order.
-fn bm25(docs: &[Doc], query: &[String]) -> Vec<f64> {
+fn bm25(docs: &[Doc], terms: usize) -> Vec<f64> {
     let n = docs.len() as f64;
     let avg = (docs.iter().map(|d| d.len as f64).sum::<f64>() / n.max(1.0)).max(1.0);
-    let idf: Vec<f64> = query
-        .iter()
-        .map(|q| {
-            let df = docs.iter().filter(|d| d.terms.contains_key(q)).count() as f64;
+    let idf: Vec<f64> = (0..terms)
+        .map(|i| {
+            let df = docs.iter().filter(|d| d.tf[i] > 0).count() as f64;
             (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
         })
         .collect();
     docs.iter()
         .map(|d| {
-            query
-                .iter()
+            d.tf.iter()
                 .zip(&idf)
-                .map(|(q, idf)| {
-                    let tf = *d.terms.get(q).unwrap_or(&0) as f64;
-                    if tf == 0.0 {
-                        0.0
-                    } else {
-                        idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * d.len as f64 / avg))
-                    }
+                .filter(|(tf, _)| **tf > 0)
+                .map(|(tf, idf)| {
+                    let tf = *tf as f64;
+                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * d.len as f64 / avg))
                 })
                 .sum()
         })
@@ -325,40 +324,37 @@ pub fn choose(
             continue;
         }
         let blob = tree.blobs.and_then(|b| b.get(f));
-        if let (Some(blob), Some(cache)) = (blob, cache.as_deref()) {
-            if let Some(terms) = cache.entries.get(blob) {
-                docs.push(Doc::from_terms(f, terms.as_deref().unwrap_or_default()));
-                continue;
-            }
+        if let Some(counts) = blob.and_then(|b| cache.as_deref().and_then(|c| c.get(b))) {
+            docs.push(Doc::from_counts(f, counts, &query));
+            continue;
         }
         let text = if read_total < INDEX_TOTAL_BYTES {
             read_regular(root, f, INDEX_BYTES)
         } else {
             Err(Unreadable::Other)
         };
-        let terms = match &text {
+        let counts = match &text {
             Ok(t) => {
                 read_total += t.len();
-                Some(content_terms(t))
+                content_counts(t)
             }
             // A binary file, or one too large, is ranked by its path.
-            Err(Unreadable::Other) => None,
+            Err(Unreadable::Other) => "-".to_string(),
             Err(Unreadable::Link(_)) => {
                 texts.insert(f.clone(), text);
                 continue;
             }
         };
-        docs.push(Doc::from_terms(f, terms.as_deref().unwrap_or_default()));
+        docs.push(Doc::from_counts(f, &counts, &query));
+        // Only a whole read is worth keeping; one cut short by the total is not.
         if let (Some(blob), Some(cache)) = (blob, cache.as_deref_mut()) {
-            // Only a whole read is worth keeping; one cut short by the total is not.
-            if terms.is_some() || read_total < INDEX_TOTAL_BYTES {
-                cache.entries.insert(blob.clone(), terms);
-                cache.changed = true;
+            if text.is_ok() || read_total < INDEX_TOTAL_BYTES {
+                cache.added.insert(blob.clone(), counts);
             }
         }
         texts.insert(f.clone(), text);
     }
-    let scores = bm25(&docs, &query);
+    let scores = bm25(&docs, query.len());
     let score_of: HashMap<&str, f64> = docs.iter().zip(&scores).map(|(d, s)| (d.path.as_str(), *s)).collect();
     let mut ranked: Vec<(String, f64, &'static str)> = explicit
         .iter()
@@ -588,12 +584,13 @@ mod tests {
 
     #[test]
     fn a_path_match_outweighs_a_passing_mention() {
+        let q = query_terms("increase pool capacity");
         let docs = vec![
-            Doc::new("src/pool.rs", Some("pub struct Pool { size: usize }")),
-            Doc::new("src/other.rs", Some("// a pool of helpers, see pool.rs\nfn other() {}")),
-            Doc::new("README.md", Some("nothing relevant")),
+            Doc::new("src/pool.rs", Some("pub struct Pool { size: usize }"), &q),
+            Doc::new("src/other.rs", Some("// a pool of helpers, see pool.rs\nfn other() {}"), &q),
+            Doc::new("README.md", Some("nothing relevant"), &q),
         ];
-        let s = bm25(&docs, &query_terms("increase pool capacity"));
+        let s = bm25(&docs, q.len());
         assert!(s[0] > s[1] && s[1] > 0.0 && s[2] == 0.0, "{s:?}");
     }
 
@@ -724,6 +721,6 @@ mod tests {
         let ranked = |c: &Context| c.files.iter().map(|f| (f.path.clone(), f.pick.score)).collect::<Vec<_>>();
         assert_eq!(ranked(&a), ranked(&b));
         assert_eq!(ranked(&b).len(), 1, "the changed file was read for ranking");
-        assert!(!warm.changed);
+        assert!(warm.added.is_empty());
     }
 }
