@@ -195,11 +195,6 @@ impl Workspace {
         &self.git
     }
 
-    /// Tracked files at the base commit.
-    pub fn files(&self) -> Result<Vec<String>, GitError> {
-        Ok(self.files_with_blobs()?.into_iter().map(|(path, _)| path).collect())
-    }
-
     /// Tracked files at the base commit, each with its blob id.
     pub fn files_with_blobs(&self) -> Result<Vec<(String, String)>, GitError> {
         let out = self.git.run(["ls-files", "-s", "-z"])?;

@@ -180,14 +180,6 @@ impl Sandbox {
         Sandbox { backend, view, home, tmp, target_dir, toolchain_env, work_dir: absolute(place.work_dir) }
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    pub fn view(&self) -> &View {
-        &self.view
-    }
-
     /// Wraps `sh -c command` for the backend, with a fresh private home and temp folder.
     /// `env` is the command's environment, already without secrets.
     pub fn prepare(
