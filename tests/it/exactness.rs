@@ -314,16 +314,10 @@ async fn the_default_work_dir_is_private_in_the_cache_folder() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sha256_repository_works_too() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "--quiet", "--object-format=sha256"]);
-    let env =
-        Env { work: tmp.path().join("work"), pipeline_path: tmp.path().join("pipeline.yml"), repo, tmp };
-    env.write("docs/PRD.md", PRD);
-    env.write("greet.sh", "echo hello\n");
+    let env = Env::init(PRD, &["--object-format=sha256"]);
+    // git in the tests reads the history through the borrowed sha256 objects.
     env.write("check.sh", "git log --oneline >/dev/null && grep -q hello greet.sh\n");
-    env.commit("initial");
+    env.commit("a check that reads the history");
     let model = Model::good().await;
     let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
     assert_eq!(r["commit"].as_str().unwrap().len(), 64);

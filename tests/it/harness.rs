@@ -55,10 +55,17 @@ impl Env {
     }
 
     pub fn with_prd(prd: &str) -> Env {
+        Env::init(prd, &[])
+    }
+
+    /// [`Env::with_prd`], with more `git init` options (e.g. `--object-format=sha256`).
+    pub fn init(prd: &str, init_args: &[&str]) -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "--quiet"]);
+        let mut args = vec!["init", "--quiet"];
+        args.extend(init_args);
+        git(&repo, &args);
         let env =
             Env { work: tmp.path().join("work"), pipeline_path: tmp.path().join("pipeline.yml"), tmp, repo };
         env.write("docs/PRD.md", prd);
