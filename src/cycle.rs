@@ -100,6 +100,9 @@ impl RunLock {
     }
 }
 
+/// A temp file this old was left by a killed write.
+const STALE_TEMP_SECS: u64 = 3600;
+
 /// Command logs are kept for this many cycles, this one included.
 pub const LOGS_KEPT: usize = 50;
 
@@ -253,7 +256,12 @@ impl Cycle {
                 continue;
             };
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".prbot-tmp-") {
+                // Cycles that lost the lock, and readers, still write records and ledgers:
+                // only a temp file no write can still be busy with is a leftover.
+                let stale = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(STALE_TEMP_SECS))
+                });
+                if stale && e.file_name().to_string_lossy().starts_with(".prbot-tmp-") {
                     let _ = std::fs::remove_file(e.path());
                 }
             }

@@ -25,47 +25,74 @@ pub struct GitState {
     remote: String,
     reference: String,
     author: (String, String),
-    /// A private index, so the user's index is never touched.
-    index: std::path::PathBuf,
+}
+
+/// An index of one operation's own, so the user's index is never touched and two
+/// processes never share one (a reader's checkout must not undo a writer's update-index).
+struct PrivateIndex(tempfile::TempPath);
+
+impl PrivateIndex {
+    fn new() -> Result<PrivateIndex, GitError> {
+        let file = tempfile::Builder::new().prefix("prbot-state-index-").tempfile().map_err(io)?;
+        let path = file.into_temp_path();
+        // git wants to create the index itself.
+        let _ = std::fs::remove_file(&path);
+        Ok(PrivateIndex(path))
+    }
 }
 
 impl GitState {
-    pub fn new(git: Git, config: &StateConfig, state_dir: &Path, author: (String, String)) -> GitState {
-        GitState {
-            git,
-            remote: config.remote.clone(),
-            reference: config.reference.clone(),
-            author,
-            index: state_dir.join(".state-index"),
-        }
+    pub fn new(git: Git, config: &StateConfig, _state_dir: &Path, author: (String, String)) -> GitState {
+        GitState { git, remote: config.remote.clone(), reference: config.reference.clone(), author }
     }
 
     fn fail(&self, source: GitError) -> StateError {
         StateError::Git { reference: self.reference.clone(), remote: self.remote.clone(), source }
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    fn env(&self, index: Option<&PrivateIndex>) -> Vec<(String, String)> {
         let (name, email) = &self.author;
-        vec![
-            ("GIT_INDEX_FILE".into(), self.index.display().to_string()),
+        let mut env = vec![
             ("GIT_AUTHOR_NAME".into(), name.clone()),
             ("GIT_AUTHOR_EMAIL".into(), email.clone()),
             ("GIT_COMMITTER_NAME".into(), name.clone()),
             ("GIT_COMMITTER_EMAIL".into(), email.clone()),
-        ]
+        ];
+        if let Some(i) = index {
+            env.push(("GIT_INDEX_FILE".into(), i.0.display().to_string()));
+        }
+        env
     }
 
     fn run(&self, args: &[&str]) -> Result<String, StateError> {
-        self.git.run_with_env(args.iter().copied(), &self.env()).map_err(|e| self.fail(e))
+        self.git.run_with_env(args.iter().copied(), &self.env(None)).map_err(|e| self.fail(e))
     }
 
-    /// The remote's state commit, fetched into the local ref; `None` before the first write.
+    fn run_indexed(&self, index: &PrivateIndex, args: &[&str]) -> Result<String, StateError> {
+        self.git.run_with_env(args.iter().copied(), &self.env(Some(index))).map_err(|e| self.fail(e))
+    }
+
+    /// The remote's state commit, with its objects fetched; `None` before the first write.
+    /// Each fetch lands on a ref of its own, so runners and readers in one clone never
+    /// contend for a ref lock.
     pub fn fetch(&self) -> Result<Option<String>, StateError> {
-        let listed = self.run(&["ls-remote", "--", &self.remote, &self.reference])?;
-        let Some(sha) = listed.split_whitespace().next().map(str::to_string) else { return Ok(None) };
-        let spec = format!("+{0}:{0}", self.reference);
-        self.run(&["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", &self.remote, &spec])?;
-        Ok(Some(sha))
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let landing = format!("refs/prbot/fetch/{}-{nanos}", std::process::id());
+        let spec = format!("+{}:{landing}", self.reference);
+        match self.git.run_with_env(
+            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", &self.remote, &spec],
+            &self.env(None),
+        ) {
+            Ok(_) => {}
+            Err(GitError::Failed { stderr, .. }) if stderr.contains("couldn't find remote ref") => {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.fail(e)),
+        }
+        let sha = self.run(&["rev-parse", "--verify", &landing]);
+        let _ = self.run(&["update-ref", "-d", &landing]);
+        Ok(Some(sha?))
     }
 
     /// Reads a file of a state commit.
@@ -73,12 +100,25 @@ impl GitState {
         self.git.query(["show", &format!("{commit}:{path}")]).map_err(|e| self.fail(e))
     }
 
-    /// Copies the remote's state into `dir`, for the readers of local files.
+    /// Copies the remote's state into `dir`, for the readers of local files. The ref's
+    /// content is data: anything but regular files is refused, never put on disk.
     pub fn pull(&self, dir: &Path) -> Result<(), StateError> {
         let Some(commit) = self.fetch()? else { return Ok(()) };
+        let listing = self.run(&["ls-tree", "-r", "-z", &commit])?;
+        for entry in listing.split('\0').filter(|e| !e.is_empty()) {
+            let (meta, path) = entry.split_once('\t').unwrap_or((entry, ""));
+            if !meta.starts_with("100644 blob ") {
+                return Err(self.fail(GitError::Failed {
+                    args: format!("read state commit {commit}"),
+                    status: "refused".into(),
+                    stderr: format!("`{path}` in the state ref is not a regular file ({meta}); prbot reads only regular files from it. Check who pushed {}", self.reference),
+                }));
+            }
+        }
         std::fs::create_dir_all(dir).map_err(|e| self.fail(io(e)))?;
+        let index = PrivateIndex::new().map_err(|e| self.fail(e))?;
         let work_tree = format!("--work-tree={}", dir.display());
-        self.run(&[&work_tree, "checkout", "--quiet", "--force", &commit, "--", "."])?;
+        self.run_indexed(&index, &[&work_tree, "checkout", "--quiet", "--force", &commit, "--", "."])?;
         Ok(())
     }
 
@@ -92,6 +132,7 @@ impl GitState {
         ) -> Result<Vec<(String, String)>, E>,
     ) -> Result<(), E> {
         for attempt in 0..TRIES {
+            let index = PrivateIndex::new().map_err(|e| self.fail(e))?;
             let parent = self.fetch()?;
             let read = |path: &str| match &parent {
                 Some(c) => self.read(c, path),
@@ -99,17 +140,20 @@ impl GitState {
             };
             let writes = change(&read)?;
             match &parent {
-                Some(c) => self.run(&["read-tree", c])?,
-                None => self.run(&["read-tree", "--empty"])?,
+                Some(c) => self.run_indexed(&index, &["read-tree", c])?,
+                None => self.run_indexed(&index, &["read-tree", "--empty"])?,
             };
             for (path, content) in &writes {
                 let blob = self
                     .git
                     .run_with_stdin(["hash-object", "-w", "--stdin"], Some(content.clone().into_bytes()))
                     .map_err(|e| self.fail(e))?;
-                self.run(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")])?;
+                self.run_indexed(
+                    &index,
+                    &["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")],
+                )?;
             }
-            let tree = self.run(&["write-tree"])?;
+            let tree = self.run_indexed(&index, &["write-tree"])?;
             let message = format!("prbot: {what}");
             let mut args = vec!["commit-tree", &tree, "-m", &message];
             if let Some(p) = &parent {
@@ -117,7 +161,7 @@ impl GitState {
             }
             let commit = self.run(&args)?;
             let spec = format!("{commit}:{}", self.reference);
-            match self.git.run_with_env(["push", "--quiet", "--", &self.remote, &spec], &self.env()) {
+            match self.git.run_with_env(["push", "--quiet", "--", &self.remote, &spec], &self.env(None)) {
                 Ok(_) => {
                     let _ = self.run(&["update-ref", &self.reference, &commit]);
                     return Ok(());
@@ -140,7 +184,7 @@ impl GitState {
 
 fn io(e: std::io::Error) -> GitError {
     GitError::Failed {
-        args: "create the state folder".into(),
+        args: "prepare the state folder or its index".into(),
         status: "I/O error".into(),
         stderr: e.to_string(),
     }

@@ -472,11 +472,17 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     let half = env.state().join("cycles").join(".prbot-tmp-half");
     std::fs::create_dir_all(half.parent().unwrap()).unwrap();
     std::fs::write(&half, "{\"cycle_").unwrap();
+    // Written two hours ago: no write in flight can still be busy with it.
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&half).unwrap().set_modified(two_hours_ago).unwrap();
+    let fresh = env.state().join("cycles").join(".prbot-tmp-in-flight");
+    std::fs::write(&fresh, "{\"cycle_").unwrap();
     let before = env.snapshot();
     let r = env.run(&model, &Pipeline::default().without_pr()).expect("dry_run", 0);
     assert_eq!(env.snapshot(), before);
     assert_eq!(r["tests"][0]["passed"], true);
     assert!(!half.exists(), "the half-written file was left");
+    assert!(fresh.exists(), "a write that may still be in flight was swept");
     assert!(procs_with("sleep 3102").is_empty(), "the killed cycle's test still runs");
 }
 

@@ -465,3 +465,115 @@ fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
         assert_ne!(std::fs::read_to_string(&pipeline).unwrap(), "# mine\n");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_runners_and_readers_lose_no_record() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let remote = env.tmp.path().join("remote.git");
+    git(
+        env.tmp.path(),
+        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
+    );
+    let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\npolicy:\n  gaps:\n    skip_after_failures: 0";
+    let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let dir = env.tmp.path().join(format!("runner-{name}"));
+            git(
+                env.tmp.path(),
+                &["clone", "--quiet", &remote.display().to_string(), &dir.display().to_string()],
+            );
+            (dir, runner_pipeline(&env, &model, name, state))
+        })
+        .collect();
+    // Readers loop on runner a's clone, whose state dir its cycles write to.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = ["stats", "history"]
+        .into_iter()
+        .map(|cmd| {
+            let (repo, pipeline, stop) = (runners[0].0.clone(), runners[0].1.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = prbot(&[cmd, "--json"], &repo, &pipeline).output();
+                }
+            })
+        })
+        .collect();
+    let cycles: Vec<_> =
+        runners.iter().flat_map(|(repo, p)| (0..2).map(move |_| (repo.clone(), p.clone()))).collect();
+    let handles: Vec<_> = cycles
+        .into_iter()
+        .map(|(repo, p)| {
+            std::thread::spawn(move || Run::from(prbot(&["run", "--json"], &repo, &p).output().unwrap()))
+        })
+        .collect();
+    let runs: Vec<Run> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let mut ids = Vec::new();
+    for run in &runs {
+        // One runner's cycles may meet each other's lock; nothing may fail for a state reason.
+        let r = run.record();
+        assert!(
+            matches!(r["outcome"].as_str().unwrap(), "dry_run" | "skipped_locked"),
+            "{}\n{}",
+            r["reason"],
+            run.stderr
+        );
+        ids.push(r["cycle_id"].as_str().unwrap().to_string());
+    }
+    let log = git(&remote, &["show", "refs/prbot/state:cycles.jsonl"]);
+    let on_ref: Vec<String> = git(&remote, &["ls-tree", "--name-only", "refs/prbot/state:cycles"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(log.lines().count(), runs.len(), "cycles.jsonl:\n{log}");
+    for id in ids {
+        assert!(on_ref.contains(&format!("{id}.json")), "the record of {id} is missing from the ref");
+        assert!(log.contains(&id), "{id} is missing from cycles.jsonl");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlink_pushed_into_the_state_ref_is_refused() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let remote = env.tmp.path().join("remote.git");
+    git(
+        env.tmp.path(),
+        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
+    );
+    let runner = env.tmp.path().join("runner");
+    git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &runner.display().to_string()]);
+    let p = runner_pipeline(&env, &model, "a", "state:\n  backend: git\n  remote: origin");
+    Run::from(prbot(&["run", "--json"], &runner, &p).output().unwrap()).expect("dry_run", 0);
+    // Someone with push access makes cycles.jsonl a link to a file of the runner's user.
+    let target = env.tmp.path().join("profile");
+    std::fs::write(&target, "# the user's\n").unwrap();
+    let evil = env.tmp.path().join("evil");
+    git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &evil.display().to_string()]);
+    git(&evil, &["fetch", "--quiet", "origin", "refs/prbot/state:refs/heads/state"]);
+    git(&evil, &["checkout", "--quiet", "state"]);
+    std::fs::remove_file(evil.join("cycles.jsonl")).unwrap();
+    std::os::unix::fs::symlink(&target, evil.join("cycles.jsonl")).unwrap();
+    git(&evil, &["add", "-A"]);
+    git(&evil, &["commit", "--quiet", "-m", "link"]);
+    git(&evil, &["push", "--quiet", "origin", "state:refs/prbot/state"]);
+    let state_dir = runner.join(".git/prbot");
+    std::fs::remove_dir_all(&state_dir).unwrap();
+    let run = Run::from(prbot(&["run", "--json"], &runner, &p).output().unwrap());
+    let r = run.expect("internal_error", 1);
+    assert!(
+        r["reason"].as_str().unwrap().contains("cycles.jsonl")
+            && r["reason"].as_str().unwrap().contains("not a regular file"),
+        "{}",
+        r["reason"]
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "# the user's\n", "the link was followed");
+    assert!(std::fs::symlink_metadata(state_dir.join("cycles.jsonl"))
+        .map(|m| !m.file_type().is_symlink())
+        .unwrap_or(true));
+}
