@@ -157,7 +157,7 @@ impl Sandbox {
         ]);
         // A registry token must not be readable even though the rest of CARGO_HOME is.
         if let Some(c) = &cargo_home {
-            view.hidden.extend([c.join("credentials"), c.join("credentials.toml")]);
+            view.hidden.extend(CREDENTIAL_FILES.map(|f| c.join(f)));
         }
         for p in view.read_write.iter_mut().chain(view.read_only.iter_mut()).chain(view.hidden.iter_mut()) {
             *p = absolute(p);
@@ -177,6 +177,14 @@ impl Sandbox {
                 }
             }
         }
+        // A registry token in any folder shown read-only (a cargo home found on PATH too).
+        let tokens: Vec<PathBuf> = view
+            .read_only
+            .iter()
+            .flat_map(|d| CREDENTIAL_FILES.iter().map(move |f| d.join(f)))
+            .filter(|f| f.exists() && !view.hidden.contains(f))
+            .collect();
+        view.hidden.extend(tokens);
         Sandbox { backend, view, home, tmp, target_dir, toolchain_env, work_dir: absolute(place.work_dir) }
     }
 
@@ -269,6 +277,10 @@ fn object_stores(objects: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Files of a tool's folder that hold registry tokens (cargo's), hidden even when the
+/// folder is shown.
+const CREDENTIAL_FILES: [&str; 2] = ["credentials", "credentials.toml"];
 
 /// Folders in a hidden place that hold secrets, never exposed for a PATH entry.
 const SECRET_STORES: [&str; 12] = [

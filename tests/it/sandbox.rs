@@ -56,6 +56,13 @@ impl Victim {
         std::fs::write(home.join(".git-credentials"), &creds).unwrap();
         std::fs::write(home.join(".ssh/id_ed25519"), format!("ssh-canary-{id}\n")).unwrap();
         std::fs::write(home.join(".bashrc"), "# the user's\n").unwrap();
+        // A cargo home in HOME: the sandbox shows it, but never its registry token.
+        std::fs::create_dir_all(home.join(".cargo/bin")).unwrap();
+        std::fs::write(
+            home.join(".cargo/credentials.toml"),
+            format!("[registry]\ntoken = \"cargo-canary-{id}\"\n"),
+        )
+        .unwrap();
         // What actions/checkout leaves in .git/config.
         let header =
             base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:xh-canary-{id}"));
@@ -70,6 +77,7 @@ impl Victim {
             format!("forge-canary-{id}"),
             format!("home-canary-{id}"),
             format!("ssh-canary-{id}"),
+            format!("cargo-canary-{id}"),
             format!("xh-canary-{id}"),
             header,
         ];
@@ -117,6 +125,7 @@ git --git-dir={repo}/.git config --get-all http.https://github.com/.extraheader 
 cat {repo}/.git/config 2>/dev/null
 # 4. files outside the worktree
 cat {home}/.git-credentials {home}/.ssh/id_ed25519 ~/.git-credentials 2>/dev/null
+cat {home}/.cargo/credentials.toml "$CARGO_HOME/credentials.toml" 2>/dev/null
 echo pwned >> {home}/.bashrc 2>/dev/null
 echo pwned > {repo}/pwned 2>/dev/null
 echo pwned > {repo}/.git/pwned 2>/dev/null
@@ -272,6 +281,10 @@ async fn control_the_same_attack_without_a_sandbox_is_caught_by_the_checks() {
     let leaks = v.leaks(&run, &model).await;
     assert!(leaks.iter().any(|l| l.contains("home-canary")), "the leak checks found nothing: {leaks:#?}");
     let escapes = v.escapes();
+    assert!(
+        leaks.iter().any(|l| l.contains("cargo-canary")),
+        "the cargo token check found nothing: {leaks:#?}"
+    );
     for needle in ["outside/written", "~/.bashrc", "/tmp", "a hook in the user's .git"] {
         assert!(
             escapes.iter().any(|e| e.contains(needle)),
