@@ -69,7 +69,7 @@ impl Gitea {
             .map_err(|e| ForgeError::Other(format!("cannot build the HTTP client: {e}")))?;
         let base = format!("{}/repos/{repo}", config.api_base().expect("validated"));
         Ok(Gitea {
-            pusher: Pusher::new(format!("{web}/{repo}.git"), &token),
+            pusher: Pusher::new(format!("{web}/{repo}.git"), &token, config.retries),
             rest: Rest::new(
                 Box::new(Client { http, base }),
                 http::Target::new(config, web, &repo),

@@ -69,7 +69,7 @@ impl GitHub {
             })?;
         let client = Client { octo, prefix: format!("/repos/{repo}"), api, timeout: config.timeout };
         Ok(GitHub {
-            pusher: Pusher::new(format!("{web}/{repo}.git"), &token),
+            pusher: Pusher::new(format!("{web}/{repo}.git"), &token, config.retries),
             owner: repo.split('/').next().unwrap_or_default().to_string(),
             rest: Rest::new(Box::new(client), http::Target::new(config, web, &repo), config.retries),
         })

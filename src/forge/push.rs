@@ -11,13 +11,50 @@ pub struct Pusher {
     pub remote_url: String,
     /// `Authorization: Basic ...` for the remote.
     auth_header: String,
+    /// Retries after a 429, a 5xx or a connection failure, like API calls.
+    retries: usize,
+}
+
+/// A push that failed, and whether trying again can help.
+struct Failed {
+    error: ForgeError,
+    transient: bool,
+}
+
+impl crate::retry::Transient for Failed {
+    fn retryable(&self) -> bool {
+        self.transient
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// What git says when the server or the network failed, not the push itself: a 429 or
+/// 5xx answer, or no connection. A rejection (a hook, a failed lease, a permission) is
+/// never retried.
+fn transient(reason: &str) -> bool {
+    let lower = reason.to_lowercase();
+    [
+        "returned error: 5",
+        "returned error: 429",
+        "could not resolve host",
+        "connection refused",
+        "timed out",
+        "connection reset",
+        "unexpected disconnect",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+        && !lower.contains("rejected")
 }
 
 impl Pusher {
-    pub fn new(remote_url: String, token: &str) -> Self {
+    pub fn new(remote_url: String, token: &str, retries: usize) -> Self {
         // Gitea and GitHub both take a token as the password of basic auth.
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
-        Pusher { remote_url, auth_header: format!("Authorization: Basic {basic}") }
+        Pusher { remote_url, auth_header: format!("Authorization: Basic {basic}"), retries }
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -30,12 +67,28 @@ impl Pusher {
         ]
     }
 
-    /// [`Pusher::push`] on a blocking thread, so the async runtime keeps running.
+    /// [`Pusher::push`] on a blocking thread, so the async runtime keeps running, retried
+    /// with backoff when the server or the network failed.
     pub async fn push_off_thread(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
-        let (me, git, branch, commit) = (self.clone(), git.clone(), branch.to_string(), commit.to_string());
-        tokio::task::spawn_blocking(move || me.push(&git, &branch, &commit))
-            .await
-            .map_err(|e| ForgeError::Other(format!("the push thread failed: {e}")))?
+        let attempt = || {
+            let (me, git, branch, commit) =
+                (self.clone(), git.clone(), branch.to_string(), commit.to_string());
+            async move {
+                let result = tokio::task::spawn_blocking(move || me.push(&git, &branch, &commit))
+                    .await
+                    .map_err(|e| ForgeError::Other(format!("the push thread failed: {e}")))
+                    .and_then(|r| r);
+                result.map_err(|error| {
+                    let transient = matches!(&error, ForgeError::Push { reason, .. } if transient(reason));
+                    Failed { error, transient }
+                })
+            }
+        };
+        crate::retry::run(self.retries, attempt, |f: &Failed, wait| {
+            tracing::warn!("push failed ({}); retrying in {wait:?}", f.error);
+        })
+        .await
+        .map_err(|f| f.error)
     }
 
     /// Pushes `commit` to `branch`, with a lease on what the remote had just before.

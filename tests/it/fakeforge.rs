@@ -57,6 +57,10 @@ pub struct State {
     pub hide_until_create: bool,
     /// When false, the git remote refuses pushes with 403.
     pub push_allowed: bool,
+    /// Statuses to answer the next `POST .../git-receive-pack` requests with.
+    pub fail_receive_pack: Vec<u16>,
+    /// How many `POST .../git-receive-pack` requests arrived.
+    pub receive_packs: usize,
     /// `permissions.push` in the repository's JSON.
     pub push_permission: bool,
     /// The server's page size cap (Gitea's MAX_RESPONSE_ITEMS, GitHub's per_page cap).
@@ -136,6 +140,8 @@ impl FakeForge {
             fail_creates: Vec::new(),
             hide_until_create: false,
             push_allowed: true,
+            fail_receive_pack: Vec::new(),
+            receive_packs: 0,
             push_permission: true,
             page_cap: 2,
         }));
@@ -631,6 +637,14 @@ async fn git_http(
     let pushing = uri.path().ends_with("/git-receive-pack") || query.contains("service=git-receive-pack");
     if pushing && !push_allowed {
         return (StatusCode::FORBIDDEN, "User permission denied for writing.\n").into_response();
+    }
+    if method == Method::POST && uri.path().ends_with("/git-receive-pack") {
+        let mut s = st.lock().unwrap();
+        s.receive_packs += 1;
+        if !s.fail_receive_pack.is_empty() {
+            let status = s.fail_receive_pack.remove(0);
+            return (StatusCode::from_u16(status).unwrap(), "Service Unavailable\n").into_response();
+        }
     }
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (root, path) = (git_root.to_path_buf(), uri.path().to_string());

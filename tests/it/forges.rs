@@ -374,3 +374,20 @@ async fn the_gitea_fake_keeps_to_giteas_openapi_shapes() {
         assert!(known.iter().any(|s| s == status), "Gitea's {method} {path} has no {status}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_that_meets_a_5xx_is_retried() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        s.forge.state.lock().unwrap().fail_receive_pack = vec![503];
+        let r = s.run(&s.pipeline()).expect("ok", 0);
+        assert_eq!(s.forge.state.lock().unwrap().receive_packs, 2, "{flavor:?}: one failed push, one retry");
+        let branch = r["branch"].as_str().unwrap();
+        assert_eq!(
+            s.forge.remote_branch(branch).as_deref(),
+            r["commit"].as_str(),
+            "{flavor:?}: the branch did not arrive"
+        );
+        assert_eq!(s.model.requests().await.len(), 1, "the model was asked again");
+    }
+}
