@@ -57,11 +57,19 @@ impl Pusher {
         Pusher { remote_url, auth_header: format!("Authorization: Basic {basic}"), retries }
     }
 
+    /// One `Authorization` header, prbot's: every inherited extra header (plain, and the
+    /// URL-specific ones a checkout leaves, which git prefers) is reset first, then
+    /// prbot's is set at the remote's own URL.
     fn env(&self) -> Vec<(String, String)> {
+        let at_url = format!("http.{}.extraHeader", self.remote_url);
         vec![
-            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            ("GIT_CONFIG_COUNT".into(), "3".into()),
             ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
-            ("GIT_CONFIG_VALUE_0".into(), self.auth_header.clone()),
+            ("GIT_CONFIG_VALUE_0".into(), String::new()),
+            ("GIT_CONFIG_KEY_1".into(), at_url.clone()),
+            ("GIT_CONFIG_VALUE_1".into(), String::new()),
+            ("GIT_CONFIG_KEY_2".into(), at_url),
+            ("GIT_CONFIG_VALUE_2".into(), self.auth_header.clone()),
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
             ("GIT_ASKPASS".into(), "true".into()),
         ]

@@ -228,6 +228,10 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
     });
     if path.starts_with(&format!("/{OWNER}/{NAME}.git/")) {
+        // As GitHub does: two Authorization headers are a bad request.
+        if headers.get_all("authorization").iter().count() > 1 {
+            return (StatusCode::BAD_REQUEST, "Duplicate header: \"Authorization\"\n").into_response();
+        }
         return git_http(st, git_root, method, uri, headers, body, &authorization).await;
     }
     let flavor = st.lock().unwrap().flavor;

@@ -391,3 +391,33 @@ async fn a_push_that_meets_a_5xx_is_retried() {
         assert_eq!(s.model.requests().await.len(), 1, "the model was asked again");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_push_sends_one_authorization_header_whatever_git_config_holds() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        // What actions/checkout leaves, in the repository and in a global config.
+        let stale = "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46c3RhbGU=";
+        let url = s.forge.settings(TOKEN_ENV);
+        let web = url.lines().find_map(|l| l.trim().strip_prefix("url: ")).unwrap().trim().to_string();
+        let key = format!("http.{web}/.extraheader");
+        git(&s.env.repo, &["config", &key, stale]);
+        let global = s.env.tmp.path().join("gitconfig");
+        std::fs::write(
+            &global,
+            format!("[http \"{web}/\"]\n\textraheader = {stale}\n[http]\n\textraheader = {stale}\n"),
+        )
+        .unwrap();
+        let r = s.env.run_with(
+            &s.model,
+            &s.pipeline(),
+            &[(TOKEN_ENV, &s.token), ("GIT_CONFIG_GLOBAL", global.to_str().unwrap())],
+        );
+        let r = r.expect("ok", 0);
+        assert_eq!(
+            s.forge.remote_branch(r["branch"].as_str().unwrap()).as_deref(),
+            r["commit"].as_str(),
+            "{flavor:?}"
+        );
+    }
+}
