@@ -23,6 +23,23 @@ fn runner_pipeline(env: &Env, model: &Model, name: &str, extra: &str) -> PathBuf
     path
 }
 
+/// A bare remote of the user's repository, as a CI runner's origin.
+fn bare_remote(env: &Env) -> PathBuf {
+    let remote = env.tmp.path().join("remote.git");
+    git(
+        env.tmp.path(),
+        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
+    );
+    remote
+}
+
+/// A clone of `remote` named `name`: one runner's checkout.
+fn clone_of(env: &Env, remote: &Path, name: &str) -> PathBuf {
+    let dir = env.tmp.path().join(name);
+    git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &dir.display().to_string()]);
+    dir
+}
+
 fn prbot(args: &[&str], repo: &Path, pipeline: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(args).arg("--repo").arg(repo).arg("--pipeline").arg(pipeline);
@@ -34,16 +51,8 @@ fn prbot(args: &[&str], repo: &Path, pipeline: &Path) -> Command {
 async fn two_runners_share_one_budget_and_one_history_through_the_remote() {
     let env = Env::new();
     let model = Model::good().await;
-    let remote = env.tmp.path().join("remote.git");
-    git(
-        env.tmp.path(),
-        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
-    );
-    let clone = |name: &str| {
-        let dir = env.tmp.path().join(name);
-        git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &dir.display().to_string()]);
-        dir
-    };
+    let remote = bare_remote(&env);
+    let clone = |name: &str| clone_of(&env, &remote, name);
     let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 1";
     let (a, b) = (clone("runner-a"), clone("runner-b"));
     let (pa, pb) = (runner_pipeline(&env, &model, "a", state), runner_pipeline(&env, &model, "b", state));
@@ -470,20 +479,12 @@ fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
 async fn concurrent_runners_and_readers_lose_no_record() {
     let env = Env::new();
     let model = Model::good().await;
-    let remote = env.tmp.path().join("remote.git");
-    git(
-        env.tmp.path(),
-        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
-    );
+    let remote = bare_remote(&env);
     let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\npolicy:\n  gaps:\n    skip_after_failures: 0";
     let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
         .iter()
         .map(|name| {
-            let dir = env.tmp.path().join(format!("runner-{name}"));
-            git(
-                env.tmp.path(),
-                &["clone", "--quiet", &remote.display().to_string(), &dir.display().to_string()],
-            );
+            let dir = clone_of(&env, &remote, &format!("runner-{name}"));
             (dir, runner_pipeline(&env, &model, name, state))
         })
         .collect();
@@ -541,20 +542,14 @@ async fn concurrent_runners_and_readers_lose_no_record() {
 async fn a_symlink_pushed_into_the_state_ref_is_refused() {
     let env = Env::new();
     let model = Model::good().await;
-    let remote = env.tmp.path().join("remote.git");
-    git(
-        env.tmp.path(),
-        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
-    );
-    let runner = env.tmp.path().join("runner");
-    git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &runner.display().to_string()]);
+    let remote = bare_remote(&env);
+    let runner = clone_of(&env, &remote, "runner");
     let p = runner_pipeline(&env, &model, "a", "state:\n  backend: git\n  remote: origin");
     Run::from(prbot(&["run", "--json"], &runner, &p).output().unwrap()).expect("dry_run", 0);
     // Someone with push access makes cycles.jsonl a link to a file of the runner's user.
     let target = env.tmp.path().join("profile");
     std::fs::write(&target, "# the user's\n").unwrap();
-    let evil = env.tmp.path().join("evil");
-    git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &evil.display().to_string()]);
+    let evil = clone_of(&env, &remote, "evil");
     git(&evil, &["fetch", "--quiet", "origin", "refs/prbot/state:refs/heads/state"]);
     git(&evil, &["checkout", "--quiet", "state"]);
     std::fs::remove_file(evil.join("cycles.jsonl")).unwrap();
