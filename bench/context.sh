@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The propose stage's own time on a large repository, cold and warm.
+#
+#   bash bench/context.sh [files]      # default 20000
+#
+# Builds prbot (release), generates a repository of small Rust files, serves a model on
+# loopback that answers at once, and runs cycles of pick-gap, propose and apply. The
+# first cycle tokenises every file; later ones read the term counts from the cache by
+# blob id. It prints the propose stage's time per cycle, and the same with the worktree
+# reset (which the first use of the worktree in propose includes) measured apart.
+set -euo pipefail
+files=${1:-20000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+prbot="$here/target/release/prbot"
+work=$(mktemp -d)
+trap 'kill "$model_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p "$work/repo/docs"
+python3 - "$work/repo" "$files" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+random.seed(1)
+words = ["alpha", "beta", "parse", "render", "walker", "pool", "config", "cache", "index", "token",
+         "search", "match", "glob", "ignore", "printer", "buffer", "stream", "reader", "writer", "span"]
+for i in range(n):
+    d = os.path.join(root, f"src/m{i % 200:03d}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}.rs"), "w") as f:
+        f.write("\n".join(f"pub fn {random.choice(words)}_{j}() {{ let {random.choice(words)} = {j}; }}"
+                          for j in range(8)) + "\n")
+with open(os.path.join(root, "docs/PRD.md"), "w") as f:
+    f.write("# PRD\n\n- [ ] Increase the walker pool capacity [bot-eligible]\n")
+PY
+git -C "$work/repo" init -q
+git -C "$work/repo" add -A
+git -C "$work/repo" -c user.name=bench -c user.email=bench@example.invalid commit -qm init
+echo '{"summary": "s", "files": [{"path": "src/m000/f0.rs", "is_new": false, "content": "pub fn x() {}\n"}]}' > "$work/reply.json"
+python3 "$here/bench/fake_model.py" "$work/reply.json" > "$work/model.log" &
+model_pid=$!
+for _ in $(seq 50); do grep -q listening "$work/model.log" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/listening on //p' "$work/model.log")
+cat > "$work/p.yml" <<YAML
+providers:
+  bench:
+    base_url: http://127.0.0.1:$port/v1
+workspace:
+  dir: $work/ws
+budget:
+  calls_per_day: 100000
+  tokens_per_day: 1000000000
+policy:
+  gaps:
+    skip_after_failures: 0
+stages:
+  - uses: pick-gap
+  - uses: propose
+    with:
+      models: [bench/model]
+      repair_attempts: 0
+  - uses: apply
+YAML
+echo "| cycle | propose (ms) | worktree reset alone (ms) |"
+echo "|---|---|---|"
+for i in 1 2 3 4 5 6; do
+  ms=$("$prbot" run --repo "$work/repo" --pipeline "$work/p.yml" --json 2>/dev/null |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print([s["duration_ms"] for s in r["stages"] if s["id"] == "propose"][0])')
+  start=$(date +%s%N)
+  git --git-dir="$work/ws/clone.git" --work-tree="$work/ws/worktree" checkout -q -f --detach HEAD
+  git --git-dir="$work/ws/clone.git" --work-tree="$work/ws/worktree" clean -ffdxq
+  reset=$(( ($(date +%s%N) - start) / 1000000 ))
+  echo "| $i | $ms | $reset |"
+done
