@@ -35,9 +35,9 @@ fn abi_version() -> i64 {
     unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) }
 }
 
-/// The hook that enters the Landlock domain in the child, and whether the command gets a
-/// private network namespace.
-pub fn confine(view: &View, network: bool) -> Result<(crate::process::PreExec, bool), SandboxError> {
+/// The hook that enters the Landlock domain in the child (and, without network, a private
+/// network namespace where prbot may make one).
+pub fn confine(view: &View, network: bool) -> Result<crate::process::PreExec, SandboxError> {
     let own_netns = !network && has_cap_sys_admin();
     let deny_tcp = !network && !own_netns;
     let ruleset = ruleset(view, deny_tcp).map_err(|e| SandboxError::Setup(format!("Landlock: {e}")))?;
@@ -59,7 +59,7 @@ pub fn confine(view: &View, network: bool) -> Result<(crate::process::PreExec, b
             None => Ok(()),
         }
     });
-    Ok((hook, own_netns))
+    Ok(hook)
 }
 
 fn ruleset(view: &View, deny_tcp: bool) -> Result<RulesetCreated, landlock::RulesetError> {

@@ -25,16 +25,6 @@ pub enum Backend {
     Off,
 }
 
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Bwrap => "bwrap",
-            Backend::Landlock => "landlock",
-            Backend::Off => "off",
-        }
-    }
-}
-
 /// How one command was confined, for the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxUse {
@@ -231,8 +221,7 @@ impl Sandbox {
                 Prepared { program: "bwrap".into(), args, env, pre_exec: None, used }
             }
             Backend::Landlock => {
-                let (hook, isolated_net) = landlock::confine(&self.view, network)?;
-                let used = SandboxUse { backend: Backend::Landlock, network: network && !isolated_net };
+                let hook = landlock::confine(&self.view, network)?;
                 Prepared { program: "sh".into(), args: shell, env, pre_exec: Some(hook), used }
             }
         })
