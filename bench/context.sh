@@ -10,11 +10,8 @@
 # reset (which the first use of the worktree in propose includes) measured apart.
 set -euo pipefail
 files=${1:-20000}
-here=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-prbot="$here/target/release/prbot"
-work=$(mktemp -d)
-trap 'kill "$model_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 mkdir -p "$work/repo/docs"
 python3 - "$work/repo" "$files" <<'PY'
 import os, random, sys
@@ -35,10 +32,7 @@ git -C "$work/repo" init -q
 git -C "$work/repo" add -A
 git -C "$work/repo" -c user.name=bench -c user.email=bench@example.invalid commit -qm init
 echo '{"summary": "s", "files": [{"path": "src/m000/f0.rs", "is_new": false, "content": "pub fn x() {}\n"}]}' > "$work/reply.json"
-python3 "$here/bench/fake_model.py" "$work/reply.json" > "$work/model.log" &
-model_pid=$!
-for _ in $(seq 50); do grep -q listening "$work/model.log" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/listening on //p' "$work/model.log")
+start_model "$work/reply.json"
 cat > "$work/p.yml" <<YAML
 providers:
   bench:

@@ -14,11 +14,8 @@
 # rest of the test stage's time (the `cargo fetch` that sandboxed stages run first).
 set -euo pipefail
 rounds=${1:-15}
-here=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-prbot="$here/target/release/prbot"
-work=$(mktemp -d)
-trap 'kill "$model_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 
 repo="$work/repo"
 mkdir -p "$repo/src" "$repo/docs"
@@ -57,10 +54,7 @@ cat > "$work/reply.json" <<'JSON'
 {"summary": "Bump the version.", "files": [{"path": "src/lib.rs", "is_new": false,
   "edits": [{"search": "{ 1 }", "replace": "{ 2 }"}]}]}
 JSON
-python3 "$here/bench/fake_model.py" "$work/reply.json" > "$work/model.log" &
-model_pid=$!
-for _ in $(seq 50); do grep -q listening "$work/model.log" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/listening on //p' "$work/model.log")
+start_model "$work/reply.json"
 
 pipeline() {
   cat <<YAML

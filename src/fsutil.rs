@@ -65,3 +65,26 @@ pub fn make_writable(dir: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_tree_a_command_locked_is_opened_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("tmp");
+        let locked = top.join("a/b");
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::write(locked.join("f"), "x").unwrap();
+        for d in [&locked, &top.join("a")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }
+        make_writable(&top);
+        let mode = std::fs::metadata(&locked).unwrap().permissions().mode() & 0o700;
+        assert_eq!(mode, 0o700, "a locked folder stayed locked");
+        remove_tree(&top).unwrap();
+        assert!(!top.exists());
+    }
+}
