@@ -299,10 +299,12 @@ impl Cycle {
     /// The sandbox of the cycle's project commands, set up on first use.
     pub fn sandbox(&mut self) -> Result<&Sandbox, End> {
         if self.sandbox.is_none() {
-            let backend = match self.sandbox_backend {
-                Some(b) => b,
-                None => crate::sandbox::choose(&self.pipeline.sandbox)
-                    .map_err(|e| End::new(Outcome::SandboxUnavailable, e.to_string()))?,
+            // Chosen by the runner before the first stage of a pipeline that runs project code.
+            let Some(backend) = self.sandbox_backend else {
+                return Err(End::internal(
+                    "prbot bug",
+                    "a project command ran before the sandbox was chosen",
+                ));
             };
             self.workspace()?;
             let ws = self.workspace.as_ref().expect("just made");
