@@ -30,6 +30,7 @@ struct Tally {
     all_whole: usize,
     all_any: usize,
     one_whole: usize,
+    one_any: usize,
     recall_sum: f64,
 }
 
@@ -41,12 +42,43 @@ impl Tally {
         self.all_whole += (w == gold.len()) as usize;
         self.all_any += (a == gold.len()) as usize;
         self.one_whole += (w > 0) as usize;
+        self.one_any += (a > 0) as usize;
         self.recall_sum += w as f64 / gold.len() as f64;
     }
 
     fn pct(&self, n: usize) -> String {
         format!("{:.1}%", 100.0 * n as f64 / self.commits.max(1) as f64)
     }
+}
+
+/// The old-side line ranges a commit changed in `file`, 1-based and inclusive; a pure
+/// insertion after line `a` is the range `a..=a+1`, the lines it goes between.
+fn changed_lines(git_dir: &Path, parent: &str, commit: &str, file: &str) -> Vec<(usize, usize)> {
+    let diff = git(git_dir, &["diff", "-U0", "--no-renames", parent, commit, "--", file]);
+    diff.lines()
+        .filter_map(|l| l.strip_prefix("@@ -"))
+        .filter_map(|l| {
+            let old = l.split(' ').next()?;
+            let (start, count) = match old.split_once(',') {
+                Some((s, c)) => (s.parse::<usize>().ok()?, c.parse::<usize>().ok()?),
+                None => (old.parse::<usize>().ok()?, 1),
+            };
+            Some(if count == 0 { (start.max(1), start + 1) } else { (start, start + count - 1) })
+        })
+        .collect()
+}
+
+/// Whether a partial file's verbatim regions (`@@ lines a-b @@`) hold every changed line.
+fn regions_cover(partial: &str, changed: &[(usize, usize)]) -> bool {
+    let regions: Vec<(usize, usize)> = partial
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@ lines ")?.strip_suffix(" @@")?.split_once('-'))
+        .filter_map(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .collect();
+    !changed.is_empty()
+        && changed.iter().all(|(from, to)| {
+            (*from..=*to).all(|line| regions.iter().any(|(a, b)| (*a..=*b).contains(&line)))
+        })
 }
 
 /// Plain BM25 over path and contents, whole files in score order until the budget is spent.
@@ -160,8 +192,14 @@ fn main() {
             let ctx = choose(&tree, None, &gap, &[], &[], budget.saturating_sub(800));
             let whole: Vec<String> =
                 ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
-            let part: Vec<String> =
-                ctx.files.iter().filter(|f| !f.pick.whole).map(|f| f.path.clone()).collect();
+            // A partial file counts only when its regions hold every line the commit changed.
+            let part: Vec<String> = ctx
+                .files
+                .iter()
+                .filter(|f| !f.pick.whole && gold.contains(&f.path))
+                .filter(|f| regions_cover(&f.text, &changed_lines(&git_dir, parent, commit, &f.path)))
+                .map(|f| f.path.clone())
+                .collect();
             ours.entry(budget).or_default().add(&gold, &whole, &part);
             let b = baseline(&root, &files, subject, budget.saturating_sub(800));
             base.entry(budget).or_default().add(&gold, &b, &[]);
@@ -172,16 +210,17 @@ fn main() {
     }
     eprintln!();
     println!("{done} commits of {repo}\n");
-    println!("| Budget | Context | Every gold file whole | Every gold file, whole or in part | At least one whole | Mean per-file recall (whole) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| Budget | Context | Every gold file whole | Every gold file, whole or its changed lines | At least one whole | At least one, whole or its changed lines | Mean per-file recall (whole) |");
+    println!("|---|---|---|---|---|---|---|");
     for budget in BUDGETS {
         for (name, t) in [("prbot", &ours[&budget]), ("plain BM25", &base[&budget])] {
             println!(
-                "| {}k | {name} | {} | {} | {} | {:.1}% |",
+                "| {}k | {name} | {} | {} | {} | {} | {:.1}% |",
                 budget / 1000,
                 t.pct(t.all_whole),
                 t.pct(t.all_any),
                 t.pct(t.one_whole),
+                t.pct(t.one_any),
                 100.0 * t.recall_sum / t.commits.max(1) as f64
             );
         }

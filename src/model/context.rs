@@ -113,9 +113,10 @@ pub fn excluded(path: &str) -> bool {
 }
 
 /// How strongly a term in the path counts against one in the contents.
-const PATH_BOOST: u32 = 5;
+const PATH_BOOST: u32 = 10;
 const K1: f64 = 1.2;
 const B: f64 = 0.9;
+
 /// Files larger than this are ranked by their path alone.
 const INDEX_BYTES: usize = 1024 * 1024;
 /// The ranking reads at most this much in all.
@@ -369,12 +370,14 @@ pub fn choose(
     by_score.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.path.cmp(&b.0.path)));
     ranked.extend(by_score.into_iter().map(|(d, s)| (d.path.clone(), s, "matches the gap")));
 
-    // Most of the budget for contents, the rest for the file list.
-    let mut left = budget_tokens.saturating_sub(budget_tokens / 5);
-    let part_cap = (budget_tokens / 6).max(200);
+    // Most of the budget for contents; the file list gets what it needs, up to a tenth.
+    let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
+    let list_share = list_cost.min(budget_tokens / 10);
+    let mut left = budget_tokens.saturating_sub(list_share);
+    let part_cap = (budget_tokens / 10).max(200);
     let mut files = Vec::new();
     let mut links = Vec::new();
-    for (path, score, why) in ranked {
+    for (rank, (path, score, why)) in ranked.into_iter().enumerate() {
         if left < 100 {
             break;
         }
@@ -397,7 +400,14 @@ pub fn choose(
             });
             continue;
         }
+        // Below the top few, a file too large to show whole is rarely what the change
+        // needs; its share of the budget goes to whole files further down.
+        if rank >= PARTIAL_RANKS {
+            continue;
+        }
         let part = partial(&text, &query, part_cap.min(left));
+        // The part's own estimate can run past what was asked; it must still fit.
+        let part = part.filter(|p| estimate_tokens(p) as usize + 20 <= left);
         if let Some(part) = part {
             left -= estimate_tokens(&part) as usize + 20;
             files.push(Shown {
@@ -407,7 +417,7 @@ pub fn choose(
             });
         }
     }
-    let mut list_left = budget_tokens / 5 + left;
+    let mut list_left = list_share + left;
     let mut listed = Vec::new();
     for f in all {
         let cost = estimate_tokens(f) as usize + 1;
@@ -420,8 +430,13 @@ pub fn choose(
     Context { files, links, listed, total_files: all.len() }
 }
 
+/// How far down the ranking a file too large to show whole is still shown in part.
+const PARTIAL_RANKS: usize = 6;
 /// Lines of context around each match in a partial file.
 const AROUND: usize = 4;
+/// Lines shown from the start and the end of a partial file.
+const HEAD: usize = 30;
+const TAIL: usize = 8;
 
 /// The parts of a large file worth showing, within `budget` tokens: the regions whose
 /// lines match the query, verbatim, headed by their line numbers, then an outline of
@@ -429,20 +444,40 @@ const AROUND: usize = 4;
 fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let wanted: HashSet<&str> = query.iter().map(String::as_str).collect();
-    // Lines by how many of the query's terms they hold, best first, then by position.
-    let mut hits: Vec<(usize, usize)> = lines
+    // Lines by the weight of the query's terms they hold, a term weighing more the fewer
+    // lines of this file hold it (a crate's name is on every line, a bug's word on few);
+    // best first, then by position.
+    let found: Vec<HashSet<String>> = lines
+        .iter()
+        .map(|l| tokens(l).into_iter().filter(|t| wanted.contains(t.as_str())).collect())
+        .collect();
+    let mut lines_with: HashMap<&str, usize> = HashMap::new();
+    for terms in &found {
+        for t in terms {
+            *lines_with.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let n = lines.len() as f64;
+    let mut hits: Vec<(f64, usize)> = found
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| {
-            let found: HashSet<String> =
-                tokens(l).into_iter().filter(|t| wanted.contains(t.as_str())).collect();
-            (!found.is_empty()).then_some((found.len(), i))
-        })
+        .filter(|(_, terms)| !terms.is_empty())
+        .map(|(i, terms)| (terms.iter().map(|t| (1.0 + n / lines_with[t.as_str()] as f64).ln()).sum(), i))
         .collect();
-    hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let region_budget = budget * 3 / 4;
     let mut chosen: BTreeMap<usize, usize> = BTreeMap::new();
     let mut spent = 0;
+    // The head and the tail first: imports, a changelog's newest entries and the place new
+    // tests are appended are where many changes to a large file land.
+    let ends = [(0, HEAD.min(lines.len())), (lines.len().saturating_sub(TAIL), lines.len())];
+    for (from, to) in ends.into_iter().filter(|_| !hits.is_empty()) {
+        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
+        if spent + cost <= region_budget / 3 {
+            spent += cost;
+            add_region(&mut chosen, from, to);
+        }
+    }
     for (_, i) in hits {
         let (from, to) = (i.saturating_sub(AROUND), (i + AROUND + 1).min(lines.len()));
         let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
@@ -450,7 +485,7 @@ fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
             continue;
         }
         spent += cost;
-        chosen.insert(from, to);
+        add_region(&mut chosen, from, to);
     }
     let regions = merge(chosen);
     let mut out = format!(
@@ -486,6 +521,12 @@ fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
         out.push_str(&outline);
     }
     Some(out)
+}
+
+/// Regions are keyed by their first line; two that start alike keep the longer.
+fn add_region(chosen: &mut BTreeMap<usize, usize>, from: usize, to: usize) {
+    let end = chosen.entry(from).or_insert(to);
+    *end = (*end).max(to);
 }
 
 fn covered(chosen: &BTreeMap<usize, usize>, line: usize) -> bool {
@@ -678,6 +719,53 @@ mod tests {
         );
         assert!(f.text.contains("@@ outline (line: item) @@\n1: pub fn filler_0() -> u32 {"), "{}", f.text);
         assert!(estimate_tokens(&f.text) as usize <= 1_500);
+    }
+
+    #[test]
+    fn the_files_shown_and_the_list_stay_within_the_budget() {
+        // Many large files that all match, with short lines: a part's own estimate of its
+        // lines runs under the final text's (headers, line numbers), which once let the
+        // remaining budget wrap around and every later file in whole.
+        let mut files = Vec::new();
+        for n in 0..12 {
+            let mut text = String::new();
+            for i in 0..600 {
+                text.push_str(if i % 12 == 0 { "pool xy\n" } else { "abc xyz\n" });
+            }
+            files.push((format!("src/pool_{n:02}.rs"), text));
+        }
+        files.push(("src/small_pool.rs".to_string(), "fn pool() {}\n".to_string()));
+        let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+        let (dir, all) = repo(&refs);
+        for budget in (300..1_500).step_by(7) {
+            let c = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &gap("pool"), &[], &[], budget);
+            assert!(!c.files.is_empty());
+            let shown: usize = c.files.iter().map(|f| estimate_tokens(&f.text) as usize + 20).sum();
+            let listed: usize = c.listed.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
+            assert!(shown + listed <= budget, "budget {budget}: {shown} + {listed}");
+        }
+    }
+
+    #[test]
+    fn a_large_file_shows_its_head_and_tail_where_entries_are_added() {
+        let mut log = String::from("# Changelog\n\n## Unreleased\n\n- Pool: grow on demand.\n\n");
+        for i in 0..2_000 {
+            log.push_str(&format!("- Release note number {i} about something else entirely.\n"));
+        }
+        log.push_str("- The oldest note.\n");
+        let (dir, all) = repo(&[("CHANGELOG.md", log)]);
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap("changelog: mention the pool"),
+            &[],
+            &[],
+            24_000,
+        );
+        let f = &c.files[0];
+        assert!(!f.pick.whole);
+        assert!(f.text.contains("@@ lines 1-30 @@\n# Changelog\n\n## Unreleased\n"), "{}", f.text);
+        assert!(f.text.contains("- The oldest note.\n"), "{}", f.text);
     }
 
     #[test]
