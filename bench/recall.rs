@@ -10,8 +10,8 @@
 //! and 48k tokens. Next to it, plain BM25 over path and contents on the same budget,
 //! whole files only, in score order. Printed as a markdown table.
 
-use prbot::model::context::{choose, tokens, Tree};
-use prbot::prd::Gap;
+use prbot::Gap;
+use prbot::{choose_context as choose, tokens, Tree};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;

@@ -1,31 +1,26 @@
 //! prbot: an autonomous pull-request bot that runs like a CI job.
 //!
 //! A cycle goes through the stages a YAML pipeline declares (guard, pick-gap, propose,
-//! apply, test, pr, and `run:` steps), ends in one [`outcome::Outcome`] and leaves a
-//! JSON record.
+//! apply, test, pr, and `run:` steps), ends in one outcome and leaves a JSON record.
+//!
+//! The folders are the layers, each using only those below it:
+//! `cli` and `serve` (entry points) → `engine` (runs a cycle) → `stages` → `adapters`
+//! (forge, model, sandbox) → `state` (records, ledger, state ref) → `domain` (rules and
+//! record shapes) → `config` (the pipeline file) → `infra` (processes, git, files, secrets).
 
-pub mod budget;
-pub mod cli;
-pub mod commands;
-pub mod cycle;
-pub mod demo;
-pub mod edits;
-pub mod forge;
-pub mod fsutil;
-pub mod git;
-pub mod guardrails;
-pub mod init;
-pub mod model;
-pub mod outcome;
-pub mod pipeline;
-pub mod policy;
-pub mod prd;
-pub mod process;
-pub mod records;
-pub mod retry;
-pub mod sandbox;
-pub mod secrets;
-pub mod serve;
-pub mod stages;
-pub mod state;
-pub mod workspace;
+pub(crate) mod adapters;
+pub(crate) mod cli;
+pub(crate) mod config;
+pub(crate) mod domain;
+pub(crate) mod engine;
+pub(crate) mod infra;
+pub(crate) mod serve;
+pub(crate) mod stages;
+pub(crate) mod state;
+
+// The library's public surface: the binary's entry point, and what the benches and the
+// integration tests measure directly.
+pub use adapters::model::context::{choose as choose_context, tokens, Tree};
+pub use cli::main;
+pub use domain::guardrails::CI_ENTRY_POINTS;
+pub use domain::prd::{gaps, Gap};

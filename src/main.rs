@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(prbot::cli::main());
+    std::process::exit(prbot::main());
 }

@@ -1,6 +1,6 @@
 //! Webhook deliveries: signatures, delivery ids, and whether a push starts a cycle.
 
-use crate::pipeline::config::OnPush;
+use crate::config::settings::OnPush;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -3,10 +3,11 @@
 pub mod hooks;
 pub mod queue;
 
-use crate::outcome::Outcome;
-use crate::pipeline::{runner, Pipeline};
-use crate::process::Cancel;
-use crate::workspace::Repo;
+use crate::config::Pipeline;
+use crate::domain::outcome::Outcome;
+use crate::engine::runner;
+use crate::infra::process::Cancel;
+use crate::infra::workspace::Repo;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -324,14 +325,14 @@ async fn stats(State((app, _)): State<AppState>) -> Response {
     let app = app.clone();
     let read = tokio::task::spawn_blocking(move || {
         let dir = runner::state_dir(&app.pipeline, &app.repo);
-        let git = crate::state::for_pipeline(&app.pipeline, &app.repo, &dir);
-        let store = crate::records::Store::new(&dir).with_git(git);
+        let git = crate::state::remote::for_pipeline(&app.pipeline, &app.repo, &dir);
+        let store = crate::state::store::Store::new(&dir).with_git(git);
         store.pull()?;
         store.all()
     })
     .await;
     match read {
-        Ok(Ok(all)) => Json(crate::commands::compute_stats(&all)).into_response(),
+        Ok(Ok(all)) => Json(crate::state::store::compute_stats(&all)).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

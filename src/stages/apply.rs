@@ -1,9 +1,9 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::guardrails::{Guardrails, RepoPath};
-use crate::outcome::Outcome;
-use crate::policy::ProposalScore;
-use crate::records::{FileMode, StageStatus, TouchedFile};
+use crate::domain::guardrails::{Guardrails, RepoPath};
+use crate::domain::outcome::Outcome;
+use crate::domain::policy::ProposalScore;
+use crate::domain::records::{FileMode, StageStatus, TouchedFile};
+use crate::stages::cycle::{Cycle, End};
 
 /// Writes the proposal into the worktree, after the guardrails and the policy agreed.
 pub struct Apply;
@@ -63,10 +63,10 @@ impl Stage for Apply {
                     let old = String::from_utf8(bytes.clone())
                         .map_err(|_| End::new(Outcome::ApplyFailed, format!("`{path}` is not UTF-8 text")))?;
                     let new = match (&f.edits, &f.content) {
-                        (Some(edits), _) => crate::edits::apply(&old, edits)
+                        (Some(edits), _) => crate::domain::edits::apply(&old, edits)
                             .map_err(|why| fixable(Outcome::ApplyFailed, format!("`{path}`: {why}")))?,
                         (None, Some(content)) => {
-                            if let Some(why) = crate::edits::lazy_rewrite(&old, content) {
+                            if let Some(why) = crate::domain::edits::lazy_rewrite(&old, content) {
                                 return Err(fixable(
                                     Outcome::ProposalRejected,
                                     format!("the rewrite of `{path}` looks lazy: {why}"),
@@ -111,7 +111,7 @@ impl Stage for Apply {
             ));
         }
         for (path, _, content, perms) in &changed {
-            crate::fsutil::write_atomic_mode(&path.under(&root), content.as_bytes(), Some(*perms))
+            crate::infra::fsutil::write_atomic_mode(&path.under(&root), content.as_bytes(), Some(*perms))
                 .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}")))?;
         }
         // The approved change, staged: what the tests do to the tree later is not committed.

@@ -1,8 +1,8 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::outcome::Outcome;
-use crate::pipeline::config::GuardSettings;
-use crate::records::StageStatus;
+use crate::config::settings::GuardSettings;
+use crate::domain::outcome::Outcome;
+use crate::domain::records::StageStatus;
+use crate::stages::cycle::{Cycle, End};
 
 /// Pause file, run lock, budget, dirty tree, then policy, in that order.
 pub struct Guard<'a>(pub &'a GuardSettings);
@@ -19,7 +19,7 @@ impl Stage for Guard<'_> {
         cx.lock()?;
         if let Err(e) = cx.budget.check() {
             return Err(match e {
-                crate::budget::BudgetError::Exhausted(m) => End::new(Outcome::SkippedCost, m),
+                crate::state::budget::BudgetError::Exhausted(m) => End::new(Outcome::SkippedCost, m),
                 other => End::internal("budget", other),
             });
         }

@@ -2,6 +2,7 @@
 //! [`Cycle`] and either lets the cycle go on or ends it with an outcome.
 
 mod apply;
+pub(crate) mod cycle;
 pub(crate) use apply::changed_bytes;
 mod guard;
 mod pick_gap;
@@ -10,9 +11,9 @@ mod propose;
 mod run_step;
 mod test;
 
-use crate::cycle::{Cycle, End};
-use crate::pipeline::{Action, Builtin};
-use crate::records::StageStatus;
+use crate::config::{Action, Builtin};
+use crate::domain::records::StageStatus;
+use crate::stages::cycle::{Cycle, End};
 
 pub trait Stage {
     /// `Ok` lets the cycle go on, with the stage's status; `Err` ends it.
@@ -99,7 +100,7 @@ pub(crate) fn shell(
     timeout: std::time::Duration,
     env_allow: &[String],
     network: bool,
-) -> Result<(crate::process::Finished, crate::sandbox::SandboxUse), End> {
+) -> Result<(crate::infra::process::Finished, crate::adapters::sandbox::SandboxUse), End> {
     let dir = cx.workspace()?.path.clone();
     let env = cx.child_env(env_allow);
     if !network && !cx.deps_fetched {
@@ -114,12 +115,15 @@ pub(crate) fn shell(
         .sandbox()?
         .prepare(command, env, network)
         .map_err(|e| End::internal("cannot prepare the sandbox", e))?;
-    let (cmd, used) = crate::sandbox::Sandbox::streamed(prepared, &dir, timeout, &log);
-    let mut out = crate::process::run_streamed(cmd, &cx.cancel)
+    let (cmd, used) = crate::adapters::sandbox::Sandbox::streamed(prepared, &dir, timeout, &log);
+    let mut out = crate::infra::process::run_streamed(cmd, &cx.cancel)
         .map_err(|e| End::internal("cannot run a command", e))?;
     out.duration = started.elapsed();
     if out.cancelled {
-        return Err(End::new(crate::outcome::Outcome::Cancelled, format!("cancelled while `{command}` ran")));
+        return Err(End::new(
+            crate::domain::outcome::Outcome::Cancelled,
+            format!("cancelled while `{command}` ran"),
+        ));
     }
     Ok((out, used))
 }
@@ -134,12 +138,12 @@ fn fetch_dependencies(
     env: &std::collections::HashMap<std::ffi::OsString, std::ffi::OsString>,
 ) {
     let manifest = tree.join("Cargo.toml");
-    if cx.sandbox_backend == Some(crate::sandbox::Backend::Off) || !manifest.is_file() {
+    if cx.sandbox_backend == Some(crate::adapters::sandbox::Backend::Off) || !manifest.is_file() {
         return;
     }
     let Ok(ws) = cx.workspace() else { return };
     let cwd = ws.cache_dir.clone();
-    let mut cmd = crate::process::Command::new("cargo", &cwd, std::time::Duration::from_secs(600))
+    let mut cmd = crate::infra::process::Command::new("cargo", &cwd, std::time::Duration::from_secs(600))
         .arg("fetch")
         .arg("--manifest-path")
         .arg(&manifest)
@@ -148,7 +152,7 @@ fn fetch_dependencies(
     env.insert("GIT_ALLOW_PROTOCOL".into(), "https:http:ssh:git".into());
     env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
     cmd.env = Some(env);
-    match crate::process::run(cmd, &cx.cancel) {
+    match crate::infra::process::run(cmd, &cx.cancel) {
         Ok(out) if out.success() => {}
         Ok(out) => {
             let why =
@@ -164,7 +168,10 @@ fn fetch_dependencies(
 
 /// What the model is told about a red command: the command, its status, and the part
 /// of its output that shows the failure.
-pub(crate) fn test_feedback(run: &crate::records::TestRun, out: &crate::process::Finished) -> String {
+pub(crate) fn test_feedback(
+    run: &crate::domain::records::TestRun,
+    out: &crate::infra::process::Finished,
+) -> String {
     format!(
         "The change was applied, but a check failed.\nCommand: `{}`\nResult: {}\nFailure output:\n```\n{}\n```",
         run.command,
@@ -175,10 +182,10 @@ pub(crate) fn test_feedback(run: &crate::records::TestRun, out: &crate::process:
 
 pub(crate) fn test_run(
     command: &str,
-    out: &crate::process::Finished,
-    sandbox: crate::sandbox::SandboxUse,
-) -> crate::records::TestRun {
-    crate::records::TestRun {
+    out: &crate::infra::process::Finished,
+    sandbox: crate::adapters::sandbox::SandboxUse,
+) -> crate::domain::records::TestRun {
+    crate::domain::records::TestRun {
         sandbox: Some(sandbox),
         log: out.log.as_ref().map(|p| p.display().to_string()),
         command: command.to_string(),

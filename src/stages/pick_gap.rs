@@ -1,8 +1,8 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::forge::PrState;
-use crate::outcome::Outcome;
-use crate::records::StageStatus;
+use crate::adapters::forge::PrState;
+use crate::domain::outcome::Outcome;
+use crate::domain::records::StageStatus;
+use crate::stages::cycle::{Cycle, End};
 
 /// The first tagged gap in the PRD that policy doesn't pass over.
 pub struct PickGap;
@@ -21,7 +21,7 @@ impl Stage for PickGap {
                 ),
             ));
         };
-        let gaps = crate::prd::gaps(&text, &prd.tag);
+        let gaps = crate::domain::prd::gaps(&text, &prd.tag);
         if gaps.is_empty() {
             return Err(End::new(
                 Outcome::SkippedNoGap,
@@ -56,7 +56,7 @@ impl Stage for PickGap {
 
 /// A gap whose PR a maintainer closed (or that was merged) is not tried again, unless the
 /// pr stage says `recreate_closed`. Asked only when a pr stage will run.
-fn turned_down(cx: &mut Cycle, gap: &crate::prd::Gap) -> Result<Option<String>, End> {
+fn turned_down(cx: &mut Cycle, gap: &crate::domain::prd::Gap) -> Result<Option<String>, End> {
     let Some(settings) = cx.pipeline.pr_settings() else {
         return Ok(None);
     };

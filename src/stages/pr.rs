@@ -1,9 +1,9 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::forge::{ForgeError, PrRequest, PrState, RemotePr};
-use crate::outcome::Outcome;
-use crate::pipeline::config::PrSettings;
-use crate::records::{FileMode, PrRef, StageStatus};
+use crate::adapters::forge::{ForgeError, PrRequest, PrState, RemotePr};
+use crate::config::settings::PrSettings;
+use crate::domain::outcome::Outcome;
+use crate::domain::records::{FileMode, PrRef, StageStatus};
+use crate::stages::cycle::{Cycle, End};
 
 /// Commits the change on `prbot/<gap-id>`, pushes it and opens a draft PR, or updates
 /// the gap's open PR: never a second one.
@@ -155,7 +155,7 @@ pub fn turned_down(p: &RemotePr) -> String {
 }
 
 fn title(gap: &str) -> String {
-    format!("prbot: {}", crate::records::one_line(gap, 72))
+    format!("prbot: {}", crate::infra::text::one_line(gap, 72))
 }
 
 fn body(cx: &Cycle) -> String {
@@ -194,7 +194,7 @@ fn body(cx: &Cycle) -> String {
         s.push_str(&format!("- `{}`: {status} ({:.1} s)\n", t.command, t.duration_ms as f64 / 1000.0));
     }
     s.push_str("\n## Prior attempts\n");
-    match crate::records::prior_attempts_block(&cx.prior) {
+    match crate::domain::records::prior_attempts_block(&cx.prior) {
         Some(b) => s.push_str(&format!("```\n{b}\n```\n")),
         None => s.push_str("None: this is the first attempt at this gap.\n"),
     }

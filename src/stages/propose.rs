@@ -1,10 +1,10 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::model::ladder::{self, LadderError};
-use crate::model::{context, prompt, ChatMessage};
-use crate::outcome::Outcome;
-use crate::pipeline::config::ProposeSettings;
-use crate::records::{AttemptKind, ModelUse, StageStatus};
+use crate::adapters::model::ladder::{self, LadderError};
+use crate::adapters::model::{context, prompt, ChatMessage};
+use crate::config::settings::ProposeSettings;
+use crate::domain::outcome::Outcome;
+use crate::domain::records::{AttemptKind, ModelUse, StageStatus};
+use crate::stages::cycle::{Cycle, End};
 use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -68,7 +68,7 @@ impl Stage for Propose<'_> {
         tracing::info!(
             "{} proposes: {} ({} file(s))",
             answer.model,
-            crate::records::one_line(&answer.proposal.summary, 100),
+            crate::infra::text::one_line(&answer.proposal.summary, 100),
             answer.proposal.files.len()
         );
         cx.conversation.push(ChatMessage::assistant(answer.completion.content));
@@ -90,9 +90,11 @@ impl Propose<'_> {
         let blobs: std::collections::HashMap<String, String> = with_blobs.into_iter().collect();
         let prior: Vec<_> = cx.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
-        let prior_block = crate::records::prior_attempts_block(&prior);
-        let reserved = crate::model::client::estimate_tokens(prompt::SYSTEM) as usize
-            + prior_block.as_deref().map_or(0, |b| crate::model::client::estimate_tokens(b) as usize)
+        let prior_block = crate::domain::records::prior_attempts_block(&prior);
+        let reserved = crate::adapters::model::client::estimate_tokens(prompt::SYSTEM) as usize
+            + prior_block
+                .as_deref()
+                .map_or(0, |b| crate::adapters::model::client::estimate_tokens(b) as usize)
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
@@ -108,7 +110,7 @@ impl Propose<'_> {
         let user = prompt::user_message(&gap, &prd_path, &ctx, prior_block.as_deref());
         cx.conversation = vec![ChatMessage::system(prompt::SYSTEM), ChatMessage::user(user)];
         let size: u64 =
-            cx.conversation.iter().map(|m| crate::model::client::estimate_tokens(&m.content)).sum();
+            cx.conversation.iter().map(|m| crate::adapters::model::client::estimate_tokens(&m.content)).sum();
         cx.model_use.get_or_insert_with(ModelUse::default).prompt_size_tokens = size;
         let whole = ctx.files.iter().filter(|f| f.pick.whole).count();
         tracing::info!(

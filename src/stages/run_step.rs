@@ -1,9 +1,9 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::guardrails::Guardrails;
-use crate::outcome::Outcome;
-use crate::policy::ProposalScore;
-use crate::records::{FileMode, StageStatus, TouchedFile};
+use crate::domain::guardrails::Guardrails;
+use crate::domain::outcome::Outcome;
+use crate::domain::policy::ProposalScore;
+use crate::domain::records::{FileMode, StageStatus, TouchedFile};
+use crate::stages::cycle::{Cycle, End};
 use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);

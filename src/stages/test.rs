@@ -1,8 +1,8 @@
 use super::Stage;
-use crate::cycle::{Cycle, End};
-use crate::outcome::Outcome;
-use crate::pipeline::config::TestSettings;
-use crate::records::StageStatus;
+use crate::config::settings::TestSettings;
+use crate::domain::outcome::Outcome;
+use crate::domain::records::StageStatus;
+use crate::stages::cycle::{Cycle, End};
 use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);

@@ -143,7 +143,7 @@ async fn every_ci_entry_point_is_protected_and_documented() {
     let env = Env::new();
     let p = Pipeline::default()
         .settings("policy:\n  gaps:\n    skip_after_failures: 0\nbudget:\n  calls_per_day: 100");
-    for entry in prbot::guardrails::CI_ENTRY_POINTS {
+    for entry in prbot::CI_ENTRY_POINTS {
         let shown = if entry == "jenkinsfile" { "Jenkinsfile".to_string() } else { entry.to_string() };
         assert!(readme.contains(&format!("`{shown}`")), "README does not list {shown}");
         let path = match entry.strip_suffix('/') {

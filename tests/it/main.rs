@@ -1,6 +1,7 @@
 //! prbot's integration tests: the built binary against real git repositories in temp
 //! folders and a scripted model on loopback.
 
+mod architecture;
 mod context;
 mod exactness;
 mod fakeforge;
@@ -697,5 +698,5 @@ fn demo_runs_offline_to_ok() {
 
 /// The id prbot gives the gap in [`harness::PRD`].
 pub fn gap_id_of(_env: &Env) -> String {
-    prbot::prd::gaps(PRD, "[bot-eligible]")[0].id.clone()
+    prbot::gaps(PRD, "[bot-eligible]")[0].id.clone()
 }

@@ -1,0 +1,292 @@
+//! What both HTTP forges share: a reply, retries with backoff that honour
+//! `Retry-After`, and the mapping of failures to errors.
+
+use super::ForgeError;
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+
+/// A pull request as Gitea and GitHub both describe it, in the fields prbot reads.
+#[derive(serde::Deserialize)]
+pub struct ApiPr {
+    number: u64,
+    html_url: String,
+    state: String,
+    /// Gitea's; GitHub sends it only for single PRs.
+    #[serde(default)]
+    merged: bool,
+    merged_at: Option<String>,
+    head: ApiBranch,
+}
+
+#[derive(serde::Deserialize)]
+struct ApiBranch {
+    #[serde(rename = "ref")]
+    name: String,
+}
+
+impl From<ApiPr> for super::RemotePr {
+    fn from(p: ApiPr) -> super::RemotePr {
+        use super::PrState;
+        let state = match (p.state.as_str(), p.merged || p.merged_at.is_some()) {
+            ("open", _) => PrState::Open,
+            (_, true) => PrState::Merged,
+            _ => PrState::Closed,
+        };
+        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+}
+
+/// One HTTP exchange with a forge's API, without retries: reqwest for Gitea, octocrab
+/// for GitHub. `route` is relative to the repository's API path.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    async fn send(&self, verb: Verb, route: &str, body: Option<&Value>) -> Result<Reply, SendError>;
+    /// The API's address, for error messages.
+    fn base(&self) -> &str;
+}
+
+/// A repository's REST API: a transport, retries, and errors that say what to check.
+pub struct Rest {
+    transport: Box<dyn Transport>,
+    target: Target,
+    retries: usize,
+}
+
+impl Rest {
+    pub fn new(transport: Box<dyn Transport>, target: Target, retries: usize) -> Rest {
+        Rest { transport, target, retries }
+    }
+
+    /// Any final answer, after retries on 429, 5xx and transport failures.
+    pub async fn call(
+        &self,
+        what: &str,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        send(self.retries, what, self.transport.base(), || self.transport.send(verb, route, body)).await
+    }
+
+    /// Like `call`, but any answer other than 2xx is an error.
+    pub async fn call_ok(
+        &self,
+        what: &str,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ForgeError> {
+        let r = self.call(what, verb, route, body).await?;
+        if r.ok() {
+            Ok(r)
+        } else {
+            Err(self.target.fail(what, &r))
+        }
+    }
+
+    pub fn fail(&self, what: &str, r: &Reply) -> ForgeError {
+        self.target.fail(what, r)
+    }
+
+    /// Every page of a list endpoint. `size` is the page-size parameter, e.g. `limit=50`.
+    /// Stops at `X-Total-Count` (Gitea) or when `Link` has no `rel="next"` (both).
+    pub async fn all_pages(&self, what: &str, route: &str, size: &str) -> Result<Vec<Value>, ForgeError> {
+        let mut out = Vec::new();
+        let sep = if route.contains('?') { '&' } else { '?' };
+        for page in 1..=100 {
+            let r = self.call_ok(what, Verb::Get, &format!("{route}{sep}{size}&page={page}"), None).await?;
+            let items: Vec<Value> = r.json(what)?;
+            let got = items.len();
+            out.extend(items);
+            let total = r.headers.get("x-total-count").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if got == 0 || total.map_or(!r.has_next_page(), |t| out.len() >= t) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pull request a list route returns, over all its pages.
+    pub async fn pulls(
+        &self,
+        what: &str,
+        route: &str,
+        size: &str,
+    ) -> Result<Vec<super::RemotePr>, ForgeError> {
+        let items = self.all_pages(what, route, size).await?;
+        items
+            .into_iter()
+            .map(|v| {
+                let pr: ApiPr = serde_json::from_value(v)
+                    .map_err(|e| ForgeError::Shape { what: what.into(), detail: e.to_string() })?;
+                Ok(pr.into())
+            })
+            .collect()
+    }
+
+    /// Gitea and GitHub describe a repository alike.
+    pub async fn repo_info(&self) -> Result<super::RepoInfo, ForgeError> {
+        let what = "reading the repository";
+        let v: Value = self.call_ok(what, Verb::Get, "", None).await?.json(what)?;
+        Ok(super::RepoInfo {
+            default_branch: v["default_branch"].as_str().unwrap_or("main").to_string(),
+            can_push: v["permissions"]["push"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// Both forges comment on a PR through its issue.
+    pub async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
+        let route = format!("/issues/{number}/comments");
+        let comment = serde_json::json!({ "body": body });
+        self.call_ok("commenting on the PR", Verb::Post, &route, Some(&comment)).await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ForgeError> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| ForgeError::Shape { what: what.to_string(), detail: e.to_string() })
+    }
+
+    /// The `message` of a JSON error body (Gitea and GitHub both use it), else the raw body.
+    pub fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| crate::infra::text::one_line(&self.body, 200))
+    }
+
+    /// Whether a `Link` header points at a next page.
+    pub fn has_next_page(&self) -> bool {
+        let link = self.headers.get("link").and_then(|v| v.to_str().ok());
+        link.is_some_and(|l| l.contains("rel=\"next\""))
+    }
+}
+
+/// A failure to get any answer.
+#[derive(Debug)]
+pub enum SendError {
+    Timeout,
+    Transport(String),
+}
+
+enum Attempt {
+    Answer(Reply),
+    Failed(SendError),
+}
+
+impl crate::infra::retry::Transient for Attempt {
+    fn retryable(&self) -> bool {
+        match self {
+            Attempt::Answer(r) => r.status == 429 || r.status >= 500,
+            Attempt::Failed(_) => true,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Attempt::Answer(r) => crate::infra::retry::retry_after(&r.headers),
+            Attempt::Failed(_) => None,
+        }
+    }
+}
+
+/// Sends with retries; the final answer (any status) or the final transport failure.
+pub async fn send<F, Fut>(retries: usize, what: &str, url: &str, f: F) -> Result<Reply, ForgeError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Reply, SendError>>,
+{
+    use crate::infra::retry::Transient;
+    let op = || async {
+        match f().await {
+            Ok(r) => {
+                let a = Attempt::Answer(r);
+                if a.retryable() {
+                    Err(a)
+                } else {
+                    Ok(a)
+                }
+            }
+            Err(e) => Err(Attempt::Failed(e)),
+        }
+    };
+    let result = crate::infra::retry::run(retries, op, |e: &Attempt, delay| {
+        let why = match e {
+            Attempt::Answer(r) => format!("HTTP {}", r.status),
+            Attempt::Failed(SendError::Timeout) => "timeout".into(),
+            Attempt::Failed(SendError::Transport(d)) => d.clone(),
+        };
+        tracing::warn!("{what}: {why}; retrying in {:.1} s", delay.as_secs_f64());
+    })
+    .await;
+    match result {
+        Ok(Attempt::Answer(r)) | Err(Attempt::Answer(r)) => Ok(r),
+        Ok(Attempt::Failed(e)) | Err(Attempt::Failed(e)) => Err(ForgeError::Transport {
+            what: what.to_string(),
+            url: url.to_string(),
+            detail: match e {
+                SendError::Timeout => "timed out".into(),
+                SendError::Transport(d) => d,
+            },
+        }),
+    }
+}
+
+/// What error messages name: the token's variable, the server and the repository.
+pub struct Target {
+    token_var: String,
+    web: String,
+    repo: String,
+}
+
+impl Target {
+    pub fn new(config: &crate::config::settings::ForgeConfig, web: String, repo: &str) -> Target {
+        let token_var = config.token_var().expect("remote forges have a token variable");
+        Target { token_var, web, repo: repo.to_string() }
+    }
+
+    /// An answer that is not 2xx, as an error that says what to check.
+    pub fn fail(&self, what: &str, r: &Reply) -> ForgeError {
+        ForgeError::Status {
+            what: what.to_string(),
+            status: r.status,
+            message: r.message(),
+            hint: self.hint(r.status),
+        }
+    }
+
+    /// What the user should check for an HTTP status, without ever quoting the token.
+    fn hint(&self, status: u16) -> String {
+        let (var, web, repo) = (&self.token_var, &self.web, &self.repo);
+        match status {
+            401 => format!("The forge refused the token in ${var}: check that it is set, valid and not expired"),
+            403 => format!("The token in ${var} lacks permission: it needs write access to {repo}'s code and pull requests"),
+            404 => format!("Not found: check forge.url ({web}) and forge.repo ({repo}), and that the token can see the repository"),
+            409 | 422 => "The forge refused the request as it stands".into(),
+            429 => "Rate limited, and still so after the retries; try again later".into(),
+            s if s >= 500 => "The forge had an internal error, and still after the retries; check its status".into(),
+            _ => String::new(),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! A forge with no network: the branch lives in the user's repository as a ref, and each
+//! pull request is a JSON file in prbot's state directory (`pulls/<number>.json`).
+//! A maintainer can close one by setting its `state` to `closed`.
+
+use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
+use crate::infra::fsutil;
+use crate::infra::git::Git;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub struct LocalForge {
+    repo_root: PathBuf,
+    dir: PathBuf,
+    /// Serialises read-modify-write of the PR files within this process.
+    lock: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalPr {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    pub draft: bool,
+    pub state: PrState,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub comments: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl LocalForge {
+    pub fn new(repo_root: &Path, state_dir: &Path) -> Self {
+        LocalForge { repo_root: repo_root.to_path_buf(), dir: state_dir.join("pulls"), lock: Mutex::new(()) }
+    }
+
+    fn path(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{number}.json"))
+    }
+
+    fn all(&self) -> Vec<LocalPr> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut prs: Vec<LocalPr> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+            .collect();
+        prs.sort_by_key(|p| p.number);
+        prs
+    }
+
+    fn save(&self, pr: &LocalPr) -> Result<(), ForgeError> {
+        let path = self.path(pr.number);
+        let json = serde_json::to_vec_pretty(pr).expect("PR record serialises");
+        fsutil::write_atomic(&path, &json)
+            .map_err(|source| ForgeError::LocalIo { path: path.display().to_string(), source })
+    }
+
+    fn remote(&self, p: &LocalPr) -> RemotePr {
+        RemotePr {
+            number: p.number,
+            url: format!("file://{}", self.path(p.number).display()),
+            state: p.state,
+            head: p.head.clone(),
+        }
+    }
+
+    fn edit(&self, number: u64, f: impl FnOnce(&mut LocalPr)) -> Result<RemotePr, ForgeError> {
+        let _guard = self.lock.lock().unwrap();
+        let mut pr = self
+            .all()
+            .into_iter()
+            .find(|p| p.number == number)
+            .ok_or_else(|| ForgeError::Other(format!("local PR #{number} does not exist")))?;
+        f(&mut pr);
+        pr.updated_at = chrono::Utc::now();
+        self.save(&pr)?;
+        Ok(self.remote(&pr))
+    }
+}
+
+#[async_trait::async_trait]
+impl Forge for LocalForge {
+    async fn repo_info(&self) -> Result<RepoInfo, ForgeError> {
+        let git = Git::new(&self.repo_root, crate::infra::process::Cancel::new());
+        let branch = git
+            .query(["symbolic-ref", "--short", "-q", "HEAD"])
+            .map_err(|e| ForgeError::Other(e.to_string()))?
+            .unwrap_or_else(|| "HEAD".into());
+        Ok(RepoInfo { default_branch: branch, can_push: true })
+    }
+
+    async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
+        let mine: Vec<LocalPr> =
+            self.all().into_iter().filter(|p| p.head == branch && p.base == base).collect();
+        let open = mine.iter().find(|p| p.state == PrState::Open);
+        Ok(open.or(mine.last()).map(|p| self.remote(p)))
+    }
+
+    async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
+        Ok(self
+            .all()
+            .iter()
+            .filter(|p| p.state == PrState::Open && p.head.starts_with(prefix))
+            .map(|p| self.remote(p))
+            .collect())
+    }
+
+    async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {
+        let _guard = self.lock.lock().unwrap();
+        let all = self.all();
+        if all.iter().any(|p| p.state == PrState::Open && p.head == pr.head && p.base == pr.base) {
+            return Err(ForgeError::AlreadyExists);
+        }
+        let now = chrono::Utc::now();
+        let record = LocalPr {
+            number: all.iter().map(|p| p.number).max().unwrap_or(0) + 1,
+            title: pr.title.clone(),
+            body: pr.body.clone(),
+            head: pr.head.clone(),
+            base: pr.base.clone(),
+            draft: true,
+            state: PrState::Open,
+            labels: Vec::new(),
+            comments: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.save(&record)?;
+        Ok(self.remote(&record))
+    }
+
+    async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError> {
+        self.edit(number, |p| {
+            p.title = title.to_string();
+            p.body = body.to_string();
+        })
+    }
+
+    async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
+        self.edit(number, |p| p.comments.push(body.to_string())).map(|_| ())
+    }
+
+    async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {
+        self.edit(number, |p| {
+            for n in names {
+                if !p.labels.contains(n) {
+                    p.labels.push(n.clone());
+                }
+            }
+        })?;
+        Ok(Vec::new())
+    }
+
+    async fn push(&self, _worktree: &Git, _branch: &str, _commit: &str) -> Result<(), ForgeError> {
+        // The commit already sits on a branch of the user's repository.
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! Where pull requests go: one trait, three forges (Gitea/Forgejo, GitHub, local).
+
+pub mod gitea;
+pub mod github;
+mod http;
+pub mod local;
+mod push;
+
+use crate::config::settings::{ForgeConfig, ForgeKind};
+use crate::infra::git::Git;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A draft pull request to open.
+#[derive(Debug, Clone)]
+pub struct PrRequest {
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrState {
+    Open,
+    /// Closed without merging: a maintainer turned it down.
+    Closed,
+    Merged,
+}
+
+/// A pull request as the forge reports it.
+#[derive(Debug, Clone)]
+pub struct RemotePr {
+    pub number: u64,
+    pub url: String,
+    pub state: PrState,
+    pub head: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepoInfo {
+    pub default_branch: String,
+    pub can_push: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{what}: HTTP {status}: {message}. {hint}")]
+    Status { what: String, status: u16, message: String, hint: String },
+    #[error("{what}: cannot reach the forge at {url}: {detail}")]
+    Transport { what: String, url: String, detail: String },
+    #[error("{what}: the forge's answer is not what its API documents: {detail}")]
+    Shape { what: String, detail: String },
+    /// The forge says an open PR for this head and base exists already.
+    #[error("a pull request for this branch already exists")]
+    AlreadyExists,
+    #[error("git push to {url} was rejected: {reason}")]
+    Push { url: String, reason: String },
+    #[error("the forge token variable {0} is not set (or empty); export the token in it")]
+    NoToken(String),
+    #[error("cannot write the local PR record {path}: {source}")]
+    LocalIo { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[async_trait::async_trait]
+pub trait Forge: Send + Sync {
+    /// The default branch, and whether the token may push.
+    async fn repo_info(&self) -> Result<RepoInfo, ForgeError>;
+    /// The PR whose head is `branch` into `base`: the open one if any, else the latest.
+    async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError>;
+    /// Open PRs whose head branch starts with `prefix`.
+    async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError>;
+    /// Opens a draft PR. `ForgeError::AlreadyExists` when one is open for the same head.
+    async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError>;
+    async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError>;
+    async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;
+    /// Puts labels on a PR by name; returns the names the forge doesn't know.
+    async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError>;
+    /// Pushes `commit` to `branch`, replacing it only if nobody else moved it meanwhile.
+    async fn push(&self, worktree: &Git, branch: &str, commit: &str) -> Result<(), ForgeError>;
+}
+
+/// The forge a pipeline names. The token is read here and never leaves the forge.
+pub fn from_config(
+    config: &ForgeConfig,
+    repo_root: &Path,
+    state_dir: &Path,
+) -> Result<Arc<dyn Forge>, ForgeError> {
+    let token = || {
+        let var = config.token_var().expect("remote forges have a token variable");
+        std::env::var(&var).ok().filter(|t| !t.is_empty()).ok_or(ForgeError::NoToken(var))
+    };
+    Ok(match config.kind {
+        ForgeKind::Local => Arc::new(local::LocalForge::new(repo_root, state_dir)),
+        ForgeKind::Gitea => Arc::new(gitea::Gitea::new(config, token()?)?),
+        ForgeKind::Github => Arc::new(github::GitHub::new(config, token()?)?),
+    })
+}

@@ -1,0 +1,130 @@
+//! `git push` to a forge over HTTPS. The token reaches git only through `GIT_CONFIG_*`
+//! variables of that one command: never a remote URL, never a config file, never argv.
+
+use super::ForgeError;
+use crate::infra::git::{Git, GitError};
+use base64::Engine;
+
+#[derive(Clone)]
+pub struct Pusher {
+    /// `{url}/{owner}/{name}.git`, without credentials.
+    pub remote_url: String,
+    /// `Authorization: Basic ...` for the remote.
+    auth_header: String,
+    /// Retries after a 429, a 5xx or a connection failure, like API calls.
+    retries: usize,
+}
+
+/// A push that failed, and whether trying again can help.
+struct Failed {
+    error: ForgeError,
+    transient: bool,
+}
+
+impl crate::infra::retry::Transient for Failed {
+    fn retryable(&self) -> bool {
+        self.transient
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// What git says when the server or the network failed, not the push itself: a 429 or
+/// 5xx answer, or no connection. A rejection (a hook, a failed lease, a permission) is
+/// never retried.
+fn transient(reason: &str) -> bool {
+    let lower = reason.to_lowercase();
+    [
+        "returned error: 5",
+        "returned error: 429",
+        "could not resolve host",
+        "connection refused",
+        "timed out",
+        "connection reset",
+        "unexpected disconnect",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+        && !lower.contains("rejected")
+}
+
+impl Pusher {
+    pub fn new(remote_url: String, token: &str, retries: usize) -> Self {
+        // Gitea and GitHub both take a token as the password of basic auth.
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        Pusher { remote_url, auth_header: format!("Authorization: Basic {basic}"), retries }
+    }
+
+    /// One `Authorization` header, prbot's: every inherited extra header (plain, and the
+    /// URL-specific ones a checkout leaves, which git prefers) is reset first, then
+    /// prbot's is set at the remote's own URL.
+    fn env(&self) -> Vec<(String, String)> {
+        let at_url = format!("http.{}.extraHeader", self.remote_url);
+        vec![
+            ("GIT_CONFIG_COUNT".into(), "3".into()),
+            ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+            ("GIT_CONFIG_VALUE_0".into(), String::new()),
+            ("GIT_CONFIG_KEY_1".into(), at_url.clone()),
+            ("GIT_CONFIG_VALUE_1".into(), String::new()),
+            ("GIT_CONFIG_KEY_2".into(), at_url),
+            ("GIT_CONFIG_VALUE_2".into(), self.auth_header.clone()),
+            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            ("GIT_ASKPASS".into(), "true".into()),
+        ]
+    }
+
+    /// [`Pusher::push`] on a blocking thread, so the async runtime keeps running, retried
+    /// with backoff when the server or the network failed.
+    pub async fn push_off_thread(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
+        let attempt = || {
+            let (me, git, branch, commit) =
+                (self.clone(), git.clone(), branch.to_string(), commit.to_string());
+            async move {
+                let result = tokio::task::spawn_blocking(move || me.push(&git, &branch, &commit))
+                    .await
+                    .map_err(|e| ForgeError::Other(format!("the push thread failed: {e}")))
+                    .and_then(|r| r);
+                result.map_err(|error| {
+                    let transient = matches!(&error, ForgeError::Push { reason, .. } if transient(reason));
+                    Failed { error, transient }
+                })
+            }
+        };
+        crate::infra::retry::run(self.retries, attempt, |f: &Failed, wait| {
+            tracing::warn!("push failed ({}); retrying in {wait:?}", f.error);
+        })
+        .await
+        .map_err(|f| f.error)
+    }
+
+    /// Pushes `commit` to `branch`, with a lease on what the remote had just before.
+    pub fn push(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
+        let refname = format!("refs/heads/{branch}");
+        let failed = |e: GitError| ForgeError::Push { url: self.remote_url.clone(), reason: reason(e) };
+        let listed =
+            git.run_with_env(["ls-remote", "--", &self.remote_url, &refname], &self.env()).map_err(failed)?;
+        let current = listed.split_whitespace().next().unwrap_or("").to_string();
+        let lease = format!("--force-with-lease={refname}:{current}");
+        let spec = format!("{commit}:{refname}");
+        git.run_with_env(["push", "--no-verify", &lease, "--", &self.remote_url, &spec], &self.env())
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+/// git's own words, without the command line around them.
+fn reason(e: GitError) -> String {
+    match e {
+        GitError::Failed { stderr, status, .. } => {
+            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            if lines.is_empty() {
+                status
+            } else {
+                lines.join(" / ")
+            }
+        }
+        other => other.to_string(),
+    }
+}

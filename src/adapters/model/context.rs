@@ -1,0 +1,811 @@
+//! Choosing what of the repository goes into the prompt, within a token budget.
+//!
+//! Every tracked text file is ranked against the gap: first the files the gap names and
+//! the files earlier attempts touched, then the rest by BM25 over path and contents.
+//! The budget is filled in that order; a relevant file too large to fit whole is shown in
+//! part: the regions that match the gap, verbatim, and an outline of the rest.
+
+use super::client::estimate_tokens;
+use crate::domain::prd::Gap;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// The repository context of a prompt.
+pub struct Context {
+    /// Files shown, most relevant first.
+    pub files: Vec<Shown>,
+    /// `(path, link target)` of the chosen paths that are symbolic links: named, never read.
+    pub links: Vec<(String, String)>,
+    /// As much of the file list as fits.
+    pub listed: Vec<String>,
+    pub total_files: usize,
+}
+
+/// One file in the prompt.
+pub struct Shown {
+    pub path: String,
+    /// The whole file, or the parts of it that were chosen (see [`Shown::whole`]).
+    pub text: String,
+    pub pick: Pick,
+}
+
+pub use crate::domain::records::Pick;
+
+/// Search terms: words split on everything but letters and digits, camelCase and
+/// snake_case split into their parts (the joined word is kept too), lower-cased.
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let parts = camel_parts(word);
+        if parts.len() > 1 {
+            let joined = word.to_lowercase();
+            if joined.len() >= 2 {
+                out.push(joined);
+            }
+        }
+        out.extend(parts.into_iter().filter(|p| p.len() >= 2));
+    }
+    out
+}
+
+/// `parseHTTPRequest2` → `parse`, `http`, `request2`.
+fn camel_parts(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for i in 1..chars.len() {
+        let (prev, cur) = (chars[i - 1], chars[i]);
+        let next_lower = chars.get(i + 1).is_some_and(|c| c.is_lowercase());
+        let boundary = (prev.is_lowercase() && cur.is_uppercase())
+            || (prev.is_uppercase() && cur.is_uppercase() && next_lower);
+        if boundary {
+            parts.push(chars[start..i].iter().collect::<String>().to_lowercase());
+            start = i;
+        }
+    }
+    parts.push(chars[start..].iter().collect::<String>().to_lowercase());
+    parts
+}
+
+/// Words that say nothing about where a change goes.
+const STOPWORDS: [&str; 40] = [
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "if",
+    "in", "into", "is", "it", "its", "make", "new", "no", "not", "of", "on", "or", "so", "that", "the",
+    "then", "this", "to", "use", "when", "which", "will", "with", "without",
+];
+
+fn query_terms(gap: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    tokens(gap).into_iter().filter(|t| !STOPWORDS.contains(&t.as_str()) && seen.insert(t.clone())).collect()
+}
+
+/// Files that can't inform a change unless the gap names them: lock files, licenses,
+/// CI entry points, vendored and generated code.
+pub fn excluded(path: &str) -> bool {
+    let lower = path.to_lowercase();
+    let parts: Vec<&str> = lower.split('/').collect();
+    let name = *parts.last().unwrap_or(&"");
+    let lock = name.ends_with(".lock")
+        || matches!(name, "package-lock.json" | "pnpm-lock.yaml" | "go.sum" | "npm-shrinkwrap.json");
+    let license =
+        ["license", "licence", "copying", "notice", "unlicense"].iter().any(|l| name.starts_with(l));
+    let ci = crate::domain::guardrails::CI_ENTRY_POINTS.iter().any(|e| match e.strip_suffix('/') {
+        Some(folder) => parts.len() > 1 && parts[0] == folder,
+        None => parts.len() == 1 && parts[0] == *e,
+    });
+    let vendored =
+        parts.iter().any(|p| matches!(*p, "vendor" | "third_party" | "third-party" | "node_modules"));
+    let generated =
+        [".min.js", ".min.css", ".map", ".pb.go", "_pb2.py", ".snap"].iter().any(|s| name.ends_with(s))
+            || name.contains(".generated.");
+    lock || license || ci || vendored || generated
+}
+
+/// How strongly a term in the path counts against one in the contents.
+const PATH_BOOST: u32 = 10;
+const K1: f64 = 1.2;
+const B: f64 = 0.9;
+
+/// Files larger than this are ranked by their path alone.
+const INDEX_BYTES: usize = 1024 * 1024;
+/// The ranking reads at most this much in all.
+const INDEX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+
+/// One file as the ranking sees it: how often each query term occurs, and its length.
+struct Doc {
+    path: String,
+    /// Counts of the query's terms, in the query's order.
+    tf: Vec<u32>,
+    len: u32,
+}
+
+impl Doc {
+    #[cfg(test)]
+    fn new(path: &str, text: Option<&str>, query: &[String]) -> Doc {
+        Doc::from_counts(path, &text.map(content_counts).unwrap_or_default(), query)
+    }
+
+    /// `counts` is a file's contents as [`content_counts`] writes them.
+    fn from_counts(path: &str, counts: &str, query: &[String]) -> Doc {
+        let mut tf = vec![0u32; query.len()];
+        let mut len = 0;
+        let mut add = |term: &str, n: u32| {
+            len += n;
+            if let Some(i) = query.iter().position(|q| q == term) {
+                tf[i] += n;
+            }
+        };
+        for t in tokens(path) {
+            add(&t, PATH_BOOST);
+        }
+        let mut words = counts.split(' ');
+        while let (Some(t), Some(n)) = (words.next(), words.next()) {
+            add(t, n.parse().unwrap_or(1));
+        }
+        Doc { path: path.to_string(), tf, len }
+    }
+}
+
+/// A file's contents as term counts, `term count term count ...` in term order, or `-`
+/// when it is ranked by its path alone (binary, too large).
+fn content_counts(text: &str) -> String {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for t in tokens(text) {
+        *counts.entry(t).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.into_iter().map(|(t, n)| format!("{t} {n}")).collect();
+    parts.join(" ")
+}
+
+/// Term counts of file contents by blob id, kept in prbot's cache folder, so a warm
+/// cycle reads and tokenises only what changed. Entries stay as text until used.
+pub struct TermCache {
+    path: PathBuf,
+    text: String,
+    /// Blob id → byte range of its counts in `text`.
+    stored: HashMap<String, std::ops::Range<usize>>,
+    added: HashMap<String, String>,
+}
+
+impl TermCache {
+    const HEADER: &'static str = "prbot-context-terms 2";
+
+    /// Reads the cache at `path`; a missing or unreadable one starts empty.
+    pub fn load(path: &Path) -> TermCache {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut stored = HashMap::new();
+        if text.starts_with(Self::HEADER) {
+            let mut at = 0;
+            for line in text.split_inclusive('\n') {
+                let start = at;
+                at += line.len();
+                let Some((blob, _)) = line.split_once('\t') else { continue };
+                let from = start + blob.len() + 1;
+                stored.insert(blob.to_string(), from..start + line.trim_end_matches('\n').len());
+            }
+        }
+        TermCache { path: path.to_path_buf(), text, stored, added: HashMap::new() }
+    }
+
+    fn get(&self, blob: &str) -> Option<&str> {
+        self.added
+            .get(blob)
+            .map(String::as_str)
+            .or_else(|| self.stored.get(blob).map(|r| &self.text[r.clone()]))
+    }
+
+    /// Writes the entries of `keep` back, when anything changed.
+    pub fn save(&self, keep: &HashSet<&str>) -> std::io::Result<()> {
+        if self.added.is_empty() && self.stored.len() == keep.len() {
+            return Ok(());
+        }
+        let mut out = String::from(Self::HEADER);
+        out.push('\n');
+        let mut blobs: Vec<&str> = keep.iter().copied().filter(|b| self.get(b).is_some()).collect();
+        blobs.sort();
+        for b in blobs {
+            out.push_str(b);
+            out.push('\t');
+            out.push_str(self.get(b).unwrap_or("-"));
+            out.push('\n');
+        }
+        crate::infra::fsutil::write_atomic(&self.path, out.as_bytes())
+    }
+}
+
+/// What [`choose`] ranks: the checkout, its tracked files, and (when known) their blob ids
+/// for the [`TermCache`].
+pub struct Tree<'a> {
+    pub root: &'a Path,
+    pub files: &'a [String],
+    pub blobs: Option<&'a HashMap<String, String>>,
+}
+
+/// BM25 of each document against the query, in the documents' order.
+fn bm25(docs: &[Doc], terms: usize) -> Vec<f64> {
+    let n = docs.len() as f64;
+    let avg = (docs.iter().map(|d| d.len as f64).sum::<f64>() / n.max(1.0)).max(1.0);
+    let idf: Vec<f64> = (0..terms)
+        .map(|i| {
+            let df = docs.iter().filter(|d| d.tf[i] > 0).count() as f64;
+            (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+        })
+        .collect();
+    docs.iter()
+        .map(|d| {
+            d.tf.iter()
+                .zip(&idf)
+                .filter(|(tf, _)| **tf > 0)
+                .map(|(tf, idf)| {
+                    let tf = *tf as f64;
+                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * d.len as f64 / avg))
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// Files the gap names: by path, by a path's end (`greet.sh`), or by a partial path whose
+/// parts appear in order in a file's path (`ignore/types` → `crates/ignore/src/types.rs`),
+/// when that is specific enough to pick a few files.
+fn named(gap: &str, all: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in crate::domain::prd::mentioned_paths(gap) {
+        let exact: Vec<&String> = all.iter().filter(|f| **f == m || f.ends_with(&format!("/{m}"))).collect();
+        let found: Vec<&String> = if !exact.is_empty() {
+            exact
+        } else {
+            let wanted: Vec<String> =
+                m.to_lowercase().split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+            let partial: Vec<&String> = all.iter().filter(|f| in_order(&f.to_lowercase(), &wanted)).collect();
+            if partial.len() <= 3 {
+                partial
+            } else {
+                Vec::new()
+            }
+        };
+        for f in found {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+    }
+    out
+}
+
+fn in_order(path: &str, wanted: &[String]) -> bool {
+    if wanted.len() < 2 {
+        return false;
+    }
+    let mut parts = path.split('/');
+    wanted.iter().all(|w| parts.any(|p| p.contains(w.as_str())))
+}
+
+/// Ranks the repository against the gap and fills `budget_tokens`: the files first, the
+/// file list with what is left. `exclude` lists paths never shown (the PRD: the gap is
+/// already in the prompt).
+pub fn choose(
+    tree: &Tree<'_>,
+    mut cache: Option<&mut TermCache>,
+    gap: &Gap,
+    touched_before: &[String],
+    exclude: &[String],
+    budget_tokens: usize,
+) -> Context {
+    let (root, all) = (tree.root, tree.files);
+    let query = query_terms(&gap.text);
+    let named = named(&gap.text, all);
+    let mut explicit: Vec<(String, &'static str)> =
+        named.iter().map(|f| (f.clone(), "named by the gap")).collect();
+    for f in touched_before.iter().filter(|f| all.contains(f)) {
+        if !explicit.iter().any(|(e, _)| e == f) {
+            explicit.push((f.clone(), "touched by an earlier attempt"));
+        }
+    }
+    explicit.retain(|(f, _)| !exclude.contains(f));
+
+    // Rank what can be ranked: contents from the cache by blob id, else read (and the
+    // texts kept for filling the budget).
+    let mut texts: HashMap<String, Result<String, Unreadable>> = HashMap::new();
+    let mut docs = Vec::new();
+    let mut read_total = 0usize;
+    for f in all {
+        if exclude.contains(f) || (excluded(f) && !explicit.iter().any(|(e, _)| e == f)) {
+            continue;
+        }
+        let blob = tree.blobs.and_then(|b| b.get(f));
+        if let Some(counts) = blob.and_then(|b| cache.as_deref().and_then(|c| c.get(b))) {
+            docs.push(Doc::from_counts(f, counts, &query));
+            continue;
+        }
+        let text = if read_total < INDEX_TOTAL_BYTES {
+            read_regular(root, f, INDEX_BYTES)
+        } else {
+            Err(Unreadable::Other)
+        };
+        let counts = match &text {
+            Ok(t) => {
+                read_total += t.len();
+                content_counts(t)
+            }
+            // A binary file, or one too large, is ranked by its path.
+            Err(Unreadable::Other) => "-".to_string(),
+            Err(Unreadable::Link(_)) => {
+                texts.insert(f.clone(), text);
+                continue;
+            }
+        };
+        docs.push(Doc::from_counts(f, &counts, &query));
+        // Only a whole read is worth keeping; one cut short by the total is not.
+        if let (Some(blob), Some(cache)) = (blob, cache.as_deref_mut()) {
+            if text.is_ok() || read_total < INDEX_TOTAL_BYTES {
+                cache.added.insert(blob.clone(), counts);
+            }
+        }
+        texts.insert(f.clone(), text);
+    }
+    let scores = bm25(&docs, query.len());
+    let score_of: HashMap<&str, f64> = docs.iter().zip(&scores).map(|(d, s)| (d.path.as_str(), *s)).collect();
+    let mut ranked: Vec<(String, f64, &'static str)> = explicit
+        .iter()
+        .map(|(f, why)| (f.clone(), score_of.get(f.as_str()).copied().unwrap_or(0.0), *why))
+        .collect();
+    let mut by_score: Vec<(&Doc, f64)> = docs
+        .iter()
+        .zip(scores.iter().copied())
+        .filter(|(d, s)| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
+        .collect();
+    // Highest first; equal scores by path, so the same tree always gives the same prompt.
+    by_score.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.path.cmp(&b.0.path)));
+    ranked.extend(by_score.into_iter().map(|(d, s)| (d.path.clone(), s, "matches the gap")));
+
+    // Most of the budget for contents; the file list gets what it needs, up to a tenth.
+    let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
+    let list_share = list_cost.min(budget_tokens / 10);
+    let mut left = budget_tokens.saturating_sub(list_share);
+    let part_cap = (budget_tokens / 10).max(200);
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    for (rank, (path, score, why)) in ranked.into_iter().enumerate() {
+        if left < 100 {
+            break;
+        }
+        let text = match texts.remove(&path).unwrap_or_else(|| read_regular(root, &path, INDEX_BYTES)) {
+            Ok(t) => t,
+            Err(Unreadable::Link(target)) => {
+                links.push((path, target));
+                continue;
+            }
+            Err(Unreadable::Other) => continue,
+        };
+        let whole_cost = estimate_tokens(&text) as usize + 20;
+        let score = (score * 1000.0).round() / 1000.0;
+        if whole_cost <= left {
+            left -= whole_cost;
+            files.push(Shown {
+                pick: Pick { path: path.clone(), whole: true, score, why: why.into() },
+                path,
+                text,
+            });
+            continue;
+        }
+        // Below the top few, a file too large to show whole is rarely what the change
+        // needs; its share of the budget goes to whole files further down.
+        if rank >= PARTIAL_RANKS {
+            continue;
+        }
+        let part = partial(&text, &query, part_cap.min(left));
+        // The part's own estimate can run past what was asked; it must still fit.
+        let part = part.filter(|p| estimate_tokens(p) as usize + 20 <= left);
+        if let Some(part) = part {
+            left -= estimate_tokens(&part) as usize + 20;
+            files.push(Shown {
+                pick: Pick { path: path.clone(), whole: false, score, why: why.into() },
+                path,
+                text: part,
+            });
+        }
+    }
+    let mut list_left = list_share + left;
+    let mut listed = Vec::new();
+    for f in all {
+        let cost = estimate_tokens(f) as usize + 1;
+        if cost > list_left {
+            break;
+        }
+        list_left -= cost;
+        listed.push(f.clone());
+    }
+    Context { files, links, listed, total_files: all.len() }
+}
+
+/// How far down the ranking a file too large to show whole is still shown in part.
+const PARTIAL_RANKS: usize = 6;
+/// Lines of context around each match in a partial file.
+const AROUND: usize = 4;
+/// Lines shown from the start and the end of a partial file.
+const HEAD: usize = 30;
+const TAIL: usize = 8;
+
+/// The parts of a large file worth showing, within `budget` tokens: the regions whose
+/// lines match the query, verbatim, headed by their line numbers, then an outline of
+/// the file's items. `None` when nothing matches and there is no outline either.
+fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let wanted: HashSet<&str> = query.iter().map(String::as_str).collect();
+    // Lines by the weight of the query's terms they hold, a term weighing more the fewer
+    // lines of this file hold it (a crate's name is on every line, a bug's word on few);
+    // best first, then by position.
+    let found: Vec<HashSet<String>> = lines
+        .iter()
+        .map(|l| tokens(l).into_iter().filter(|t| wanted.contains(t.as_str())).collect())
+        .collect();
+    let mut lines_with: HashMap<&str, usize> = HashMap::new();
+    for terms in &found {
+        for t in terms {
+            *lines_with.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let n = lines.len() as f64;
+    let mut hits: Vec<(f64, usize)> = found
+        .iter()
+        .enumerate()
+        .filter(|(_, terms)| !terms.is_empty())
+        .map(|(i, terms)| (terms.iter().map(|t| (1.0 + n / lines_with[t.as_str()] as f64).ln()).sum(), i))
+        .collect();
+    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let region_budget = budget * 3 / 4;
+    let mut chosen: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut spent = 0;
+    // The head and the tail first: imports, a changelog's newest entries and the place new
+    // tests are appended are where many changes to a large file land.
+    let ends = [(0, HEAD.min(lines.len())), (lines.len().saturating_sub(TAIL), lines.len())];
+    for (from, to) in ends.into_iter().filter(|_| !hits.is_empty()) {
+        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
+        if spent + cost <= region_budget / 3 {
+            spent += cost;
+            add_region(&mut chosen, from, to);
+        }
+    }
+    for (_, i) in hits {
+        let (from, to) = (i.saturating_sub(AROUND), (i + AROUND + 1).min(lines.len()));
+        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
+        if spent + cost > region_budget {
+            continue;
+        }
+        spent += cost;
+        add_region(&mut chosen, from, to);
+    }
+    let regions = merge(chosen);
+    let mut out = format!(
+        "(partial: {} lines in all; the regions below are verbatim, then an outline of the rest)\n",
+        lines.len()
+    );
+    for (from, to) in &regions {
+        out.push_str(&format!("@@ lines {}-{} @@\n", from + 1, to));
+        for l in &lines[*from..*to] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    let mut outline = String::new();
+    let mut outline_spent = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if regions.iter().any(|(f, t)| i >= *f && i < *t) || !is_item(l) {
+            continue;
+        }
+        let entry = format!("{}: {}\n", i + 1, l.trim_end());
+        outline_spent += entry.len() / 4 + 1;
+        if spent + outline_spent > budget {
+            outline.push_str("…\n");
+            break;
+        }
+        outline.push_str(&entry);
+    }
+    if regions.is_empty() && outline.is_empty() {
+        return None;
+    }
+    if !outline.is_empty() {
+        out.push_str("@@ outline (line: item) @@\n");
+        out.push_str(&outline);
+    }
+    Some(out)
+}
+
+/// Regions are keyed by their first line; two that start alike keep the longer.
+fn add_region(chosen: &mut BTreeMap<usize, usize>, from: usize, to: usize) {
+    let end = chosen.entry(from).or_insert(to);
+    *end = (*end).max(to);
+}
+
+fn covered(chosen: &BTreeMap<usize, usize>, line: usize) -> bool {
+    chosen.iter().any(|(f, t)| line >= *f && line < *t)
+}
+
+fn merge(chosen: BTreeMap<usize, usize>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (from, to) in chosen {
+        match out.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
+}
+
+/// A line that starts an item worth listing in an outline, in common languages.
+fn is_item(line: &str) -> bool {
+    let t = line.trim_start();
+    let t = t.strip_prefix("pub(crate) ").or_else(|| t.strip_prefix("pub ")).unwrap_or(t);
+    let t = t.strip_prefix("async ").or_else(|| t.strip_prefix("export ")).unwrap_or(t);
+    [
+        "fn ",
+        "struct ",
+        "enum ",
+        "trait ",
+        "impl ",
+        "impl<",
+        "mod ",
+        "type ",
+        "const ",
+        "static ",
+        "macro_rules!",
+        "class ",
+        "def ",
+        "function ",
+        "interface ",
+    ]
+    .iter()
+    .any(|k| t.starts_with(k))
+}
+
+enum Unreadable {
+    /// A symbolic link on the way, or the file itself: its target, as the link says.
+    Link(String),
+    /// Not a regular UTF-8 file of at most the size asked for, or not there.
+    Other,
+}
+
+/// Reads `rel` under `root` only if it is a regular file of at most `max` bytes reached
+/// through no symbolic link; a link is never followed (a tracked link may point at
+/// `/proc/self/environ` or `/dev/zero`).
+fn read_regular(root: &Path, rel: &str, max: usize) -> Result<String, Unreadable> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut at = root.to_path_buf();
+    for part in Path::new(rel).components() {
+        at.push(part);
+        let meta = std::fs::symlink_metadata(&at).map_err(|_| Unreadable::Other)?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&at).map(|t| t.display().to_string()).unwrap_or_default();
+            return Err(Unreadable::Link(target));
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&at)
+        .map_err(|_| Unreadable::Other)?;
+    let meta = file.metadata().map_err(|_| Unreadable::Other)?;
+    if !meta.is_file() || meta.len() > max as u64 {
+        return Err(Unreadable::Other);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|_| Unreadable::Other)?;
+    if bytes.len() > max || bytes.contains(&0) {
+        return Err(Unreadable::Other);
+    }
+    String::from_utf8(bytes).map_err(|_| Unreadable::Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenises_and_splits_camel_and_snake_case() {
+        assert_eq!(
+            tokens("parseHTTPRequest2 max_file-size"),
+            ["parsehttprequest2", "parse", "http", "request2", "max", "file", "size"]
+        );
+        assert_eq!(tokens("GreetConfig::new(a)"), ["greetconfig", "greet", "config", "new"]);
+        assert_eq!(query_terms("Make the greeting use the Greeter"), ["greeting", "greeter"]);
+    }
+
+    #[test]
+    fn a_path_match_outweighs_a_passing_mention() {
+        let q = query_terms("increase pool capacity");
+        let docs = vec![
+            Doc::new("src/pool.rs", Some("pub struct Pool { size: usize }"), &q),
+            Doc::new("src/other.rs", Some("// a pool of helpers, see pool.rs\nfn other() {}"), &q),
+            Doc::new("README.md", Some("nothing relevant"), &q),
+        ];
+        let s = bm25(&docs, q.len());
+        assert!(s[0] > s[1] && s[1] > 0.0 && s[2] == 0.0, "{s:?}");
+    }
+
+    #[test]
+    fn lock_files_licenses_ci_vendored_and_generated_files_are_excluded() {
+        for p in [
+            "Cargo.lock",
+            "web/yarn.lock",
+            "package-lock.json",
+            "LICENSE-MIT",
+            "COPYING",
+            ".github/workflows/ci.yml",
+            "Jenkinsfile",
+            "vendor/x/lib.rs",
+            "app.min.js",
+            "api.pb.go",
+        ] {
+            assert!(excluded(p), "{p}");
+        }
+        for p in ["src/lib.rs", "docs/licensing.md", "src/lock.rs", "README.md"] {
+            assert!(!excluded(p), "{p}");
+        }
+    }
+
+    fn repo(files: &[(&str, String)]) -> (tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, t) in files {
+            std::fs::create_dir_all(dir.path().join(p).parent().unwrap()).unwrap();
+            std::fs::write(dir.path().join(p), t).unwrap();
+        }
+        let mut all: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+        all.sort();
+        (dir, all)
+    }
+
+    fn gap(text: &str) -> Gap {
+        Gap { id: "g".into(), text: text.into(), line: 1 }
+    }
+
+    #[test]
+    fn ranks_by_relevance_and_is_deterministic() {
+        let (dir, all) = repo(&[
+            ("a_first.rs", "fn unrelated() {}\n".repeat(50)),
+            ("src/heading.rs", "fn escape_heading(s: &str) -> String { s.replace('\\n', \" \") }\n".into()),
+            ("src/man.rs", "fn man_page() { escape_heading(\"x\"); }\n".into()),
+            ("Cargo.lock", "heading heading heading escape\n".into()),
+        ]);
+        let g = gap("Escape list heading default newline in man page");
+        let a = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &g, &[], &[], 2_000);
+        let mut names: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
+        assert!(a.files.windows(2).all(|w| w[0].pick.score >= w[1].pick.score), "not ranked by score");
+        names.sort();
+        assert_eq!(names, ["src/heading.rs", "src/man.rs"], "the lock file or an unrelated file got in");
+        assert!(a.files.iter().all(|f| f.pick.whole && f.pick.why == "matches the gap"));
+        let b = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &g, &[], &[], 2_000);
+        assert_eq!(
+            a.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>(),
+            b.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_large_file_is_shown_in_part_with_the_match_verbatim_and_an_outline() {
+        let mut big = String::new();
+        for i in 0..400 {
+            big.push_str(&format!("pub fn filler_{i}() -> u32 {{\n    {i}\n}}\n\n"));
+        }
+        big.push_str("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n");
+        let (dir, all) = repo(&[("src/pool.rs", big)]);
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap("Increase the pool capacity"),
+            &[],
+            &[],
+            1_500,
+        );
+        assert_eq!(c.files.len(), 1);
+        let f = &c.files[0];
+        assert!(!f.pick.whole);
+        assert!(
+            f.text.contains("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n"),
+            "{}",
+            f.text
+        );
+        assert!(f.text.contains("@@ outline (line: item) @@\n1: pub fn filler_0() -> u32 {"), "{}", f.text);
+        assert!(estimate_tokens(&f.text) as usize <= 1_500);
+    }
+
+    #[test]
+    fn the_files_shown_and_the_list_stay_within_the_budget() {
+        // Many large files that all match, with short lines: a part's own estimate of its
+        // lines runs under the final text's (headers, line numbers), which once let the
+        // remaining budget wrap around and every later file in whole.
+        let mut files = Vec::new();
+        for n in 0..12 {
+            let mut text = String::new();
+            for i in 0..600 {
+                text.push_str(if i % 12 == 0 { "pool xy\n" } else { "abc xyz\n" });
+            }
+            files.push((format!("src/pool_{n:02}.rs"), text));
+        }
+        files.push(("src/small_pool.rs".to_string(), "fn pool() {}\n".to_string()));
+        let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+        let (dir, all) = repo(&refs);
+        for budget in (300..1_500).step_by(7) {
+            let c = choose(
+                &Tree { root: dir.path(), files: &all, blobs: None },
+                None,
+                &gap("pool"),
+                &[],
+                &[],
+                budget,
+            );
+            assert!(!c.files.is_empty());
+            let shown: usize = c.files.iter().map(|f| estimate_tokens(&f.text) as usize + 20).sum();
+            let listed: usize = c.listed.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
+            assert!(shown + listed <= budget, "budget {budget}: {shown} + {listed}");
+        }
+    }
+
+    #[test]
+    fn a_large_file_shows_its_head_and_tail_where_entries_are_added() {
+        let mut log = String::from("# Changelog\n\n## Unreleased\n\n- Pool: grow on demand.\n\n");
+        for i in 0..2_000 {
+            log.push_str(&format!("- Release note number {i} about something else entirely.\n"));
+        }
+        log.push_str("- The oldest note.\n");
+        let (dir, all) = repo(&[("CHANGELOG.md", log)]);
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap("changelog: mention the pool"),
+            &[],
+            &[],
+            24_000,
+        );
+        let f = &c.files[0];
+        assert!(!f.pick.whole);
+        assert!(f.text.contains("@@ lines 1-30 @@\n# Changelog\n\n## Unreleased\n"), "{}", f.text);
+        assert!(f.text.contains("- The oldest note.\n"), "{}", f.text);
+    }
+
+    #[test]
+    fn partial_paths_find_their_file() {
+        let (dir, all) = repo(&[
+            ("crates/ignore/src/default_types.rs", "pub const TYPES: &[&str] = &[];\n".into()),
+            ("crates/ignore/src/walk.rs", "fn walk() {}\n".into()),
+            ("src/types.rs", "fn other() {}\n".into()),
+        ]);
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap("ignore/types: add zig"),
+            &[],
+            &[],
+            2_000,
+        );
+        assert_eq!(c.files[0].path, "crates/ignore/src/default_types.rs");
+        assert_eq!(c.files[0].pick.why, "named by the gap");
+    }
+
+    #[test]
+    fn a_warm_cache_ranks_the_same_without_reading_unchanged_files() {
+        let (dir, all) = repo(&[
+            ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
+            ("src/walk.rs", "pub fn walk() {}\n".into()),
+        ]);
+        let blobs: HashMap<String, String> =
+            all.iter().map(|f| (f.clone(), format!("blob-of-{f}"))).collect();
+        let tree = Tree { root: dir.path(), files: &all, blobs: Some(&blobs) };
+        let cache_path = dir.path().join("terms");
+        let g = gap("Increase the pool capacity");
+        let mut cold = TermCache::load(&cache_path);
+        let a = choose(&tree, Some(&mut cold), &g, &[], &[], 2_000);
+        let keep: HashSet<&str> = blobs.values().map(String::as_str).collect();
+        cold.save(&keep).unwrap();
+        // Same blobs, so the ranking must come from the cache, not from the files.
+        std::fs::write(dir.path().join("src/walk.rs"), "capacity capacity pool pool pool\n").unwrap();
+        let mut warm = TermCache::load(&cache_path);
+        let b = choose(&tree, Some(&mut warm), &g, &[], &[], 2_000);
+        let ranked = |c: &Context| c.files.iter().map(|f| (f.path.clone(), f.pick.score)).collect::<Vec<_>>();
+        assert_eq!(ranked(&a), ranked(&b));
+        assert_eq!(ranked(&b).len(), 1, "the changed file was read for ranking");
+        assert!(warm.added.is_empty());
+    }
+}

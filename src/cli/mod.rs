@@ -1,0 +1,165 @@
+//! The command line: clap definitions, dispatch, and the one place errors become exit codes.
+
+pub(crate) mod commands;
+pub(crate) mod demo;
+pub(crate) mod init;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "prbot", version, about = "An autonomous pull-request bot that runs like a CI job")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The repository to work on.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The pipeline file [default: <repo>/pipelines/default.yml].
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one cycle and print its outcome.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Print the cycle's JSON record instead of one line.
+        #[arg(long)]
+        json: bool,
+        /// Skip the pr stage: stop after the tests, with the change on a local branch.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a pipeline file; exits 0 when it is valid, 2 when not.
+    Validate {
+        /// The pipeline file [default: pipelines/default.yml].
+        file: Option<PathBuf>,
+    },
+    /// Show the most recent cycles.
+    History {
+        #[command(flatten)]
+        target: Target,
+        /// Only cycles on this gap.
+        #[arg(long)]
+        gap: Option<String>,
+        /// How many cycles to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts per outcome and per gap, and the share of cycles that opened a PR.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve webhooks, a manual trigger and an optional schedule; one worker runs the cycles.
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        /// The address to listen on; port 0 picks a free one (printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Also run cycles on this cron schedule, in UTC, e.g. "17 * * * *".
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    /// Write a starter pipeline and a CI workflow into a repository.
+    Init {
+        /// The repository to write into.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Which forge's workflow to write.
+        #[arg(long, value_enum, default_value_t = InitForge::Gitea)]
+        forge: InitForge,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a full cycle on a throwaway sample repository, offline, with a scripted model.
+    Demo {
+        /// Keep the demo in this folder instead of a new temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InitForge {
+    Gitea,
+    Github,
+}
+
+/// What went wrong outside a cycle. A cycle's own failures are outcomes, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Pipeline(#[from] crate::config::PipelineError),
+    #[error(transparent)]
+    Repo(#[from] crate::infra::workspace::RepoError),
+    #[error(transparent)]
+    Records(#[from] crate::state::store::RecordError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    #[error(transparent)]
+    Secret(#[from] crate::infra::secrets::WeakSecret),
+    /// Bad input on the command line.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// The single mapping from errors to exit codes.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Pipeline(_) | CliError::Repo(_) | CliError::Secret(_) | CliError::Usage(_) => 2,
+            CliError::Records(_) | CliError::Serve(_) | CliError::Other(_) => 1,
+        }
+    }
+}
+
+pub fn main() -> i32 {
+    crate::infra::process::harden_self();
+    crate::infra::secrets::install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging();
+    match crate::cli::commands::dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(crate::infra::secrets::RedactingStderr, "error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("prbot=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| crate::infra::secrets::RedactingStderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,142 @@
+//! A thin driver for the git CLI.
+//!
+//! Every call runs with hooks and fsmonitor off and with a scrubbed environment: prbot's
+//! git never runs a program that a repository's config or hooks name, and never hands it
+//! a secret.
+
+use crate::infra::process::{self, Cancel, Command};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const GIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error(transparent)]
+    Spawn(#[from] process::SpawnError),
+    #[error("`git {args}` failed ({status}): {stderr}")]
+    Failed { args: String, status: String, stderr: String },
+}
+
+/// Settings forced on every call, whatever the repository's or the user's config says.
+const SAFE_CONFIG: [&str; 4] = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"];
+
+/// git, run in one directory.
+#[derive(Clone)]
+pub struct Git {
+    dir: PathBuf,
+    /// `GIT_DIR` and `GIT_WORK_TREE`, for prbot's clone: what the tree's `.git` says is
+    /// never trusted.
+    explicit: Option<(PathBuf, PathBuf)>,
+    cancel: Cancel,
+}
+
+impl Git {
+    pub fn new(dir: impl Into<PathBuf>, cancel: Cancel) -> Self {
+        Git { dir: dir.into(), explicit: None, cancel }
+    }
+
+    /// git on a repository whose git directory lives apart from its working tree.
+    pub fn with_git_dir(git_dir: impl Into<PathBuf>, work_tree: impl Into<PathBuf>, cancel: Cancel) -> Self {
+        let work_tree = work_tree.into();
+        Git { dir: work_tree.clone(), explicit: Some((git_dir.into(), work_tree)), cancel }
+    }
+
+    /// Runs git and returns its trimmed stdout.
+    pub fn run<I, S>(&self, args: I) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin<I, S>(&self, args: I, stdin: Option<Vec<u8>>) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.run_full(args, stdin, &[])
+    }
+
+    /// Runs git with extra variables, such as `GIT_CONFIG_*` settings for one command only.
+    pub fn run_with_env<I, S>(&self, args: I, extra_env: &[(String, String)]) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.run_full(args, None, extra_env)
+    }
+
+    /// Runs git with stdin and extra variables.
+    pub fn run_full<I, S>(
+        &self,
+        args: I,
+        stdin: Option<Vec<u8>>,
+        extra_env: &[(String, String)],
+    ) -> Result<String, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        // git needs an existing folder to start in; a vanished worktree must not make
+        // prbot's own clean-up fail.
+        let dir = if self.dir.is_dir() { self.dir.as_path() } else { std::path::Path::new("/") };
+        let mut cmd = Command::new("git", dir, GIT_TIMEOUT).args(SAFE_CONFIG).args(args.clone());
+        let mut env = git_env();
+        if let Some((git_dir, work_tree)) = &self.explicit {
+            env.insert("GIT_DIR".into(), git_dir.into());
+            env.insert("GIT_WORK_TREE".into(), work_tree.into());
+        }
+        env.extend(extra_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+        cmd.env = Some(env);
+        cmd.stdin = stdin;
+        let out = process::run(cmd, &self.cancel)?;
+        if out.success() {
+            Ok(out.stdout.trim_end().to_string())
+        } else {
+            Err(GitError::Failed {
+                args: args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                status: out.status_text(),
+                stderr: out.stderr.trim().to_string(),
+            })
+        }
+    }
+
+    /// Like `run`, but a non-zero exit is `Ok(None)`: for queries such as `rev-parse --verify`.
+    pub fn query<I, S>(&self, args: I) -> Result<Option<String>, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        match self.run(args) {
+            Ok(s) => Ok(Some(s)),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// prbot's environment without its secrets, and without what would point git at another
+/// repository or prompt a human.
+fn git_env() -> std::collections::HashMap<OsString, OsString> {
+    let mut env = crate::infra::secrets::scrubbed_env(&[]);
+    env.retain(|k, _| {
+        !matches!(
+            k.to_string_lossy().as_ref(),
+            "GIT_DIR"
+                | "GIT_WORK_TREE"
+                | "GIT_INDEX_FILE"
+                | "GIT_OBJECT_DIRECTORY"
+                | "GIT_ALTERNATE_OBJECT_DIRECTORIES"
+                | "GIT_COMMON_DIR"
+                | "GIT_CONFIG_PARAMETERS"
+                | "GIT_CONFIG_COUNT"
+        )
+    });
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    env.insert("LC_ALL".into(), "C".into());
+    env
+}

@@ -1,0 +1,402 @@
+//! The user's repository, and prbot's own clone of it.
+//!
+//! prbot keeps one checkout per repository outside the user's tree and resets it to the
+//! base commit before and after every cycle. A stable path keeps build caches warm; the
+//! reset keeps every cycle as clean as a fresh checkout.
+
+use crate::infra::git::{Git, GitError};
+use crate::infra::process::Cancel;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The user's repository. prbot only reads it, and writes refs and files under `.git/`.
+#[derive(Clone, Debug)]
+pub struct Repo {
+    pub root: PathBuf,
+    pub git_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{0} is not inside a git repository (run prbot from a clone, or pass --repo)")]
+    NotARepo(PathBuf),
+    #[error("{0} is a bare repository; prbot needs a clone with a working tree")]
+    Bare(PathBuf),
+    #[error(transparent)]
+    Git(#[from] GitError),
+}
+
+impl Repo {
+    pub fn discover(dir: &Path) -> Result<Repo, RepoError> {
+        let git = Git::new(dir, Cancel::new());
+        if !dir.is_dir() {
+            return Err(RepoError::NotARepo(dir.to_path_buf()));
+        }
+        if git.query(["rev-parse", "--is-bare-repository"])?.as_deref() == Some("true") {
+            return Err(RepoError::Bare(dir.to_path_buf()));
+        }
+        let Some(root) = git.query(["rev-parse", "--show-toplevel"])? else {
+            return Err(RepoError::NotARepo(dir.to_path_buf()));
+        };
+        let git_dir = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
+        Ok(Repo { root: PathBuf::from(root), git_dir: PathBuf::from(git_dir) })
+    }
+
+    pub fn git(&self, cancel: &Cancel) -> Git {
+        Git::new(&self.root, cancel.clone())
+    }
+
+    /// Where prbot's records and ledgers live unless the pipeline says otherwise.
+    pub fn default_state_dir(&self) -> PathBuf {
+        self.git_dir.join("prbot")
+    }
+
+    /// A folder of prbot's own for this repository, outside its tree: in the user's cache
+    /// folder (`$XDG_CACHE_HOME`, else `~/.cache`), else in prbot's folder in `.git`.
+    pub fn default_work_dir(&self) -> PathBuf {
+        let hash = Sha256::digest(self.git_dir.to_string_lossy().as_bytes());
+        let short: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let name: String = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
+            .unwrap_or_default();
+        let cache =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()).or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")).filter(|p| p.is_absolute())
+            });
+        match cache {
+            Some(c) => c.join("prbot").join(format!("{name}-{short}")),
+            None => self.git_dir.join("prbot").join("work"),
+        }
+    }
+
+    /// Tracked files with uncommitted changes, staged or not. Untracked files don't count:
+    /// the cycle starts from a commit, so they cannot leak into it.
+    pub fn dirty_files(&self, cancel: &Cancel, exclude: &[PathBuf]) -> Result<Vec<String>, GitError> {
+        let mut args: Vec<String> = ["status", "--porcelain", "-uno", "--", "."].map(String::from).to_vec();
+        for e in exclude {
+            if let Ok(rel) = e.strip_prefix(&self.root) {
+                if !rel.as_os_str().is_empty() {
+                    args.push(format!(":(exclude){}", rel.display()));
+                }
+            }
+        }
+        let out = self.git(cancel).run(args)?;
+        Ok(out.lines().map(|l| l.get(3..).unwrap_or(l).to_string()).collect())
+    }
+}
+
+/// prbot's checkout for one cycle: a private repository of its own, whose objects come
+/// from the user's repository through `objects/info/alternates` (nothing is copied).
+///
+/// Its git directory (`clone.git`) lives beside the working tree (`worktree`), not in it,
+/// so a sandbox can let project code write the tree but not the repository: no hook, no
+/// config, no ref of prbot's can be planted. The user's `.git` is not shared at all.
+pub struct Workspace {
+    pub path: PathBuf,
+    /// The clone's git directory.
+    pub git_dir: PathBuf,
+    /// Shared across cycles, for build caches such as `CARGO_TARGET_DIR`.
+    pub cache_dir: PathBuf,
+    pub base_commit: String,
+    git: Git,
+    repo_git: Git,
+    /// The user's object store, where prbot's commits are written.
+    objects: PathBuf,
+}
+
+impl Workspace {
+    /// Makes `work_dir/worktree` a clean checkout of `base`, creating the clone if needed.
+    pub fn prepare(repo: &Repo, work_dir: &Path, base: &str, cancel: &Cancel) -> Result<Workspace, GitError> {
+        let repo_git = repo.git(cancel);
+        let base_commit =
+            repo_git.run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])?;
+        private_dir(work_dir)?;
+        let path = work_dir.join("worktree");
+        let git_dir = work_dir.join("clone.git");
+        let cache_dir = work_dir.join("cache");
+        std::fs::create_dir_all(&cache_dir).map_err(|e| io_failed("create the cache folder", e))?;
+        let objects = repo.git_dir.join("objects");
+        let git = Git::with_git_dir(&git_dir, &path, cancel.clone());
+        if !Self::belongs_to(&git_dir, &objects) {
+            // Not ours, half made, or an older layout (a linked worktree): start again.
+            for stale in [&path, &git_dir] {
+                if std::fs::symlink_metadata(stale).is_ok() {
+                    std::fs::remove_dir_all(stale).map_err(|e| io_failed("remove a stale checkout", e))?;
+                }
+            }
+            if repo.git_dir.join("worktrees").is_dir() {
+                repo_git.run(["worktree", "prune"])?;
+            }
+            std::fs::create_dir_all(&path).map_err(|e| io_failed("create the work folder", e))?;
+            let init = Git::new(work_dir, cancel.clone());
+            init.run([
+                "init".as_ref(),
+                "--quiet".as_ref(),
+                "--template=".as_ref(),
+                format!("--object-format={}", object_format(&base_commit)).as_ref(),
+                "--separate-git-dir".as_ref(),
+                git_dir.as_os_str(),
+                path.as_os_str(),
+            ])?;
+            let alternates = git_dir.join("objects/info/alternates");
+            std::fs::create_dir_all(git_dir.join("objects/info"))
+                .map_err(|e| io_failed("set up the clone", e))?;
+            let line = format!("{}\n", objects.display());
+            crate::infra::fsutil::write_atomic(&alternates, line.as_bytes())
+                .map_err(|e| io_failed("set up the clone", e))?;
+        }
+        let ws = Workspace { path, git_dir, cache_dir, base_commit, git, repo_git, objects };
+        ws.reset()?;
+        Ok(ws)
+    }
+
+    fn belongs_to(git_dir: &Path, objects: &Path) -> bool {
+        std::fs::read_to_string(git_dir.join("objects/info/alternates"))
+            .is_ok_and(|a| a.lines().next() == Some(&*objects.to_string_lossy()))
+            && git_dir.join("HEAD").is_file()
+    }
+
+    /// Back to a pristine checkout of the base commit, detached, with nothing untracked.
+    /// The clone's config is rewritten and its `hooks/` and `info/` removed first, so even
+    /// a run without a sandbox cannot leave prbot's git anything to obey.
+    pub fn reset(&self) -> Result<(), GitError> {
+        let fail = |e| io_failed("restore the clone", e);
+        crate::infra::fsutil::write_atomic(
+            &self.git_dir.join("config"),
+            clone_config(&self.base_commit).as_bytes(),
+        )
+        .map_err(fail)?;
+        for dir in ["hooks", "info"] {
+            let d = self.git_dir.join(dir);
+            if std::fs::symlink_metadata(&d).is_ok() {
+                remove_any(&d).map_err(fail)?;
+            }
+        }
+        // The tree's `.git` pointer is only for git run by the tests; restore it in case
+        // they replaced it.
+        let dot_git = self.path.join(".git");
+        let pointer = format!("gitdir: {}\n", self.git_dir.display());
+        if std::fs::read_to_string(&dot_git).ok().as_deref() != Some(pointer.as_str()) {
+            if std::fs::symlink_metadata(&dot_git).is_ok() {
+                remove_any(&dot_git).map_err(fail)?;
+            }
+            std::fs::create_dir_all(&self.path).map_err(fail)?;
+            std::fs::write(&dot_git, pointer).map_err(fail)?;
+        }
+        self.git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit])?;
+        if self.git.run(["clean", "-ffdxq"]).is_err() {
+            // A test may have left folders it cannot be cleaned out of; open them and retry.
+            crate::infra::fsutil::make_writable(&self.path);
+            self.git.run(["clean", "-ffdxq"])?;
+        }
+        Ok(())
+    }
+
+    pub fn git(&self) -> &Git {
+        &self.git
+    }
+
+    /// Tracked files at the base commit, each with its blob id.
+    pub fn files_with_blobs(&self) -> Result<Vec<(String, String)>, GitError> {
+        let out = self.git.run(["ls-files", "-s", "-z"])?;
+        // `<mode> <blob> <stage>\t<path>`
+        Ok(out
+            .split('\0')
+            .filter_map(|entry| {
+                let (meta, path) = entry.split_once('\t')?;
+                let blob = meta.split(' ').nth(1)?;
+                Some((path.to_string(), blob.to_string()))
+            })
+            .collect())
+    }
+
+    /// Stages `paths` as they are in the tree now: the approved state of the change.
+    /// Paths are literal (no pathspec magic), and the blobs go straight into the user's
+    /// object store, so the branch is complete there.
+    pub fn stage(&self, paths: &[String]) -> Result<(), GitError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["--literal-pathspecs".to_string(), "add".into(), "-A".into(), "--".into()];
+        args.extend(paths.iter().cloned());
+        self.git.run_with_env(args, &self.objects_env()).map(|_| ())
+    }
+
+    /// Tracked files whose content in the tree differs from what was staged.
+    pub fn unstaged(&self) -> Result<Vec<String>, GitError> {
+        let out = self.git.run(["diff", "--name-only", "--no-renames", "-z"])?;
+        Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
+    }
+
+    /// Puts `paths` back to their staged content.
+    pub fn restore(&self, paths: &[String]) -> Result<(), GitError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["--literal-pathspecs".to_string(), "checkout".into(), "--".into()];
+        args.extend(paths.iter().cloned());
+        self.git.run(args).map(|_| ())
+    }
+
+    /// A file's staged content, as text.
+    pub fn staged_text(&self, path: &str) -> Result<String, GitError> {
+        // `:0:` names stage 0 explicitly, so a path such as `1:x` is not read as a stage.
+        self.git.run(["show".to_string(), format!(":0:{path}")])
+    }
+
+    /// Commits what was staged, and nothing else, and points `refs/heads/<branch>` of the
+    /// user's repository at the commit.
+    pub fn commit_to_branch(
+        &self,
+        branch: &str,
+        message: &str,
+        (name, email): (&str, &str),
+    ) -> Result<String, GitError> {
+        let reference = format!("refs/heads/{branch}");
+        if self.repo_git.query(["symbolic-ref", "-q", "HEAD"])?.as_deref() == Some(reference.as_str()) {
+            return Err(GitError::Failed {
+                args: format!("update-ref {reference}"),
+                status: "refused".into(),
+                stderr: format!("`{branch}` is checked out in your working tree; prbot will not move it under you. Switch to another branch first"),
+            });
+        }
+        let args = [
+            "-c".to_string(),
+            format!("user.name={name}"),
+            "-c".to_string(),
+            format!("user.email={email}"),
+            "-c".to_string(),
+            "commit.gpgsign=false".to_string(),
+            "commit".into(),
+            "--quiet".into(),
+            "--no-verify".into(),
+            "--allow-empty".into(),
+            "-F".into(),
+            "-".into(),
+        ];
+        self.git.run_full(args, Some(message.as_bytes().to_vec()), &self.objects_env())?;
+        let sha = self.git.run(["rev-parse", "HEAD"])?;
+        self.repo_git.run(["update-ref", "-m", "prbot: cycle commit", &reference, &sha])?;
+        Ok(sha)
+    }
+
+    /// What `commit` changes against the base: (path, file mode, added).
+    pub fn committed_files(&self, commit: &str) -> Result<Vec<(String, String, bool)>, GitError> {
+        let out = self.git.run([
+            "diff-tree",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--no-commit-id",
+            &self.base_commit,
+            commit,
+        ])?;
+        let mut fields = out.split('\0');
+        let mut files = Vec::new();
+        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
+            // `:<old mode> <new mode> <old sha> <new sha> <status>`
+            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            if parts.len() == 5 {
+                files.push((path.to_string(), parts[1].to_string(), parts[4] == "A"));
+            }
+        }
+        Ok(files)
+    }
+
+    fn objects_env(&self) -> [(String, String); 1] {
+        [("GIT_OBJECT_DIRECTORY".to_string(), self.objects.to_string_lossy().into_owned())]
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        // Nothing the model wrote outlives the cycle, even after an error or a cancellation.
+        // The reset must run even after a cancellation killed other children.
+        let git = Git::with_git_dir(&self.git_dir, &self.path, Cancel::new());
+        let _ = git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit]);
+        let _ = git.run(["clean", "-ffdxq"]);
+    }
+}
+
+/// Makes `dir` (and the folders above it that it creates) 0700, and refuses a folder
+/// another user owns or that others may write: whoever can write there could swap the
+/// clone or the build cache that project commands and commits come from.
+fn private_dir(dir: &Path) -> Result<(), GitError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| GitError::Failed {
+        args: format!("use {} as the work folder", dir.display()),
+        status: "refused".into(),
+        stderr: format!("{why}; remove it, or set workspace.dir to a folder of your own"),
+    };
+    let mut created = Vec::new();
+    let mut at = dir.to_path_buf();
+    while std::fs::symlink_metadata(&at).is_err() {
+        created.push(at.clone());
+        if !at.pop() {
+            break;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_failed("create the work folder", e))?;
+    for p in &created {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_failed("make the work folder private", e))?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| io_failed("read the work folder", e))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(refuse(format!("{} is not a folder but a link or a file", dir.display())));
+    }
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "{} belongs to uid {}, not to prbot's uid {me}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "{} can be written by other users (mode {:o})",
+            dir.display(),
+            meta.mode() & 0o777
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_failed("make the work folder private", e))?;
+    Ok(())
+}
+
+/// The whole config of prbot's clone: nothing in it names a program.
+fn clone_config(base_commit: &str) -> String {
+    let core = "\tfilemode = true\n\tbare = false\n\tlogallrefupdates = false\n";
+    match object_format(base_commit) {
+        "sha1" => format!("[core]\n\trepositoryformatversion = 0\n{core}"),
+        other => {
+            format!("[core]\n\trepositoryformatversion = 1\n{core}[extensions]\n\tobjectformat = {other}\n")
+        }
+    }
+}
+
+/// The user's repository's hash, read off a commit id, so the clone can borrow its objects.
+fn object_format(commit: &str) -> &'static str {
+    if commit.len() == 64 {
+        "sha256"
+    } else {
+        "sha1"
+    }
+}
+
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn io_failed(what: &str, e: std::io::Error) -> GitError {
+    GitError::Failed { args: what.to_string(), status: "I/O error".into(), stderr: e.to_string() }
+}

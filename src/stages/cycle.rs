@@ -1,0 +1,548 @@
+//! One cycle's shared context: what the stages read and what they leave for each other.
+
+use crate::adapters::forge::Forge;
+use crate::adapters::model::proposal::Proposal;
+use crate::adapters::model::ChatMessage;
+use crate::adapters::model::ModelClient;
+use crate::adapters::sandbox::{Place, Sandbox};
+use crate::config::Pipeline;
+use crate::domain::outcome::Outcome;
+use crate::domain::policy::Policy;
+use crate::domain::prd::Gap;
+use crate::domain::records::{
+    Attempt, AttemptKind, ModelCall, ModelUse, PrRef, Summary, TestRun, TouchedFile,
+};
+use crate::infra::git::GitError;
+use crate::infra::process::Cancel;
+use crate::infra::secrets::Secrets;
+use crate::infra::workspace::{Repo, Workspace};
+use crate::state::budget::Budget;
+use crate::state::store::Store;
+use chrono::{DateTime, Utc};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a cycle ended: the outcome and a reason a human can act on.
+#[derive(Debug, Clone)]
+pub struct End {
+    pub outcome: Outcome,
+    pub reason: String,
+    /// For failures the model can fix: what to tell it in a repair request.
+    pub feedback: Option<String>,
+}
+
+impl End {
+    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
+        End { outcome, reason: reason.into(), feedback: None }
+    }
+
+    /// A failure that goes back to the model, if the pipeline allows a repair.
+    pub fn repairable(outcome: Outcome, reason: impl Into<String>, feedback: impl Into<String>) -> Self {
+        End { outcome, reason: reason.into(), feedback: Some(feedback.into()) }
+    }
+
+    pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
+        End::new(Outcome::InternalError, format!("{what}: {e}"))
+    }
+}
+
+impl From<GitError> for End {
+    fn from(e: GitError) -> Self {
+        End::internal("git failed", e)
+    }
+}
+
+/// A pending request for a corrected proposal.
+#[derive(Debug, Clone)]
+pub struct Repair {
+    pub feedback: String,
+    /// Ask `propose.escalate_to` instead of the ladder.
+    pub escalate: bool,
+}
+
+/// Held for the whole cycle; the kernel drops it if the process dies, so a killed run's
+/// lock is taken over by the next one.
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    pub fn acquire(state_dir: &std::path::Path) -> Result<RunLock, End> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| End::internal("cannot create the state directory", e))?;
+        let path = state_dir.join("run.lock");
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| End::internal("cannot open the run lock", e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = writeln!(file, "{}", std::process::id());
+                Ok(RunLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+                Err(End::new(
+                    Outcome::SkippedLocked,
+                    format!("another prbot cycle{who} is running on this repository"),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(End::internal("cannot take the run lock", e)),
+        }
+    }
+}
+
+/// A temp file this old was left by a killed write.
+const STALE_TEMP_SECS: u64 = 3600;
+
+/// Command logs are kept for this many cycles, this one included.
+pub const LOGS_KEPT: usize = 50;
+
+pub struct Cycle {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub pipeline: Arc<Pipeline>,
+    pub repo: Repo,
+    pub state_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub cancel: Cancel,
+    pub secrets: Secrets,
+    pub rt: tokio::runtime::Handle,
+    pub store: Store,
+    pub budget: Budget,
+    pub model: ModelClient,
+    /// The running stage's `timeout`, if it set one.
+    pub stage_timeout: Option<Duration>,
+
+    lock: Option<RunLock>,
+    base_commit: Option<String>,
+    workspace: Option<Workspace>,
+    /// The backend chosen at the start of the cycle, when the pipeline runs project code.
+    pub sandbox_backend: Option<crate::adapters::sandbox::Backend>,
+    sandbox: Option<Sandbox>,
+    /// Bytes the applied change (and `run:` steps) changed, for the policy.
+    pub bytes_changed: usize,
+    /// Dependencies were fetched for the change in the worktree (see `stages::shell`).
+    pub deps_fetched: bool,
+    /// How many project commands ran, for their log files' names.
+    pub commands_run: usize,
+    forge: Option<Arc<dyn Forge>>,
+    repo_info: Option<crate::adapters::forge::RepoInfo>,
+    pr_base: Option<String>,
+
+    pub gap: Option<Gap>,
+    pub prior: Vec<Summary>,
+    pub proposal: Option<Proposal>,
+    pub model_use: Option<ModelUse>,
+    pub model_calls: Vec<ModelCall>,
+    /// The files the first prompt showed, and why.
+    pub context: Vec<crate::adapters::model::context::Pick>,
+    pub attempts: Vec<Attempt>,
+    /// The conversation with the model, kept across repairs.
+    pub conversation: Vec<ChatMessage>,
+    /// Set when the cycle went back to propose: what to tell the model, and whether to
+    /// ask the escalation model.
+    pub repair: Option<Repair>,
+    /// The failure that the pending or running repair answers.
+    pub last_failure: Option<End>,
+    /// How the current proposal was asked for.
+    pub attempt_kind: AttemptKind,
+    /// A proposal was made and its attempt not yet recorded.
+    pub attempt_open: bool,
+    /// Set by apply; `Some` means a change sits in the worktree.
+    pub applied: Option<Vec<TouchedFile>>,
+    pub tests: Vec<TestRun>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub pr: Option<PrRef>,
+    pub warnings: Vec<String>,
+}
+
+impl Cycle {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        pipeline: Arc<Pipeline>,
+        repo: Repo,
+        state_dir: PathBuf,
+        work_dir: PathBuf,
+        cancel: Cancel,
+        secrets: Secrets,
+        rt: tokio::runtime::Handle,
+    ) -> Cycle {
+        let git_state = crate::state::remote::for_pipeline(&pipeline, &repo, &state_dir);
+        let budget = Budget::new(&state_dir, pipeline.budget.clone()).with_git(git_state.clone());
+        let model = ModelClient::new(&pipeline.providers, budget.clone());
+        Cycle {
+            id,
+            started_at: Utc::now(),
+            store: Store::new(&state_dir).with_git(git_state),
+            budget,
+            model,
+            pipeline,
+            repo,
+            state_dir,
+            work_dir,
+            cancel,
+            secrets,
+            rt,
+            stage_timeout: None,
+            lock: None,
+            base_commit: None,
+            workspace: None,
+            sandbox_backend: None,
+            sandbox: None,
+            bytes_changed: 0,
+            deps_fetched: false,
+            commands_run: 0,
+            forge: None,
+            repo_info: None,
+            pr_base: None,
+            gap: None,
+            prior: Vec::new(),
+            proposal: None,
+            model_use: None,
+            model_calls: Vec::new(),
+            context: Vec::new(),
+            attempts: Vec::new(),
+            conversation: Vec::new(),
+            repair: None,
+            last_failure: None,
+            attempt_kind: AttemptKind::First,
+            attempt_open: false,
+            applied: None,
+            tests: Vec::new(),
+            branch: None,
+            commit: None,
+            pr: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Takes the repository's run lock, once per cycle.
+    pub fn lock(&mut self) -> Result<(), End> {
+        if self.lock.is_none() {
+            self.lock = Some(RunLock::acquire(&self.state_dir)?);
+            let work_dir = std::fs::canonicalize(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone());
+            crate::infra::process::end_leftovers(&work_dir);
+            self.sweep_leftovers();
+        }
+        Ok(())
+    }
+
+    /// Half-written temp files a killed cycle left behind, and the command logs of all but
+    /// the last [`LOGS_KEPT`] cycles. (A killed cycle's dirty worktree is reset by
+    /// `Workspace::prepare` when the worktree is next used.) Only safe with the lock held.
+    fn sweep_leftovers(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("logs")) {
+            let mut cycles: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            // Cycle ids start with their time, so names sort oldest first.
+            cycles.sort();
+            let excess = cycles.len().saturating_sub(LOGS_KEPT - 1);
+            for old in &cycles[..excess] {
+                let _ = std::fs::remove_dir_all(old);
+            }
+        }
+        for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                // Cycles that lost the lock, and readers, still write records and ledgers:
+                // only a temp file no write can still be busy with is a leftover.
+                let stale = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(STALE_TEMP_SECS))
+                });
+                if stale && e.file_name().to_string_lossy().starts_with(".prbot-tmp-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    /// The commit this cycle starts from.
+    pub fn base_commit(&mut self) -> Result<String, End> {
+        if let Some(c) = &self.base_commit {
+            return Ok(c.clone());
+        }
+        let base = &self.pipeline.workspace.base;
+        let c = self
+            .repo
+            .git(&self.cancel)
+            .run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])
+            .map_err(|e| End::internal(&format!("workspace.base `{base}` is not a commit"), e))?;
+        self.base_commit = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The cycle's worktree, made on first use. Taking it also takes the run lock, even
+    /// when no guard stage runs, so two cycles never share it.
+    pub fn workspace(&mut self) -> Result<&Workspace, End> {
+        if self.workspace.is_none() {
+            self.lock()?;
+            let base = self.base_commit()?;
+            let ws = Workspace::prepare(&self.repo, &self.work_dir, &base, &self.cancel)
+                .map_err(|e| End::internal("cannot prepare the worktree", e))?;
+            self.workspace = Some(ws);
+        }
+        Ok(self.workspace.as_ref().expect("just set"))
+    }
+
+    /// The sandbox of the cycle's project commands, set up on first use.
+    pub fn sandbox(&mut self) -> Result<&Sandbox, End> {
+        if self.sandbox.is_none() {
+            // Chosen by the runner before the first stage of a pipeline that runs project code.
+            let Some(backend) = self.sandbox_backend else {
+                return Err(End::internal(
+                    "prbot bug",
+                    "a project command ran before the sandbox was chosen",
+                ));
+            };
+            self.workspace()?;
+            let ws = self.workspace.as_ref().expect("just made");
+            let place = Place {
+                tree: &ws.path,
+                clone_git_dir: &ws.git_dir,
+                cache_dir: &ws.cache_dir,
+                work_dir: &self.work_dir,
+                repo_root: &self.repo.root,
+                repo_git_dir: &self.repo.git_dir,
+                state_dir: &self.state_dir,
+                extra_read_only: &self.pipeline.sandbox.read_only,
+            };
+            self.sandbox = Some(Sandbox::new(backend, &place));
+        }
+        Ok(self.sandbox.as_ref().expect("just set"))
+    }
+
+    /// The forge the pipeline names, made on first use. A forge that cannot be used ends
+    /// the cycle `pr_failed`.
+    pub fn forge(&mut self) -> Result<Arc<dyn Forge>, End> {
+        if self.forge.is_none() {
+            let f =
+                crate::adapters::forge::from_config(&self.pipeline.forge, &self.repo.root, &self.state_dir)
+                    .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
+            self.forge = Some(f);
+        }
+        Ok(self.forge.clone().expect("just set"))
+    }
+
+    /// The branch PRs target: the pr stage's `base`, else the forge's default branch.
+    pub fn pr_base(&mut self) -> Result<String, End> {
+        if let Some(b) = &self.pr_base {
+            return Ok(b.clone());
+        }
+        let base = match self.pipeline.pr_settings().and_then(|s| s.base.clone()) {
+            Some(b) => b,
+            None => {
+                let forge = self.forge()?;
+                self.forge_call(async move { forge.repo_info().await })?.default_branch
+            }
+        };
+        self.pr_base = Some(base.clone());
+        Ok(base)
+    }
+
+    /// The forge's view of the repository, asked once per cycle.
+    pub fn repo_info(&mut self) -> Result<crate::adapters::forge::RepoInfo, End> {
+        if let Some(i) = &self.repo_info {
+            return Ok(i.clone());
+        }
+        let forge = self.forge()?;
+        let info = self.forge_call(async move { forge.repo_info().await })?;
+        self.repo_info = Some(info.clone());
+        Ok(info)
+    }
+
+    /// Runs a forge call from this thread; a failure ends the cycle `pr_failed`.
+    pub fn forge_call<T, F>(&self, fut: F) -> Result<T, End>
+    where
+        F: std::future::Future<Output = Result<T, crate::adapters::forge::ForgeError>>,
+    {
+        match self.block_on(fut) {
+            None => Err(End::new(Outcome::Cancelled, "cancelled while talking to the forge")),
+            Some(Err(e)) => Err(End::new(Outcome::PrFailed, e.to_string())),
+            Some(Ok(v)) => Ok(v),
+        }
+    }
+
+    pub fn has_workspace(&self) -> bool {
+        self.workspace.is_some()
+    }
+
+    /// Runs a future on the runtime from this (blocking) thread; a cancellation wins.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        let cancel = self.cancel.clone();
+        self.rt.block_on(async move {
+            tokio::select! {
+                out = fut => Some(out),
+                _ = cancel.cancelled() => None,
+            }
+        })
+    }
+
+    /// The environment for commands that run project code: no secrets in it.
+    pub fn child_env(
+        &self,
+        allow: &[String],
+    ) -> std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> {
+        self.secrets.child_env(allow)
+    }
+
+    pub fn policy(&self) -> Policy<'_> {
+        Policy::new(&self.pipeline.policy, &self.repo.root, self.child_env(&[]), self.cancel.clone())
+    }
+
+    /// Paths relative to the repository that only maintainers write.
+    pub fn protected_paths(&self) -> Vec<String> {
+        let mut out = vec![self.pipeline.prd.path.to_string_lossy().into_owned()];
+        let pipeline =
+            std::fs::canonicalize(&self.pipeline.path).unwrap_or_else(|_| self.pipeline.path.clone());
+        let root = std::fs::canonicalize(&self.repo.root).unwrap_or_else(|_| self.repo.root.clone());
+        if let Ok(rel) = pipeline.strip_prefix(&root) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+        out
+    }
+
+    /// The branch a gap's change lives on.
+    pub fn branch_for(gap: &Gap) -> String {
+        format!("prbot/{}", gap.id)
+    }
+
+    /// What the cycle comes to when every stage let it go on.
+    pub fn conclude(&mut self) -> End {
+        if let Some(pr) = &self.pr {
+            return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
+        }
+        let Some(gap) = self.gap.clone() else {
+            return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");
+        };
+        if self.applied.is_none() {
+            return End::new(
+                Outcome::DryRun,
+                format!("the pipeline ended before a change was applied for gap {}", gap.id),
+            );
+        }
+        match self.commit_change() {
+            Ok((branch, sha)) => {
+                let tests = if self.tests.is_empty() { "no test stage ran" } else { "tests passed" };
+                let reason = format!(
+                    "{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})",
+                    &sha[..12.min(sha.len())]
+                );
+                End::new(Outcome::DryRun, reason)
+            }
+            Err(why) => End::new(Outcome::InternalError, why),
+        }
+    }
+
+    /// Commits the applied change on the gap's branch; `(branch, commit)`, or why not.
+    pub fn commit_change(&mut self) -> Result<(String, String), String> {
+        let gap = self.gap.clone().expect("a change needs a gap");
+        let branch = Self::branch_for(&gap);
+        let message = self.secrets.redact(&commit_message(&gap, self.proposal.as_ref()));
+        let bot = self.pipeline.bot.clone();
+        let ws = self.workspace().map_err(|e| e.reason)?;
+        let sha = ws
+            .commit_to_branch(&branch, &message, (&bot.name, &bot.email))
+            .map_err(|e| format!("cannot commit to {branch}: {e}"))?;
+        // The record lists exactly what the commit changes, with the files' modes.
+        let committed = ws.committed_files(&sha).map_err(|e| format!("cannot read commit {sha}: {e}"))?;
+        let applied = self.applied.get_or_insert_with(Vec::new);
+        for (path, file_mode, added) in committed {
+            match applied.iter_mut().find(|f| f.path == path) {
+                Some(f) => f.file_mode = Some(file_mode),
+                None => applied.push(TouchedFile {
+                    path,
+                    mode: if added {
+                        crate::domain::records::FileMode::Add
+                    } else {
+                        crate::domain::records::FileMode::Update
+                    },
+                    file_mode: Some(file_mode),
+                }),
+            }
+        }
+        self.branch = Some(branch.clone());
+        self.commit = Some(sha.clone());
+        Ok((branch, sha))
+    }
+
+    /// Records the attempt that just ended.
+    pub fn close_attempt(&mut self, end: &End) {
+        if !std::mem::take(&mut self.attempt_open) {
+            return;
+        }
+        let Some(model) = self.model_use.as_ref().map(|m| m.name.clone()) else { return };
+        let tokens_so_far: u64 = self.attempts.iter().map(|a| a.tokens).sum();
+        let total = self.model_use.as_ref().map_or(0, |m| m.total_tokens);
+        let excerpt =
+            self.tests.iter().rev().find(|t| !t.passed).map(|t| t.excerpt.clone()).unwrap_or_default();
+        self.attempts.push(Attempt {
+            kind: self.attempt_kind,
+            model,
+            tokens: total.saturating_sub(tokens_so_far),
+            outcome: end.outcome,
+            reason: end.reason.clone(),
+            excerpt,
+        });
+    }
+
+    /// Goes back for a repair if the propose stage allows one more (or an escalation).
+    /// On `true` the worktree is clean again and the runner re-enters propose.
+    pub fn start_repair(&mut self, end: &End) -> bool {
+        let Some(feedback) = end.feedback.clone() else { return false };
+        let Some(settings) = self.pipeline.propose_settings().cloned() else { return false };
+        if self.proposal.is_none() {
+            return false;
+        }
+        self.close_attempt(end);
+        let repairs = self.attempts.iter().filter(|a| a.kind == AttemptKind::Repair).count();
+        let escalated = self.attempts.iter().any(|a| a.kind == AttemptKind::Escalation);
+        let escalate = if escalated {
+            return false;
+        } else if repairs < settings.repair_attempts {
+            false
+        } else if settings.escalate_to.is_some() {
+            true
+        } else {
+            return false;
+        };
+        if let Some(ws) = &self.workspace {
+            if let Err(e) = ws.reset() {
+                tracing::warn!("cannot reset the worktree for a repair: {e}");
+                return false;
+            }
+        }
+        let what = if escalate { "escalating to a stronger model" } else { "asking the model for a repair" };
+        tracing::info!("↻ {}: {what} ({} so far)", end.outcome, self.attempts.len());
+        self.repair = Some(Repair { feedback, escalate });
+        self.last_failure = Some(end.clone());
+        self.proposal = None;
+        self.applied = None;
+        self.tests.clear();
+        self.deps_fetched = false;
+        true
+    }
+
+    /// Drops the worktree handle, which resets it to the base commit.
+    pub fn release_workspace(&mut self) {
+        self.workspace = None;
+    }
+}
+
+pub fn commit_message(gap: &Gap, proposal: Option<&Proposal>) -> String {
+    let title = crate::infra::text::one_line(&gap.text, 68);
+    let summary = proposal.map(|p| p.summary.trim().to_string()).unwrap_or_default();
+    format!("prbot: {title}\n\n{summary}\n\nGap: {}\n", gap.id)
+}

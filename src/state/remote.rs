@@ -1,0 +1,204 @@
+//! The `git` state backend: cycle records and daily ledgers on a ref of the remote
+//! (`refs/prbot/state` by default), outside the branch history.
+//!
+//! Every change is a compare-and-swap: read the ref, build a commit on top of it, push.
+//! A push that is not a fast-forward lost a race: fetch again, redo the change, retry.
+//! So two runners at once never exceed the budget nor lose each other's records.
+
+use crate::config::settings::StateConfig;
+use crate::infra::git::{Git, GitError};
+use std::path::Path;
+
+const TRIES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state ref {reference} on `{remote}`: {source}")]
+    Git { reference: String, remote: String, source: GitError },
+    #[error("the state ref {0} kept moving; gave up after {TRIES} tries")]
+    Contended(String),
+}
+
+#[derive(Clone)]
+pub struct GitState {
+    git: Git,
+    remote: String,
+    reference: String,
+    author: (String, String),
+}
+
+/// An index of one operation's own, so the user's index is never touched and two
+/// processes never share one (a reader's checkout must not undo a writer's update-index).
+struct PrivateIndex(tempfile::TempPath);
+
+impl PrivateIndex {
+    fn new() -> Result<PrivateIndex, GitError> {
+        let file = tempfile::Builder::new().prefix("prbot-state-index-").tempfile().map_err(io)?;
+        let path = file.into_temp_path();
+        // git wants to create the index itself.
+        let _ = std::fs::remove_file(&path);
+        Ok(PrivateIndex(path))
+    }
+}
+
+impl GitState {
+    pub fn new(git: Git, config: &StateConfig, _state_dir: &Path, author: (String, String)) -> GitState {
+        GitState { git, remote: config.remote.clone(), reference: config.reference.clone(), author }
+    }
+
+    fn fail(&self, source: GitError) -> StateError {
+        StateError::Git { reference: self.reference.clone(), remote: self.remote.clone(), source }
+    }
+
+    fn env(&self, index: Option<&PrivateIndex>) -> Vec<(String, String)> {
+        let (name, email) = &self.author;
+        let mut env = vec![
+            ("GIT_AUTHOR_NAME".into(), name.clone()),
+            ("GIT_AUTHOR_EMAIL".into(), email.clone()),
+            ("GIT_COMMITTER_NAME".into(), name.clone()),
+            ("GIT_COMMITTER_EMAIL".into(), email.clone()),
+        ];
+        if let Some(i) = index {
+            env.push(("GIT_INDEX_FILE".into(), i.0.display().to_string()));
+        }
+        env
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String, StateError> {
+        self.git.run_with_env(args.iter().copied(), &self.env(None)).map_err(|e| self.fail(e))
+    }
+
+    fn run_indexed(&self, index: &PrivateIndex, args: &[&str]) -> Result<String, StateError> {
+        self.git.run_with_env(args.iter().copied(), &self.env(Some(index))).map_err(|e| self.fail(e))
+    }
+
+    /// The remote's state commit, with its objects fetched; `None` before the first write.
+    /// Each fetch lands on a ref of its own, so runners and readers in one clone never
+    /// contend for a ref lock.
+    pub fn fetch(&self) -> Result<Option<String>, StateError> {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let landing = format!("refs/prbot/fetch/{}-{nanos}", std::process::id());
+        let spec = format!("+{}:{landing}", self.reference);
+        match self.git.run_with_env(
+            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", &self.remote, &spec],
+            &self.env(None),
+        ) {
+            Ok(_) => {}
+            Err(GitError::Failed { stderr, .. }) if stderr.contains("couldn't find remote ref") => {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.fail(e)),
+        }
+        let sha = self.run(&["rev-parse", "--verify", &landing]);
+        let _ = self.run(&["update-ref", "-d", &landing]);
+        Ok(Some(sha?))
+    }
+
+    /// Reads a file of a state commit.
+    pub fn read(&self, commit: &str, path: &str) -> Result<Option<String>, StateError> {
+        self.git.query(["show", &format!("{commit}:{path}")]).map_err(|e| self.fail(e))
+    }
+
+    /// Copies the remote's state into `dir`, for the readers of local files. The ref's
+    /// content is data: anything but regular files is refused, never put on disk.
+    pub fn pull(&self, dir: &Path) -> Result<(), StateError> {
+        let Some(commit) = self.fetch()? else { return Ok(()) };
+        let listing = self.run(&["ls-tree", "-r", "-z", &commit])?;
+        for entry in listing.split('\0').filter(|e| !e.is_empty()) {
+            let (meta, path) = entry.split_once('\t').unwrap_or((entry, ""));
+            if !meta.starts_with("100644 blob ") {
+                return Err(self.fail(GitError::Failed {
+                    args: format!("read state commit {commit}"),
+                    status: "refused".into(),
+                    stderr: format!("`{path}` in the state ref is not a regular file ({meta}); prbot reads only regular files from it. Check who pushed {}", self.reference),
+                }));
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|e| self.fail(io(e)))?;
+        let index = PrivateIndex::new().map_err(|e| self.fail(e))?;
+        let work_tree = format!("--work-tree={}", dir.display());
+        self.run_indexed(&index, &[&work_tree, "checkout", "--quiet", "--force", &commit, "--", "."])?;
+        Ok(())
+    }
+
+    /// Changes the state with a compare-and-swap push. `change` reads files of the current
+    /// state and returns the files to write; it runs again whenever the race is lost.
+    pub fn update<E: From<StateError>>(
+        &self,
+        what: &str,
+        mut change: impl FnMut(
+            &dyn Fn(&str) -> Result<Option<String>, StateError>,
+        ) -> Result<Vec<(String, String)>, E>,
+    ) -> Result<(), E> {
+        for attempt in 0..TRIES {
+            let index = PrivateIndex::new().map_err(|e| self.fail(e))?;
+            let parent = self.fetch()?;
+            let read = |path: &str| match &parent {
+                Some(c) => self.read(c, path),
+                None => Ok(None),
+            };
+            let writes = change(&read)?;
+            match &parent {
+                Some(c) => self.run_indexed(&index, &["read-tree", c])?,
+                None => self.run_indexed(&index, &["read-tree", "--empty"])?,
+            };
+            for (path, content) in &writes {
+                let blob = self
+                    .git
+                    .run_with_stdin(["hash-object", "-w", "--stdin"], Some(content.clone().into_bytes()))
+                    .map_err(|e| self.fail(e))?;
+                self.run_indexed(
+                    &index,
+                    &["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")],
+                )?;
+            }
+            let tree = self.run_indexed(&index, &["write-tree"])?;
+            let message = format!("prbot: {what}");
+            let mut args = vec!["commit-tree", &tree, "-m", &message];
+            if let Some(p) = &parent {
+                args.extend(["-p", p]);
+            }
+            let commit = self.run(&args)?;
+            let spec = format!("{commit}:{}", self.reference);
+            match self.git.run_with_env(["push", "--quiet", "--", &self.remote, &spec], &self.env(None)) {
+                Ok(_) => {
+                    let _ = self.run(&["update-ref", &self.reference, &commit]);
+                    return Ok(());
+                }
+                // Not a fast-forward: another runner got there first.
+                Err(GitError::Failed { stderr, .. })
+                    if stderr.contains("rejected")
+                        || stderr.contains("non-fast-forward")
+                        || stderr.contains("fetch first") =>
+                {
+                    tracing::debug!("state ref moved under {what}; retrying ({})", attempt + 1);
+                    std::thread::sleep(std::time::Duration::from_millis(20 + 37 * attempt as u64 % 200));
+                }
+                Err(e) => return Err(self.fail(e).into()),
+            }
+        }
+        Err(StateError::Contended(self.reference.clone()).into())
+    }
+}
+
+fn io(e: std::io::Error) -> GitError {
+    GitError::Failed {
+        args: "prepare the state folder or its index".into(),
+        status: "I/O error".into(),
+        stderr: e.to_string(),
+    }
+}
+
+/// The git state of a pipeline, when its backend is `git`.
+pub fn for_pipeline(
+    pipeline: &crate::config::Pipeline,
+    repo: &crate::infra::workspace::Repo,
+    state_dir: &Path,
+) -> Option<GitState> {
+    (pipeline.state.backend == crate::config::settings::StateBackend::Git).then(|| {
+        let git = Git::new(&repo.root, crate::infra::process::Cancel::new());
+        let author = (pipeline.bot.name.clone(), pipeline.bot.email.clone());
+        GitState::new(git, &pipeline.state, state_dir, author)
+    })
+}
