@@ -27,7 +27,8 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             let text = std::fs::read_to_string(&path).unwrap();
             let uses = graph.entry(module.clone()).or_default();
             for (i, _) in text.match_indices("crate::") {
-                let name: String = text[i + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let name: String =
+                    text[i + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                 if !name.is_empty() && name != module {
                     uses.insert(name);
                 }

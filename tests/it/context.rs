@@ -1,6 +1,6 @@
 //! What the prompt shows of the repository.
 
-use crate::harness::*;
+use crate::support::*;
 use serde_json::Value;
 
 fn picks(r: &Value) -> Vec<(String, bool, String)> {

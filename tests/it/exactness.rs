@@ -1,6 +1,6 @@
 //! What is committed is exactly the approved change, with the files' modes.
 
-use crate::harness::*;
+use crate::support::*;
 use serde_json::Value;
 
 /// (path, mode) of every file the branch's commit changes.

@@ -1,7 +1,7 @@
 //! The pr stage against fakes of Gitea and GitHub, with real pushes behind them.
 
-use crate::fakeforge::{FakeForge, Flavor, NAME, OWNER};
-use crate::harness::*;
+use crate::support::forge::{FakeForge, Flavor, NAME, OWNER};
+use crate::support::*;
 use serde_json::Value;
 
 const TOKEN_ENV: &str = "PRBOT_IT_FORGE_TOKEN";
@@ -103,7 +103,7 @@ async fn a_second_cycle_on_the_gap_updates_the_same_pr() {
 async fn a_pr_opened_between_lookup_and_create_is_reused() {
     for flavor in BOTH {
         let s = Setup::new(flavor).await;
-        let gap = crate::gap_id_of(&s.env);
+        let gap = crate::support::gap_id_of(&s.env);
         let existing = s.forge.add_pr(&format!("prbot/{gap}"), true, false);
         s.forge.state.lock().unwrap().hide_until_create = true;
         let r = s.run(&s.pipeline()).expect("ok", 0);
@@ -120,7 +120,7 @@ async fn a_pr_opened_between_lookup_and_create_is_reused() {
 async fn a_gap_whose_pr_was_closed_is_left_alone_unless_told() {
     for flavor in BOTH {
         let s = Setup::new(flavor).await;
-        let gap = crate::gap_id_of(&s.env);
+        let gap = crate::support::gap_id_of(&s.env);
         let closed = s.forge.add_pr(&format!("prbot/{gap}"), false, false);
         let r = s.run(&s.pipeline()).expect("skipped_no_gap", 0);
         let reason = r["reason"].as_str().unwrap();
@@ -158,7 +158,7 @@ async fn max_open_and_max_per_day_cap_new_prs() {
         assert_eq!(r["reason"], "3 of prbot's PRs are open, and pr.max_open is 3", "{flavor:?}");
         assert_eq!(s.forge.prs().len(), 4);
         assert!(
-            s.forge.remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env))).is_none(),
+            s.forge.remote_branch(&format!("prbot/{}", crate::support::gap_id_of(&s.env))).is_none(),
             "pushed past the cap"
         );
 
@@ -224,7 +224,7 @@ async fn a_token_without_push_permission_stops_before_the_push() {
         s.forge.state.lock().unwrap().push_permission = false;
         let r = s.run(&s.pipeline()).expect("pr_failed", 1);
         assert!(r["reason"].as_str().unwrap().contains("cannot push"), "{}", r["reason"]);
-        assert!(s.forge.remote_branch(&format!("prbot/{}", crate::gap_id_of(&s.env))).is_none());
+        assert!(s.forge.remote_branch(&format!("prbot/{}", crate::support::gap_id_of(&s.env))).is_none());
         assert!(s.forge.prs().is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! The model layer through the binary: the ladder, retries, repairs, escalation, edits.
 
-use crate::harness::*;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 use wiremock::matchers::{body_partial_json, body_string_contains, method, path};

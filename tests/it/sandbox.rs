@@ -7,7 +7,7 @@
 //! this machine has, and once more with `sandbox: off` as the control that shows each
 //! check can fail.
 
-use crate::harness::*;
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

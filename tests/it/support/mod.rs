@@ -9,6 +9,10 @@
 
 #![allow(dead_code)]
 
+pub mod forge;
+mod gitea;
+mod github;
+
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -380,4 +384,65 @@ pub fn text_files(dir: &std::path::Path) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The status the record gives stage `id`.
+pub fn stage_status(r: &Value, id: &str) -> String {
+    r["stages"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A pipeline for one runner: its own worktree folder, state kept on the remote's ref.
+pub fn runner_pipeline(env: &Env, model: &Model, name: &str, extra: &str) -> PathBuf {
+    let base = env.write_pipeline(model, &Pipeline::default().without_pr().settings(extra));
+    let text = std::fs::read_to_string(base).unwrap().replace(
+        &format!("  dir: {}\n", env.work.display()),
+        &format!("  dir: {}\n", env.tmp.path().join(format!("work-{name}")).display()),
+    );
+    let path = env.tmp.path().join(format!("pipeline-{name}.yml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A bare remote of the user's repository, as a CI runner's origin.
+pub fn bare_remote(env: &Env) -> PathBuf {
+    let remote = env.tmp.path().join("remote.git");
+    git(
+        env.tmp.path(),
+        &["clone", "--quiet", "--bare", &env.repo.display().to_string(), &remote.display().to_string()],
+    );
+    remote
+}
+
+/// A clone of `remote` named `name`: one runner's checkout.
+pub fn clone_of(env: &Env, remote: &Path, name: &str) -> PathBuf {
+    let dir = env.tmp.path().join(name);
+    git(env.tmp.path(), &["clone", "--quiet", &remote.display().to_string(), &dir.display().to_string()]);
+    dir
+}
+
+pub fn prbot(args: &[&str], repo: &Path, pipeline: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).arg("--repo").arg(repo).arg("--pipeline").arg(pipeline);
+    c.env(MODEL_KEY_ENV, MODEL_KEY);
+    c
+}
+
+/// Asserts that the record's reason mentions `needle`.
+pub fn assert_reason(r: &Value, needle: &str) {
+    let reason = r["reason"].as_str().unwrap();
+    assert!(reason.contains(needle), "the reason {reason:?} does not mention {needle:?}");
+}
+
+/// Whether the process whose pid is in `pidfile` still runs (a zombie does not count).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+/// The id prbot gives the gap in [`harness::PRD`].
+pub fn gap_id_of(_env: &Env) -> String {
+    prbot::gaps(PRD, "[bot-eligible]")[0].id.clone()
 }

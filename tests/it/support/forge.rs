@@ -69,7 +69,7 @@ pub struct State {
 
 impl State {
     /// Opens a PR with the next number and returns it.
-    fn open_pr(
+    pub(super) fn open_pr(
         &mut self,
         title: &str,
         body: &str,
@@ -95,7 +95,7 @@ impl State {
     }
 
     /// Applies a PATCH of `title` and `body`; `wip_drafts` re-derives Gitea's draft flag.
-    fn edit_pr(&mut self, number: &str, body: &Value, wip_drafts: bool) -> Option<FakePr> {
+    pub(super) fn edit_pr(&mut self, number: &str, body: &Value, wip_drafts: bool) -> Option<FakePr> {
         let n = number.parse::<u64>().ok()?;
         let p = self.prs.iter_mut().find(|p| p.number == n)?;
         if let Some(t) = body["title"].as_str() {
@@ -111,7 +111,7 @@ impl State {
     }
 }
 
-fn is_wip(title: &str) -> bool {
+pub(super) fn is_wip(title: &str) -> bool {
     title.starts_with("WIP:") || title.starts_with("[WIP]")
 }
 
@@ -127,7 +127,7 @@ impl FakeForge {
         let root = dir.join("forge-git");
         let remote = root.join(OWNER).join(format!("{NAME}.git"));
         std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
-        crate::harness::git(
+        super::git(
             dir,
             &["clone", "--quiet", "--bare", &source.display().to_string(), &remote.display().to_string()],
         );
@@ -204,7 +204,7 @@ impl FakeForge {
     }
 }
 
-fn reply(status: u16, body: Value) -> Response {
+pub(super) fn reply(status: u16, body: Value) -> Response {
     (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], body.to_string())
         .into_response()
 }
@@ -270,12 +270,12 @@ async fn handle(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut s = st.lock().unwrap();
     match flavor {
-        Flavor::Gitea => gitea(&mut s, base, &method, rest, &q, &body),
-        Flavor::Github => github(&mut s, base, &method, rest, &q, &body),
+        Flavor::Gitea => super::gitea::routes(&mut s, base, &method, rest, &q, &body),
+        Flavor::Github => super::github::routes(&mut s, base, &method, rest, &q, &body),
     }
 }
 
-fn not_found(flavor: Flavor, base: &str) -> Response {
+pub(super) fn not_found(flavor: Flavor, base: &str) -> Response {
     match flavor {
         Flavor::Gitea => reply(
             404,
@@ -288,14 +288,14 @@ fn not_found(flavor: Flavor, base: &str) -> Response {
     }
 }
 
-fn page<T>(items: &[T], page: usize, wanted: usize, cap: usize) -> (&[T], bool) {
+pub(super) fn page<T>(items: &[T], page: usize, wanted: usize, cap: usize) -> (&[T], bool) {
     let size = wanted.clamp(1, cap);
     let start = ((page.max(1) - 1) * size).min(items.len());
     let end = (start + size).min(items.len());
     (&items[start..end], end < items.len())
 }
 
-fn link(base: &str, path: &str, page: usize, more: bool, last: usize) -> String {
+pub(super) fn link(base: &str, path: &str, page: usize, more: bool, last: usize) -> String {
     let mut parts = Vec::new();
     if more {
         parts.push(format!("<{base}{path}?page={}>; rel=\"next\"", page + 1));
@@ -309,7 +309,7 @@ fn link(base: &str, path: &str, page: usize, more: bool, last: usize) -> String 
 }
 
 /// One page of a list, with the paging headers the real server sends.
-fn paged(
+pub(super) fn paged(
     all: Vec<Value>,
     q: &dyn Fn(&str) -> Option<String>,
     size_param: &str,
@@ -325,7 +325,7 @@ fn paged(
     list_response(items.to_vec(), all.len(), link(base, path, pg, more, last), gitea)
 }
 
-fn list_response(items: Vec<Value>, total: usize, link: String, gitea: bool) -> Response {
+pub(super) fn list_response(items: Vec<Value>, total: usize, link: String, gitea: bool) -> Response {
     let mut r = reply(200, Value::Array(items));
     if gitea {
         r.headers_mut().insert("x-total-count", total.to_string().parse().unwrap());
@@ -337,50 +337,11 @@ fn list_response(items: Vec<Value>, total: usize, link: String, gitea: bool) -> 
     r
 }
 
-fn branch_json(name: &str, repo_id: u64) -> Value {
+pub(super) fn branch_json(name: &str, repo_id: u64) -> Value {
     json!({"label": name, "ref": name, "sha": "0000000000000000000000000000000000000000", "repo_id": repo_id})
 }
 
-fn gitea_pr(p: &FakePr, base: &str) -> Value {
-    json!({
-        "id": p.number + 100,
-        "number": p.number,
-        "title": p.title,
-        "body": p.body,
-        "state": if p.open { "open" } else { "closed" },
-        "draft": p.draft,
-        "merged": p.merged,
-        "merged_at": if p.merged { json!("2026-01-01T00:00:00Z") } else { Value::Null },
-        "html_url": format!("{base}/{OWNER}/{NAME}/pulls/{}", p.number),
-        "url": format!("{base}/api/v1/repos/{OWNER}/{NAME}/pulls/{}", p.number),
-        "head": branch_json(&p.head, 1),
-        "base": branch_json(&p.base, 1),
-        "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
-        "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": "2026-01-01T00:00:00Z",
-    })
-}
-
-fn github_pr(p: &FakePr, base: &str) -> Value {
-    json!({
-        "id": p.number + 100,
-        "number": p.number,
-        "title": p.title,
-        "body": p.body,
-        "state": if p.open { "open" } else { "closed" },
-        "draft": p.draft,
-        "merged_at": if p.merged { json!("2026-01-01T00:00:00Z") } else { Value::Null },
-        "html_url": format!("{base}/{OWNER}/{NAME}/pull/{}", p.number),
-        "url": format!("{base}/repos/{OWNER}/{NAME}/pulls/{}", p.number),
-        "head": {"label": format!("{OWNER}:{}", p.head), "ref": p.head, "sha": "0000000000000000000000000000000000000000"},
-        "base": {"label": format!("{OWNER}:{}", p.base), "ref": p.base, "sha": "0000000000000000000000000000000000000000"},
-        "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
-        "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": "2026-01-01T00:00:00Z",
-    })
-}
-
-fn repo_json(base: &str, push: bool) -> Value {
+pub(super) fn repo_json(base: &str, push: bool) -> Value {
     json!({
         "id": 1, "name": NAME, "full_name": format!("{OWNER}/{NAME}"), "default_branch": "main",
         "permissions": {"admin": false, "push": push, "pull": true},
@@ -389,100 +350,11 @@ fn repo_json(base: &str, push: bool) -> Value {
     })
 }
 
-fn visible(s: &State, p: &FakePr) -> bool {
+pub(super) fn visible(s: &State, p: &FakePr) -> bool {
     !(s.hide_until_create && p.open)
 }
 
-fn gitea(
-    s: &mut State,
-    base: &str,
-    method: &Method,
-    rest: &str,
-    q: &dyn Fn(&str) -> Option<String>,
-    body: &Value,
-) -> Response {
-    match (method.as_str(), rest) {
-        ("GET", "") => reply(200, repo_json(base, s.push_permission)),
-        ("GET", "/pulls") => {
-            let state = q("state").unwrap_or("open".into());
-            let all: Vec<&FakePr> = s
-                .prs
-                .iter()
-                .filter(|p| visible(s, p) && (state == "all" || (state == "open") == p.open))
-                .collect();
-            let all = all.iter().map(|p| gitea_pr(p, base)).collect();
-            paged(all, q, "limit", s.page_cap, base, &format!("/api/v1/repos/{OWNER}/{NAME}/pulls"), true)
-        }
-        ("POST", "/pulls") => {
-            if !s.fail_creates.is_empty() {
-                let status = s.fail_creates.remove(0);
-                return reply(
-                    status,
-                    json!({"message": "upstream is restarting", "url": format!("{base}/api/swagger")}),
-                );
-            }
-            s.hide_until_create = false;
-            let (head, basebr, title) = (
-                body["head"].as_str().unwrap_or(""),
-                body["base"].as_str().unwrap_or(""),
-                body["title"].as_str().unwrap_or(""),
-            );
-            if head == basebr {
-                return reply(
-                    422,
-                    json!({"message": "Invalid PullRequestOption: head and base are the same branch", "url": format!("{base}/api/swagger")}),
-                );
-            }
-            if let Some(p) = s.prs.iter().find(|p| p.open && p.head == head && p.base == basebr) {
-                let msg = format!("pull request already exists for these targets [id: {}, issue_id: {}, head_repo_id: 1, base_repo_id: 1, head_branch: {head}, base_branch: {basebr}]", p.number + 100, p.number);
-                return reply(409, json!({"message": msg, "url": format!("{base}/api/swagger")}));
-            }
-            let ids: Vec<u64> = body["labels"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
-                .unwrap_or_default();
-            let labels = s.labels.iter().filter(|(id, _)| ids.contains(id)).map(|(_, n)| n.clone()).collect();
-            let text = body["body"].as_str().unwrap_or("");
-            let pr = s.open_pr(title, text, head, basebr, is_wip(title), labels);
-            reply(201, gitea_pr(&pr, base))
-        }
-        ("GET", "/labels") => {
-            let all = s
-                .labels
-                .iter()
-                .map(|(id, n)| json!({"id": id, "name": n, "color": "00aabb", "description": "", "exclusive": false, "is_archived": false, "url": format!("{base}/api/v1/repos/{OWNER}/{NAME}/labels/{id}")}))
-                .collect();
-            paged(all, q, "limit", s.page_cap, base, &format!("/api/v1/repos/{OWNER}/{NAME}/labels"), true)
-        }
-        _ => {
-            if let Some(bh) = rest.strip_prefix("/pulls/") {
-                if method == Method::GET {
-                    if let Some((b, h)) = bh.split_once('/') {
-                        let found = s
-                            .prs
-                            .iter()
-                            .rev()
-                            .filter(|p| visible(s, p) && p.base == b && p.head == h)
-                            .min_by_key(|p| p.number);
-                        return match found {
-                            Some(p) => reply(200, gitea_pr(p, base)),
-                            None => not_found(Flavor::Gitea, base),
-                        };
-                    }
-                }
-                if method == Method::PATCH {
-                    if let Some(p) = s.edit_pr(bh, body, true) {
-                        return reply(201, gitea_pr(&p, base));
-                    }
-                }
-                return not_found(Flavor::Gitea, base);
-            }
-            issue_subroutes(s, base, method, rest, body, Flavor::Gitea)
-        }
-    }
-}
-
-fn issue_subroutes(
+pub(super) fn issue_subroutes(
     s: &mut State,
     base: &str,
     method: &Method,
@@ -531,81 +403,6 @@ fn issue_subroutes(
             reply(200, Value::Array(all))
         }
         _ => not_found(flavor, base),
-    }
-}
-
-fn github(
-    s: &mut State,
-    base: &str,
-    method: &Method,
-    rest: &str,
-    q: &dyn Fn(&str) -> Option<String>,
-    body: &Value,
-) -> Response {
-    match (method.as_str(), rest) {
-        ("GET", "") => reply(200, repo_json(base, s.push_permission)),
-        ("GET", "/pulls") => {
-            let state = q("state").unwrap_or("open".into());
-            let head = q("head");
-            let basef = q("base");
-            let mut all: Vec<&FakePr> = s
-                .prs
-                .iter()
-                .filter(|p| visible(s, p) && (state == "all" || (state == "open") == p.open))
-                .filter(|p| head.as_ref().is_none_or(|h| *h == format!("{OWNER}:{}", p.head)))
-                .filter(|p| basef.as_ref().is_none_or(|b| *b == p.base))
-                .collect();
-            all.reverse();
-            let all = all.iter().map(|p| github_pr(p, base)).collect();
-            paged(all, q, "per_page", s.page_cap, base, &format!("/repos/{OWNER}/{NAME}/pulls"), false)
-        }
-        ("POST", "/pulls") => {
-            if !s.fail_creates.is_empty() {
-                let status = s.fail_creates.remove(0);
-                let mut r = reply(status, json!({"message": "Server Error"}));
-                r.headers_mut().insert("retry-after", "0".parse().unwrap());
-                return r;
-            }
-            s.hide_until_create = false;
-            let (head, basebr) = (body["head"].as_str().unwrap_or(""), body["base"].as_str().unwrap_or(""));
-            let invalid = |m: String| {
-                reply(
-                    422,
-                    json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": m}], "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request", "status": "422"}),
-                )
-            };
-            if head == basebr {
-                return invalid(format!("No commits between {basebr} and {head}"));
-            }
-            if s.prs.iter().any(|p| p.open && p.head == head && p.base == basebr) {
-                return invalid(format!("A pull request already exists for {OWNER}:{head}."));
-            }
-            let (title, text) = (body["title"].as_str().unwrap_or(""), body["body"].as_str().unwrap_or(""));
-            let pr =
-                s.open_pr(title, text, head, basebr, body["draft"].as_bool().unwrap_or(false), Vec::new());
-            reply(201, github_pr(&pr, base))
-        }
-        _ => {
-            if let Some(name) = rest.strip_prefix("/labels/") {
-                let name = name.replace("%20", " ");
-                return match s.labels.iter().find(|(_, n)| *n == name) {
-                    Some((id, n)) => reply(
-                        200,
-                        json!({"id": id, "name": n, "color": "00aabb", "default": false, "description": null}),
-                    ),
-                    None => not_found(Flavor::Github, base),
-                };
-            }
-            if let Some(n) = rest.strip_prefix("/pulls/") {
-                if method == Method::PATCH {
-                    if let Some(p) = s.edit_pr(n, body, false) {
-                        return reply(200, github_pr(&p, base));
-                    }
-                }
-                return not_found(Flavor::Github, base);
-            }
-            issue_subroutes(s, base, method, rest, body, Flavor::Github)
-        }
     }
 }
 

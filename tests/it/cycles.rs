@@ -1,0 +1,107 @@
+//! Cycles over time: back to back, cancelled, killed, and learning from earlier ones.
+
+use crate::support::*;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_dir_inside_the_tree_never_makes_it_dirty() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let p = Pipeline::default().settings("state:\n  dir: .prbot-state");
+    env.run(&model, &p).expect("ok", 0);
+    env.run(&model, &p).expect("ok", 0);
+    assert_eq!(std::fs::read_dir(env.repo.join(".prbot-state/cycles")).unwrap().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_cancels_like_sigterm() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let started = env.marker("started");
+    let test = format!("touch {}; sleep 300", started.display());
+    let before = env.snapshot();
+    let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
+    signal(child.id(), libc::SIGINT);
+    Run::from(child.wait_with_output().unwrap()).expect("cancelled", 130);
+    assert_eq!(env.snapshot(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn back_to_back_cycles_both_run_and_learn_from_each_other() {
+    let env = Env::new();
+    let model = Model::good().await;
+    env.run(&model, &Pipeline::default().tests(&["echo 'FAIL: greets nobody'; exit 1"]))
+        .expect("tests_failed", 0);
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let prompts = model.prompts().await;
+    assert_eq!(prompts.len(), 2);
+    assert!(!prompts[0].contains("Prior attempts"), "the first prompt has history");
+    let p = &prompts[1];
+    assert!(p.contains("Prior attempts on this gap (1 most recent):"), "{p}");
+    assert!(p.contains("tests_failed") && p.contains("files: greet.sh"), "{p}");
+    assert!(p.contains("Learn from these: build on what worked, avoid paths that failed."), "{p}");
+    assert!(p.contains("--- greet.sh ---"), "the named file's contents are missing:\n{p}");
+    let pr_url = r["pr"]["url"].as_str().unwrap();
+    let pr: Value =
+        serde_json::from_slice(&std::fs::read(pr_url.trim_start_matches("file://")).unwrap()).unwrap();
+    assert!(pr["body"].as_str().unwrap().contains("Prior attempts on this gap (1 most recent):"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_pr_cycle_on_a_gap_updates_the_same_pr() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let a = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let b = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    assert_eq!(a["pr"]["number"], b["pr"]["number"]);
+    assert_eq!(std::fs::read_dir(env.state().join("pulls")).unwrap().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_tests_cancels_cleanly() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let started = env.marker("started");
+    let test = format!("sleep 3101 & touch {}; wait", started.display());
+    let before = env.snapshot();
+    let child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
+    signal(child.id(), libc::SIGTERM);
+    let run = Run::from(child.wait_with_output().unwrap());
+    let r = run.expect("cancelled", 130);
+    assert_eq!(env.snapshot(), before);
+    assert!(procs_with("sleep 3101").is_empty(), "the test's child survived");
+    // The worktree was reset: nothing the model wrote is left in it.
+    assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello\n");
+    assert_eq!(stage_status(&r, "test"), "ended");
+    // And the next cycle runs normally.
+    env.run(&model, &Pipeline::default()).expect("ok", 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let started = env.marker("started");
+    let test = format!("touch {}; sleep 3102", started.display());
+    let mut child = env.spawn_until(&model, &Pipeline::default().tests(&[&test]), &started);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The model's edit is still in prbot's worktree, and the lock file is still there.
+    assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello world\n");
+    // As if the kill had hit an atomic write half-way.
+    let half = env.state().join("cycles").join(".prbot-tmp-half");
+    std::fs::create_dir_all(half.parent().unwrap()).unwrap();
+    std::fs::write(&half, "{\"cycle_").unwrap();
+    // Written two hours ago: no write in flight can still be busy with it.
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&half).unwrap().set_modified(two_hours_ago).unwrap();
+    let fresh = env.state().join("cycles").join(".prbot-tmp-in-flight");
+    std::fs::write(&fresh, "{\"cycle_").unwrap();
+    let before = env.snapshot();
+    let r = env.run(&model, &Pipeline::default().without_pr()).expect("dry_run", 0);
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(r["tests"][0]["passed"], true);
+    assert!(!half.exists(), "the half-written file was left");
+    assert!(fresh.exists(), "a write that may still be in flight was swept");
+    assert!(procs_with("sleep 3102").is_empty(), "the killed cycle's test still runs");
+}

@@ -1,0 +1,59 @@
+//! The workflows prbot ships and `prbot init` writes.
+
+use crate::support::*;
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn the_workflows_are_valid_and_call_flags_that_exist() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for wf in [".gitea/workflows/prbot.yml", ".github/workflows/prbot.yml"] {
+        let text = std::fs::read_to_string(format!("{root}/{wf}")).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{wf}: {e}"));
+        assert!(doc["on"]["schedule"][0]["cron"].is_string(), "{wf}: no schedule");
+        assert!(doc["on"]["workflow_dispatch"]["inputs"]["dry_run"].is_object(), "{wf}: no dry-run input");
+        let steps = doc["jobs"]["cycle"]["steps"].as_array().unwrap();
+        let runs: Vec<&str> =
+            steps.iter().filter_map(|s| s["run"].as_str()).filter(|r| r.contains("prbot\" run")).collect();
+        assert_eq!(runs.len(), 1, "{wf}: no step runs prbot");
+        let line = runs[0].lines().find(|l| l.contains("prbot\" run")).unwrap();
+        let help =
+            String::from_utf8(Command::new(BIN).args(["run", "--help"]).output().unwrap().stdout).unwrap();
+        let flags: Vec<&str> = line.split_whitespace().filter(|w| w.starts_with("--")).collect();
+        assert!(flags.len() >= 3, "{line}");
+        for f in flags {
+            assert!(help.contains(f), "{wf} calls `prbot run {f}`, which does not exist");
+        }
+        let env_dry = text.contains("'--dry-run'");
+        assert!(env_dry && help.contains("--dry-run"), "{wf}: the dry-run input must map to --dry-run");
+    }
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
+    for forge in ["gitea", "github"] {
+        let dir = tempfile::tempdir().unwrap();
+        let init = |force: bool| {
+            let mut c = Command::new(BIN);
+            c.args(["init", "--forge", forge, "--repo"]).arg(dir.path());
+            if force {
+                c.arg("--force");
+            }
+            c.output().unwrap()
+        };
+        let out = init(false);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let wf = dir.path().join(format!(".{forge}/workflows/prbot.yml"));
+        assert!(wf.exists());
+        let pipeline = dir.path().join("pipelines/default.yml");
+        let v = Command::new(BIN).arg("validate").arg(&pipeline).output().unwrap();
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+        std::fs::write(&pipeline, "# mine\n").unwrap();
+        let again = init(false);
+        assert_eq!(again.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+        assert_eq!(std::fs::read_to_string(&pipeline).unwrap(), "# mine\n", "init overwrote a file");
+        assert!(init(true).status.success());
+        assert_ne!(std::fs::read_to_string(&pipeline).unwrap(), "# mine\n");
+    }
+}
