@@ -22,18 +22,12 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
     }
 }
 
-const DEFAULT_PIPELINE: &str = "pipelines/default.yml";
-
 fn pipeline_path(repo: &Repo, given: &Option<PathBuf>) -> PathBuf {
-    given.clone().unwrap_or_else(|| repo.root.join(DEFAULT_PIPELINE))
+    given.clone().unwrap_or_else(|| repo.root.join(crate::config::DEFAULT_PIPELINE))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))
+    crate::infra::runtime::new().map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))
 }
 
 /// Runs one cycle with SIGINT and SIGTERM turned into a clean cancellation.
@@ -104,7 +98,7 @@ fn serve(target: &Target, listen: String, schedule: Option<String>) -> Result<i3
 }
 
 fn validate(file: Option<PathBuf>) -> Result<i32, CliError> {
-    let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_PIPELINE));
+    let path = file.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PIPELINE));
     let p = Pipeline::load(&path)?;
     let enabled = p.stages.iter().filter(|s| s.enabled).count();
     let mode = if p.has_enabled(crate::config::StageKind::Pr) {
@@ -125,10 +119,9 @@ fn store(target: &Target) -> Result<(Store, PathBuf), CliError> {
         return Ok((Store::new(&dir), dir));
     }
     let pipeline = Pipeline::load(&path)?;
-    let dir = runner::state_dir(&pipeline, &repo);
-    let store = Store::new(&dir).with_git(crate::state::remote::for_pipeline(&pipeline, &repo, &dir));
-    store.pull()?;
-    Ok((store, dir))
+    let state = crate::state::open(&pipeline, &repo);
+    state.store.pull()?;
+    Ok((state.store, state.dir))
 }
 
 fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Result<i32, CliError> {

@@ -132,11 +132,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<i32, CliError> {
     );
     let repo_dir = make_repo(&dir)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    let rt = crate::infra::runtime::new().map_err(|e| CliError::Other(e.to_string()))?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(|e| CliError::Other(format!("cannot listen on loopback: {e}")))?;

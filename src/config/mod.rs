@@ -39,6 +39,22 @@ pub struct StageSpec {
     pub action: Action,
 }
 
+/// Where prbot looks for the pipeline file, relative to the repository.
+pub const DEFAULT_PIPELINE: &str = "pipelines/default.yml";
+
+impl StageSpec {
+    /// The stage's `timeout`, else its kind's default (the model's answer 3 min, the tests
+    /// 20 min, a `run:` step 10 min); `None` for stages that run nothing long.
+    pub fn time_limit(&self) -> Option<Duration> {
+        self.timeout.or(match &self.action {
+            Action::Builtin(Builtin::Propose(_)) => Some(Duration::from_secs(180)),
+            Action::Builtin(Builtin::Test(_)) => Some(Duration::from_secs(20 * 60)),
+            Action::Run { .. } => Some(Duration::from_secs(10 * 60)),
+            _ => None,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Action {
     Builtin(Builtin),

@@ -14,6 +14,16 @@ pub struct Gap {
     pub line: usize,
 }
 
+/// Every branch prbot pushes starts with this.
+pub const BRANCH_PREFIX: &str = "prbot/";
+
+impl Gap {
+    /// The branch this gap's change lives on: one rule for every stage.
+    pub fn branch(&self) -> String {
+        format!("{BRANCH_PREFIX}{}", self.id)
+    }
+}
+
 /// Every unchecked, tagged task item in file order, outside code fences.
 pub fn gaps(prd: &str, tag: &str) -> Vec<Gap> {
     let mut out = Vec::new();

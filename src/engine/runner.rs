@@ -1,12 +1,14 @@
-//! Runs one cycle: the stages in order, then the record. It knows no stage by name.
+//! Runs one cycle: the stages in order, each step folded into the progress, repairs as
+//! the attempts owner decides, then the record. It knows no stage by name.
 
+use super::attempts::Attempts;
 use crate::config::{Action, Pipeline, StageSpec};
 use crate::domain::outcome::Outcome;
 use crate::domain::records::{Record, StageRecord, StageStatus};
 use crate::infra::process::Cancel;
 use crate::infra::secrets::Secrets;
 use crate::infra::workspace::Repo;
-use crate::stages::cycle::{Cycle, End};
+use crate::stages::{End, Flow, Progress, Services};
 use crate::state::store::RecordError;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -18,15 +20,6 @@ pub struct CycleRun {
     pub record: Record,
     pub json: String,
     pub path: PathBuf,
-}
-
-/// The state directory a pipeline uses for a repository.
-pub fn state_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
-    match &pipeline.state.dir {
-        Some(d) if d.is_absolute() => d.clone(),
-        Some(d) => repo.root.join(d),
-        None => repo.default_state_dir(),
-    }
 }
 
 pub fn work_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
@@ -52,16 +45,16 @@ pub fn run_cycle(
     cancel: Cancel,
     rt: tokio::runtime::Handle,
 ) -> Result<CycleRun, RecordError> {
-    let state_dir = state_dir(&pipeline, &repo);
+    let state = crate::state::open(&pipeline, &repo);
     let work_dir = work_dir(&pipeline, &repo);
     let secrets = secrets(&pipeline).map_err(RecordError::WeakSecret)?;
     let started = chrono::Utc::now();
     let id = crate::domain::records::new_cycle_id(started);
-    let mut cx = Cycle::new(
+    let mut cx = Services::new(
         id,
         pipeline.clone(),
         repo,
-        state_dir.clone(),
+        state,
         work_dir,
         cancel.clone(),
         secrets.clone(),
@@ -86,6 +79,8 @@ pub fn run_cycle(
         }
     }
 
+    let mut progress = Progress::default();
+    let mut attempts = Attempts::new(pipeline.propose_settings());
     let mut stages = Vec::with_capacity(pipeline.stages.len());
     let mut i = 0;
     while i < pipeline.stages.len() {
@@ -112,28 +107,64 @@ pub fn run_cycle(
             continue;
         }
         tracing::info!("▶ {label}");
-        cx.stage_timeout = spec.timeout;
+        if let Some(limit) = spec.time_limit() {
+            cx.stage_timeout = limit;
+        }
         let t = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| crate::stages::build(&spec.action).run(&mut cx)))
-            .unwrap_or_else(|panic| Err(End::internal(&format!("prbot bug in {label}"), panic_text(&panic))));
+        let tokens_before = tokens(&cx);
+        let step =
+            catch_unwind(AssertUnwindSafe(|| crate::stages::build(&spec.action).run(&mut cx, &progress)))
+                .unwrap_or_else(|panic| {
+                    End::internal(&format!("prbot bug in {label}"), panic_text(&panic)).into_step()
+                });
         rec.duration_ms = t.elapsed().as_millis() as u64;
-        match result {
-            Ok(_) if cancel.is_cancelled() => {
+        if let Some(p) = &step.produced.proposed {
+            attempts.began(p.kind, &p.model, tokens_before);
+        }
+        progress.absorb(step.produced);
+        match step.flow {
+            _ if cancel.is_cancelled() => {
                 rec.status = StageStatus::Ended;
                 end = Some(End::new(Outcome::Cancelled, format!("cancelled during {label}")));
             }
-            Ok(status) => {
+            Flow::Next(status) => {
                 rec.status = status;
                 let mark = if status == StageStatus::FailedContinued { "✗ (continued)" } else { "✓" };
                 tracing::info!("{mark} {label} ({} ms)", rec.duration_ms);
             }
-            // A failure the model may fix sends the cycle back to the proposal.
-            Err(e) if !cancel.is_cancelled() && cx.start_repair(&e) => {
-                tracing::info!("✗ {label} → {}: {}", e.outcome, secrets.redact(&e.reason));
-                rec.status = StageStatus::Repaired;
-                i = pipeline.proposal_stage().expect("a repair needs a propose stage");
+            Flow::Repair { failure, feedback } => {
+                tracing::info!("✗ {label} → {}: {}", failure.outcome, secrets.redact(&failure.reason));
+                let conversation =
+                    progress.proposed.as_ref().map(|p| p.conversation.clone()).unwrap_or_default();
+                let next = attempts.after_failure(
+                    &failure,
+                    &feedback,
+                    conversation,
+                    tokens(&cx),
+                    excerpt(&progress),
+                );
+                // A failure the model may fix sends the cycle back to the proposal.
+                match (next, pipeline.proposal_stage()) {
+                    (Some(request), Some(propose)) => match cx.reset_worktree() {
+                        Ok(()) => {
+                            tracing::info!("↻ {}: asking the model again", failure.outcome);
+                            progress.rewind(request);
+                            rec.status = StageStatus::Repaired;
+                            i = propose;
+                        }
+                        Err(e) => {
+                            tracing::warn!("no repair: {}", e.reason);
+                            rec.status = StageStatus::Ended;
+                            end = Some(failure);
+                        }
+                    },
+                    _ => {
+                        rec.status = StageStatus::Ended;
+                        end = Some(failure);
+                    }
+                }
             }
-            Err(e) => {
+            Flow::Stop(e) => {
                 rec.status = StageStatus::Ended;
                 tracing::info!("■ {label} → {}: {}", e.outcome, secrets.redact(&e.reason));
                 end = Some(e);
@@ -144,12 +175,14 @@ pub fn run_cycle(
     let end = match end {
         Some(e) => e,
         None if cancel.is_cancelled() => End::new(Outcome::Cancelled, "cancelled at the end of the cycle"),
-        None => cx.conclude(),
+        None => conclude(&mut cx, &mut progress),
     };
-    cx.close_attempt(&end);
+    attempts.close(&end, tokens(&cx), excerpt(&progress));
     let base_commit = cx.has_workspace().then(|| cx.base_commit().ok()).flatten();
     cx.release_workspace();
 
+    let files = progress.files();
+    let published = progress.published.take();
     let record = Record {
         cycle_id: cx.id.clone(),
         started_at: cx.started_at,
@@ -158,18 +191,18 @@ pub fn run_cycle(
         reason: end.reason,
         pipeline: pipeline.path.display().to_string(),
         base_commit,
-        gap: cx.gap.take(),
+        gap: progress.picked.take().map(|p| p.gap),
         model: cx.model_use.take(),
         model_calls: std::mem::take(&mut cx.model_calls),
-        context: std::mem::take(&mut cx.context),
-        attempts: std::mem::take(&mut cx.attempts),
-        proposal: cx.proposal.take(),
-        files: cx.applied.take().unwrap_or_default(),
-        tests: std::mem::take(&mut cx.tests),
+        context: std::mem::take(&mut progress.context),
+        attempts: attempts.into_records(),
+        proposal: progress.proposed.take().map(|p| p.proposal),
+        files,
+        tests: std::mem::take(&mut progress.tests),
         stages,
-        branch: cx.branch.take(),
-        commit: cx.commit.take(),
-        pr: cx.pr.take(),
+        branch: published.as_ref().map(|p| p.branch.clone()),
+        commit: published.as_ref().map(|p| p.commit.clone()),
+        pr: published.and_then(|p| p.pr),
         sandbox: cx.sandbox_backend,
         warnings: std::mem::take(&mut cx.warnings),
     };
@@ -189,6 +222,46 @@ pub fn run_cycle(
         notify_observer(&rt, url, &json);
     }
     Ok(CycleRun { record, json, path })
+}
+
+/// The cycle's model tokens so far.
+fn tokens(cx: &Services) -> u64 {
+    cx.model_use.as_ref().map_or(0, |m| m.total_tokens)
+}
+
+/// The excerpt of the last red command, for the attempt's record.
+fn excerpt(progress: &Progress) -> String {
+    progress.tests.iter().rev().find(|t| !t.passed).map(|t| t.excerpt.clone()).unwrap_or_default()
+}
+
+/// What the cycle comes to when every stage let it go on.
+fn conclude(cx: &mut Services, progress: &mut Progress) -> End {
+    if let Some(pr) = progress.published.as_ref().and_then(|p| p.pr.as_ref()) {
+        return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
+    }
+    let Some(picked) = progress.picked.clone() else {
+        return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");
+    };
+    let Some(change) = progress.change.clone() else {
+        return End::new(
+            Outcome::DryRun,
+            format!("the pipeline ended before a change was applied for gap {}", picked.gap.id),
+        );
+    };
+    let proposal = progress.proposed.as_ref().map(|p| p.proposal.clone());
+    match crate::stages::commit(cx, &picked, proposal.as_ref(), &change) {
+        Ok(published) => {
+            let tests = if progress.tests.is_empty() { "no test stage ran" } else { "tests passed" };
+            let reason = format!(
+                "{tests}; no enabled pr stage, so the change was left on local branch {} ({})",
+                published.branch,
+                &published.commit[..12.min(published.commit.len())]
+            );
+            progress.published = Some(published);
+            End::new(Outcome::DryRun, reason)
+        }
+        Err(why) => End::new(Outcome::InternalError, why),
+    }
 }
 
 fn label(spec: &StageSpec) -> String {

@@ -99,11 +99,7 @@ impl App {
 }
 
 pub fn run(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32, ServeError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ServeError::Server)?;
+    let rt = crate::infra::runtime::new().map_err(ServeError::Server)?;
     rt.block_on(serve(pipeline, repo, opts))
 }
 
@@ -324,9 +320,7 @@ async fn metrics(State((app, _)): State<AppState>) -> impl IntoResponse {
 async fn stats(State((app, _)): State<AppState>) -> Response {
     let app = app.clone();
     let read = tokio::task::spawn_blocking(move || {
-        let dir = runner::state_dir(&app.pipeline, &app.repo);
-        let git = crate::state::remote::for_pipeline(&app.pipeline, &app.repo, &dir);
-        let store = crate::state::store::Store::new(&dir).with_git(git);
+        let store = crate::state::open(&app.pipeline, &app.repo).store;
         store.pull()?;
         store.all()
     })

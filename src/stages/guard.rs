@@ -1,14 +1,19 @@
-use super::Stage;
+use super::{End, Progress, Services, Stage, Step};
 use crate::config::settings::GuardSettings;
 use crate::domain::outcome::Outcome;
 use crate::domain::records::StageStatus;
-use crate::stages::cycle::{Cycle, End};
 
 /// Pause file, run lock, budget, dirty tree, then policy, in that order.
 pub struct Guard<'a>(pub &'a GuardSettings);
 
 impl Stage for Guard<'_> {
-    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
+    fn run(&self, sv: &mut Services, _: &Progress) -> Step {
+        self.check(sv).into()
+    }
+}
+
+impl Guard<'_> {
+    fn check(&self, cx: &mut Services) -> Result<StageStatus, End> {
         let pause = cx.repo.root.join(&self.0.pause_file);
         if pause.exists() {
             return Err(End::new(

@@ -1,26 +1,31 @@
-//! The built-in stages and `run:` steps. Each reads what earlier stages left in the
-//! [`Cycle`] and either lets the cycle go on or ends it with an outcome.
+//! The built-in stages and `run:` steps. Each reads what earlier stages produced (the
+//! [`Progress`]), uses the cycle's [`Services`], and returns a [`Step`]: what it produced
+//! and how the cycle goes on.
 
 mod apply;
-pub(crate) mod cycle;
 pub(crate) use apply::changed_bytes;
 mod guard;
 mod pick_gap;
 pub(crate) mod pr;
+mod progress;
 mod propose;
 mod run_step;
+mod services;
 mod test;
 
-use crate::config::{Action, Builtin};
-use crate::domain::records::StageStatus;
-use crate::stages::cycle::{Cycle, End};
+pub(crate) use progress::{Change, Flow, Picked, Produced, Progress, Proposed, Published, Request, Step};
+pub(crate) use services::Services;
 
-pub trait Stage {
-    /// `Ok` lets the cycle go on, with the stage's status; `Err` ends it.
-    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End>;
+use crate::config::{Action, Builtin};
+use crate::domain::outcome::Outcome;
+use crate::domain::proposal::Proposal;
+use crate::domain::records::{FileMode, TouchedFile};
+
+pub(crate) trait Stage {
+    fn run(&self, sv: &mut Services, progress: &Progress) -> Step;
 }
 
-pub fn build(action: &Action) -> Box<dyn Stage + '_> {
+pub(crate) fn build(action: &Action) -> Box<dyn Stage + '_> {
     match action {
         Action::Builtin(Builtin::Guard(s)) => Box::new(guard::Guard(s)),
         Action::Builtin(Builtin::PickGap(_)) => Box::new(pick_gap::PickGap),
@@ -32,6 +37,95 @@ pub fn build(action: &Action) -> Box<dyn Stage + '_> {
             Box::new(run_step::RunStep { command, continue_on_error: *continue_on_error, network: *network })
         }
     }
+}
+
+/// How a cycle ended: the outcome and a reason a human can act on.
+#[derive(Debug, Clone)]
+pub struct End {
+    pub outcome: Outcome,
+    pub reason: String,
+    /// For failures the model can fix: what to tell it in a repair request.
+    pub feedback: Option<String>,
+}
+
+impl End {
+    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
+        End { outcome, reason: reason.into(), feedback: None }
+    }
+
+    /// A failure that goes back to the model, if the pipeline allows a repair.
+    pub fn repairable(outcome: Outcome, reason: impl Into<String>, feedback: impl Into<String>) -> Self {
+        End { outcome, reason: reason.into(), feedback: Some(feedback.into()) }
+    }
+
+    /// An internal error, its cause chain in the reason (`what: error: cause: …`).
+    pub fn internal<'a>(what: &str, e: impl Into<Box<dyn std::error::Error + 'a>>) -> Self {
+        End::new(Outcome::InternalError, format!("{what}: {}", chain(e.into().as_ref())))
+    }
+
+    /// A step that produced nothing and ends with this.
+    pub fn into_step(self) -> Step {
+        Step::ended(Produced::default(), self)
+    }
+}
+
+impl From<crate::infra::git::GitError> for End {
+    fn from(e: crate::infra::git::GitError) -> Self {
+        End::internal("git failed", e)
+    }
+}
+
+/// An error and its sources, each once: a message that already quotes its source (as
+/// `#[error("…: {source}")]` does) is not repeated.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Commits the change on the gap's branch: the branch, the commit, and the change's files
+/// with the modes the commit gives them.
+pub(crate) fn commit(
+    sv: &mut Services,
+    picked: &Picked,
+    proposal: Option<&Proposal>,
+    change: &Change,
+) -> Result<Published, String> {
+    let branch = picked.gap.branch();
+    let message = sv.secrets.redact(&commit_message(&picked.gap, proposal));
+    let bot = sv.pipeline.bot.clone();
+    let ws = sv.workspace().map_err(|e| e.reason)?;
+    let sha = ws
+        .commit_to_branch(&branch, &message, (&bot.name, &bot.email))
+        .map_err(|e| format!("cannot commit to {branch}: {e}"))?;
+    // The record lists exactly what the commit changes, with the files' modes.
+    let committed = ws.committed_files(&sha).map_err(|e| format!("cannot read commit {sha}: {e}"))?;
+    let mut files = change.files.clone();
+    for (path, file_mode, added) in committed {
+        match files.iter_mut().find(|f| f.path == path) {
+            Some(f) => f.file_mode = Some(file_mode),
+            None => files.push(TouchedFile {
+                path,
+                mode: if added { FileMode::Add } else { FileMode::Update },
+                file_mode: Some(file_mode),
+            }),
+        }
+    }
+    Ok(Published { branch, commit: sha, files, pr: None })
+}
+
+pub(crate) fn commit_message(gap: &crate::domain::prd::Gap, proposal: Option<&Proposal>) -> String {
+    let title = crate::infra::text::one_line(&gap.text, 68);
+    let summary = proposal.map(|p| p.summary.trim().to_string()).unwrap_or_default();
+    format!("prbot: {title}\n\n{summary}\n\nGap: {}\n", gap.id)
 }
 
 /// The part of a command's output that shows why it failed: the test runner's failure
@@ -95,7 +189,7 @@ pub fn failure_excerpt(output: &str) -> String {
 /// Runs a project command in the worktree, in the cycle's sandbox, with secrets stripped
 /// from its environment, the shared build cache in place, and its output in a log file.
 pub(crate) fn shell(
-    cx: &mut Cycle,
+    cx: &mut Services,
     command: &str,
     timeout: std::time::Duration,
     env_allow: &[String],
@@ -133,7 +227,7 @@ pub(crate) fn shell(
 /// the tree so that the tree's `.cargo/config.toml` is not read, and git may not fetch
 /// local paths, so a manifest cannot pull host files into the cache the sandbox reads.
 fn fetch_dependencies(
-    cx: &mut Cycle,
+    cx: &mut Services,
     tree: &std::path::Path,
     env: &std::collections::HashMap<std::ffi::OsString, std::ffi::OsString>,
 ) {
@@ -199,7 +293,24 @@ pub(crate) fn test_run(
 
 #[cfg(test)]
 mod tests {
-    use super::failure_excerpt;
+    use super::{chain, failure_excerpt, End};
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("cannot write the record")]
+        Quiet(#[source] std::io::Error),
+        #[error("cannot read the ledger: {0}")]
+        Quoting(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn an_internal_reason_keeps_the_cause_chain_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let end = End::internal("state", Outer::Quiet(io()));
+        assert_eq!(end.reason, "state: cannot write the record: permission denied");
+        assert_eq!(chain(&Outer::Quoting(io())), "cannot read the ledger: permission denied");
+        assert_eq!(End::internal("prbot bug", "plain text").reason, "prbot bug: plain text");
+    }
 
     #[test]
     fn keeps_the_cargo_failure_section() {

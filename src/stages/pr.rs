@@ -1,33 +1,47 @@
-use super::Stage;
+use super::{End, Produced, Progress, Published, Services, Stage, Step};
 use crate::adapters::forge::{ForgeError, PrRequest, PrState, RemotePr};
 use crate::config::settings::PrSettings;
 use crate::domain::outcome::Outcome;
+use crate::domain::prd::BRANCH_PREFIX;
 use crate::domain::records::{FileMode, PrRef, StageStatus};
-use crate::stages::cycle::{Cycle, End};
 
 /// Commits the change on `prbot/<gap-id>`, pushes it and opens a draft PR, or updates
 /// the gap's open PR: never a second one.
 pub struct Pr<'a>(pub &'a PrSettings);
 
-/// Every branch prbot pushes starts with this.
-pub const BRANCH_PREFIX: &str = "prbot/";
-
 impl Stage for Pr<'_> {
-    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
+    fn run(&self, sv: &mut Services, progress: &Progress) -> Step {
+        let mut produced = Produced::default();
+        let result = self.publish(sv, progress, &mut produced);
+        Step::finish(produced, result)
+    }
+}
+
+impl Pr<'_> {
+    /// Commits, pushes and opens or updates the PR; once committed, the commit is in
+    /// `produced` whatever happens after.
+    fn publish(
+        &self,
+        cx: &mut Services,
+        progress: &Progress,
+        produced: &mut Produced,
+    ) -> Result<StageStatus, End> {
         let settings = self.0;
-        let gap = cx.gap.clone().expect("validation puts pick-gap before pr");
-        let files = cx.applied.clone().unwrap_or_default();
+        let picked = progress.gap()?;
+        let gap = &picked.gap;
+        let change = progress.change()?;
+        let proposal = progress.proposed.as_ref().map(|p| &p.proposal);
         let context = serde_json::json!({
             "gap": gap,
-            "files": files,
-            "tests": cx.tests,
-            "summary": cx.proposal.as_ref().map(|p| p.summary.clone()),
+            "files": change.files,
+            "tests": progress.tests,
+            "summary": proposal.map(|p| p.summary.clone()),
         });
         let d = cx.policy().should_open_pr(context);
         if !d.allow {
             return Err(End::new(Outcome::PrSkippedByPolicy, d.reason));
         }
-        let branch = Cycle::branch_for(&gap);
+        let branch = gap.branch();
         let forge = cx.forge()?;
         if !cx.repo_info()?.can_push {
             let var = cx.pipeline.forge.token_var().unwrap_or_default();
@@ -43,24 +57,19 @@ impl Stage for Pr<'_> {
             let (f, b, h) = (forge.clone(), base.clone(), branch.clone());
             cx.forge_call(async move { f.pr_for_branch(&h, &b).await })?
         };
-        let open = match existing {
-            Some(p) if p.state == PrState::Open => Some(p),
-            Some(p) if p.state == PrState::Merged => {
-                return Err(End::new(
-                    Outcome::PrSkippedByPolicy,
-                    format!("PR #{} for this gap was merged already: {}", p.number, p.url),
-                ));
-            }
-            Some(p) if !settings.recreate_closed => {
-                return Err(End::new(Outcome::PrSkippedByPolicy, turned_down(&p)))
-            }
-            _ => None,
+        let open = match existing_pr(existing, settings.recreate_closed) {
+            Existing::Open(p) => Some(p),
+            Existing::Done(why) => return Err(End::new(Outcome::PrSkippedByPolicy, why)),
+            Existing::None => None,
         };
         if open.is_none() {
             self.check_limits(cx)?;
         }
 
-        let (branch, sha) = cx.commit_change().map_err(|why| End::new(Outcome::PrFailed, why))?;
+        let published =
+            super::commit(cx, picked, proposal, change).map_err(|why| End::new(Outcome::PrFailed, why))?;
+        let (branch, sha) = (published.branch.clone(), published.commit.clone());
+        produced.published = Some(published.clone());
         let worktree_git = cx.workspace()?.git().clone();
         {
             let (f, b, c) = (forge.clone(), branch.clone(), sha.clone());
@@ -69,7 +78,7 @@ impl Stage for Pr<'_> {
 
         let request = PrRequest {
             title: cx.secrets.redact(&title(&gap.text)),
-            body: cx.secrets.redact(&body(cx)),
+            body: cx.secrets.redact(&body(cx, progress, &published)),
             head: branch.clone(),
             base,
         };
@@ -116,14 +125,13 @@ impl Stage for Pr<'_> {
             }
         }
         tracing::info!("{} draft PR #{}: {}", if created { "opened" } else { "updated" }, pr.number, pr.url);
-        cx.pr = Some(PrRef { number: pr.number, url: pr.url, title: request.title, created });
+        let pr = PrRef { number: pr.number, url: pr.url, title: request.title, created };
+        produced.published = Some(Published { pr: Some(pr), ..published });
         Ok(StageStatus::Passed)
     }
-}
 
-impl Pr<'_> {
     /// `pr.max_open` and `pr.max_per_day`, for a PR that would be new.
-    fn check_limits(&self, cx: &mut Cycle) -> Result<(), End> {
+    fn check_limits(&self, cx: &mut Services) -> Result<(), End> {
         let forge = cx.forge()?;
         let open = cx.forge_call(async move { forge.open_prs(BRANCH_PREFIX).await })?;
         if open.len() >= self.0.max_open {
@@ -146,21 +154,39 @@ impl Pr<'_> {
     }
 }
 
-/// Why a gap whose PR a maintainer closed is left alone.
-pub fn turned_down(p: &RemotePr) -> String {
-    format!(
-        "a maintainer closed PR #{} ({}) for this gap without merging it; set `recreate_closed: true` on the pr stage to try again",
-        p.number, p.url
-    )
+/// What a gap's PR on the forge means for a cycle.
+pub(crate) enum Existing {
+    /// No PR, or a closed one the pipeline may recreate: a new PR may be opened.
+    None,
+    /// Updated in place, never a second one.
+    Open(RemotePr),
+    /// The gap is done or was turned down: the reason it is left alone.
+    Done(String),
+}
+
+/// The one reading of a gap's PR state, for pick-gap and the pr stage alike.
+pub(crate) fn existing_pr(pr: Option<RemotePr>, recreate_closed: bool) -> Existing {
+    match pr {
+        Some(p) if p.state == PrState::Open => Existing::Open(p),
+        Some(p) if p.state == PrState::Merged => {
+            Existing::Done(format!("its PR #{} was merged ({}); tick the item in the PRD", p.number, p.url))
+        }
+        Some(p) if !recreate_closed => Existing::Done(format!(
+            "a maintainer closed PR #{} ({}) for this gap without merging it; set `recreate_closed: true` on the pr stage to try again",
+            p.number, p.url
+        )),
+        _ => Existing::None,
+    }
 }
 
 fn title(gap: &str) -> String {
     format!("prbot: {}", crate::infra::text::one_line(gap, 72))
 }
 
-fn body(cx: &Cycle) -> String {
-    let gap = cx.gap.as_ref().expect("a gap was picked");
-    let files = cx.applied.as_deref().unwrap_or_default();
+fn body(cx: &Services, progress: &Progress, published: &Published) -> String {
+    let Some(picked) = &progress.picked else { return String::new() };
+    let gap = &picked.gap;
+    let files = &published.files;
     let count = |m| files.iter().filter(|f| f.mode == m).count();
     let mut s = String::new();
     s.push_str(&format!(
@@ -170,7 +196,8 @@ fn body(cx: &Cycle) -> String {
         gap.line,
         gap.id
     ));
-    if let Some(p) = &cx.proposal {
+    if let Some(p) = &progress.proposed {
+        let p = &p.proposal;
         s.push_str(&format!("## Summary\n{}\n\n", p.summary.trim()));
     }
     s.push_str(&format!(
@@ -186,15 +213,15 @@ fn body(cx: &Cycle) -> String {
         }
     }
     s.push_str("\n## Tests\n");
-    if cx.tests.is_empty() {
+    if progress.tests.is_empty() {
         s.push_str("No test stage ran before this PR.\n");
     }
-    for t in &cx.tests {
+    for t in &progress.tests {
         let status = if t.passed { "passed" } else { "failed" };
         s.push_str(&format!("- `{}`: {status} ({:.1} s)\n", t.command, t.duration_ms as f64 / 1000.0));
     }
     s.push_str("\n## Prior attempts\n");
-    match crate::domain::records::prior_attempts_block(&cx.prior) {
+    match crate::domain::records::prior_attempts_block(&picked.prior) {
         Some(b) => s.push_str(&format!("```\n{b}\n```\n")),
         None => s.push_str("None: this is the first attempt at this gap.\n"),
     }

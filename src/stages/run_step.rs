@@ -1,12 +1,8 @@
-use super::Stage;
+use super::{Change, End, Produced, Progress, Services, Stage, Step};
 use crate::domain::guardrails::Guardrails;
 use crate::domain::outcome::Outcome;
 use crate::domain::policy::ProposalScore;
 use crate::domain::records::{FileMode, StageStatus, TouchedFile};
-use crate::stages::cycle::{Cycle, End};
-use std::time::Duration;
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// A `run:` step: a shell command in the worktree, like a GitHub Actions step.
 pub struct RunStep<'a> {
@@ -16,13 +12,26 @@ pub struct RunStep<'a> {
 }
 
 impl Stage for RunStep<'_> {
-    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
-        let timeout = cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    fn run(&self, sv: &mut Services, progress: &Progress) -> Step {
+        let mut produced = Produced::default();
+        let result = self.step(sv, progress, &mut produced);
+        Step::finish(produced, result)
+    }
+}
+
+impl RunStep<'_> {
+    fn step(
+        &self,
+        cx: &mut Services,
+        progress: &Progress,
+        produced: &mut Produced,
+    ) -> Result<StageStatus, End> {
+        let timeout = cx.stage_timeout;
         let (out, used) = super::shell(cx, self.command, timeout, &[], self.network)?;
         let run = super::test_run(self.command, &out, used);
-        cx.tests.push(run.clone());
+        produced.tests.push(run.clone());
         if out.success() || self.continue_on_error {
-            self.take_changes(cx)?;
+            produced.change = self.take_changes(cx, progress.change.as_ref())?;
         }
         if out.success() {
             return Ok(StageStatus::Passed);
@@ -34,15 +43,14 @@ impl Stage for RunStep<'_> {
         let reason = format!("step `{}` failed: {}", self.command, out.status_text());
         Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)))
     }
-}
 
-impl RunStep<'_> {
     /// What the step changed in tracked files becomes part of the change, once the same
     /// guardrails and policy as the proposal's files have allowed it.
-    fn take_changes(&self, cx: &mut Cycle) -> Result<(), End> {
+    /// The change with them, or `None` when the step changed no tracked file.
+    fn take_changes(&self, cx: &mut Services, so_far: Option<&Change>) -> Result<Option<Change>, End> {
         let changed = cx.workspace()?.unstaged()?;
         if changed.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let root = cx.workspace()?.path.clone();
         let guard = Guardrails::new(cx.protected_paths());
@@ -59,13 +67,9 @@ impl RunStep<'_> {
             let after = std::fs::read(root.join(path)).unwrap_or_default();
             bytes += crate::stages::changed_bytes(before.as_bytes(), &after);
         }
-        let mut paths: Vec<String> = cx
-            .applied
-            .iter()
-            .flatten()
-            .filter(|f| f.mode != FileMode::Noop)
-            .map(|f| f.path.clone())
-            .collect();
+        let mut change = so_far.cloned().unwrap_or_default();
+        let mut paths: Vec<String> =
+            change.files.iter().filter(|f| f.mode != FileMode::Noop).map(|f| f.path.clone()).collect();
         for p in &changed {
             if !paths.contains(p) {
                 paths.push(p.clone());
@@ -73,22 +77,21 @@ impl RunStep<'_> {
         }
         let score = ProposalScore {
             paths: paths.iter().map(String::as_str).collect(),
-            bytes_changed: cx.bytes_changed + bytes,
+            bytes_changed: change.bytes_changed + bytes,
         };
         let d = cx.policy().score_proposal(&score);
         if !d.allow {
             return Err(rejected(format!("policy: {}", d.reason)));
         }
         cx.workspace()?.stage(&changed)?;
-        cx.bytes_changed += bytes;
-        let applied = cx.applied.get_or_insert_with(Vec::new);
+        change.bytes_changed += bytes;
         for path in changed {
-            match applied.iter_mut().find(|f| f.path == path) {
+            match change.files.iter_mut().find(|f| f.path == path) {
                 Some(f) if f.mode == FileMode::Noop => f.mode = FileMode::Update,
                 Some(_) => {}
-                None => applied.push(TouchedFile { path, mode: FileMode::Update, file_mode: None }),
+                None => change.files.push(TouchedFile { path, mode: FileMode::Update, file_mode: None }),
             }
         }
-        Ok(())
+        Ok(Some(change))
     }
 }

@@ -1,17 +1,22 @@
-use super::Stage;
+use super::{End, Produced, Progress, Services, Stage, Step};
 use crate::config::settings::TestSettings;
 use crate::domain::outcome::Outcome;
 use crate::domain::records::StageStatus;
-use crate::stages::cycle::{Cycle, End};
-use std::time::Duration;
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// Runs the project's tests in the worktree.
 pub struct Test<'a>(pub &'a TestSettings);
 
 impl Stage for Test<'_> {
-    fn run(&self, cx: &mut Cycle) -> Result<StageStatus, End> {
+    fn run(&self, sv: &mut Services, _: &Progress) -> Step {
+        let mut produced = Produced::default();
+        let result = self.test(sv, &mut produced);
+        Step::finish(produced, result)
+    }
+}
+
+impl Test<'_> {
+    /// Runs the commands, each run kept in `produced` whatever happens next.
+    fn test(&self, cx: &mut Services, produced: &mut Produced) -> Result<StageStatus, End> {
         let root = cx.workspace()?.path.clone();
         let commands = if self.0.commands.is_empty() { detect(&root) } else { self.0.commands.clone() };
         if commands.is_empty() {
@@ -20,12 +25,12 @@ impl Stage for Test<'_> {
                 "no test command: found neither Cargo.toml nor package.json with bun; set `with: commands:` on the test stage",
             ));
         }
-        let timeout = cx.stage_timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = cx.stage_timeout;
         for command in &commands {
             tracing::info!("running `{command}`");
             let (out, used) = super::shell(cx, command, timeout, &self.0.env_allow, self.0.network)?;
             let run = super::test_run(command, &out, used);
-            cx.tests.push(run.clone());
+            produced.tests.push(run.clone());
             if !run.passed {
                 let reason = format!("`{command}` failed: {}", out.status_text());
                 return Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)));

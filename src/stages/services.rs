@@ -1,18 +1,15 @@
-//! One cycle's shared context: what the stages read and what they leave for each other.
+//! The services of one cycle: configuration, the repository, the run lock, and what is
+//! made on first use (worktree, sandbox, forge). Stages use them; they hand their results
+//! to each other through `Progress`, never through here.
 
+use super::End;
 use crate::adapters::forge::Forge;
-use crate::adapters::model::proposal::Proposal;
-use crate::adapters::model::ChatMessage;
 use crate::adapters::model::ModelClient;
 use crate::adapters::sandbox::{Place, Sandbox};
 use crate::config::Pipeline;
 use crate::domain::outcome::Outcome;
 use crate::domain::policy::Policy;
-use crate::domain::prd::Gap;
-use crate::domain::records::{
-    Attempt, AttemptKind, ModelCall, ModelUse, PrRef, Summary, TestRun, TouchedFile,
-};
-use crate::infra::git::GitError;
+use crate::domain::records::{ModelCall, ModelUse};
 use crate::infra::process::Cancel;
 use crate::infra::secrets::Secrets;
 use crate::infra::workspace::{Repo, Workspace};
@@ -24,44 +21,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How a cycle ended: the outcome and a reason a human can act on.
-#[derive(Debug, Clone)]
-pub struct End {
-    pub outcome: Outcome,
-    pub reason: String,
-    /// For failures the model can fix: what to tell it in a repair request.
-    pub feedback: Option<String>,
-}
-
-impl End {
-    pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
-        End { outcome, reason: reason.into(), feedback: None }
-    }
-
-    /// A failure that goes back to the model, if the pipeline allows a repair.
-    pub fn repairable(outcome: Outcome, reason: impl Into<String>, feedback: impl Into<String>) -> Self {
-        End { outcome, reason: reason.into(), feedback: Some(feedback.into()) }
-    }
-
-    pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
-        End::new(Outcome::InternalError, format!("{what}: {e}"))
-    }
-}
-
-impl From<GitError> for End {
-    fn from(e: GitError) -> Self {
-        End::internal("git failed", e)
-    }
-}
-
-/// A pending request for a corrected proposal.
-#[derive(Debug, Clone)]
-pub struct Repair {
-    pub feedback: String,
-    /// Ask `propose.escalate_to` instead of the ladder.
-    pub escalate: bool,
-}
 
 /// Held for the whole cycle; the kernel drops it if the process dies, so a killed run's
 /// lock is taken over by the next one.
@@ -107,7 +66,7 @@ const STALE_TEMP_SECS: u64 = 3600;
 /// Command logs are kept for this many cycles, this one included.
 pub const LOGS_KEPT: usize = 50;
 
-pub struct Cycle {
+pub struct Services {
     pub id: String,
     pub started_at: DateTime<Utc>,
     pub pipeline: Arc<Pipeline>,
@@ -120,8 +79,8 @@ pub struct Cycle {
     pub store: Store,
     pub budget: Budget,
     pub model: ModelClient,
-    /// The running stage's `timeout`, if it set one.
-    pub stage_timeout: Option<Duration>,
+    /// The running stage's time limit: its `timeout`, else its kind's default.
+    pub stage_timeout: Duration,
 
     lock: Option<RunLock>,
     base_commit: Option<String>,
@@ -129,8 +88,6 @@ pub struct Cycle {
     /// The backend chosen at the start of the cycle, when the pipeline runs project code.
     pub sandbox_backend: Option<crate::adapters::sandbox::Backend>,
     sandbox: Option<Sandbox>,
-    /// Bytes the applied change (and `run:` steps) changed, for the policy.
-    pub bytes_changed: usize,
     /// Dependencies were fetched for the change in the worktree (see `stages::shell`).
     pub deps_fetched: bool,
     /// How many project commands ran, for their log files' names.
@@ -139,91 +96,51 @@ pub struct Cycle {
     repo_info: Option<crate::adapters::forge::RepoInfo>,
     pr_base: Option<String>,
 
-    pub gap: Option<Gap>,
-    pub prior: Vec<Summary>,
-    pub proposal: Option<Proposal>,
-    pub model_use: Option<ModelUse>,
+    /// Every call to the model, and their sum.
     pub model_calls: Vec<ModelCall>,
-    /// The files the first prompt showed, and why.
-    pub context: Vec<crate::adapters::model::context::Pick>,
-    pub attempts: Vec<Attempt>,
-    /// The conversation with the model, kept across repairs.
-    pub conversation: Vec<ChatMessage>,
-    /// Set when the cycle went back to propose: what to tell the model, and whether to
-    /// ask the escalation model.
-    pub repair: Option<Repair>,
-    /// The failure that the pending or running repair answers.
-    pub last_failure: Option<End>,
-    /// How the current proposal was asked for.
-    pub attempt_kind: AttemptKind,
-    /// A proposal was made and its attempt not yet recorded.
-    pub attempt_open: bool,
-    /// Set by apply; `Some` means a change sits in the worktree.
-    pub applied: Option<Vec<TouchedFile>>,
-    pub tests: Vec<TestRun>,
-    pub branch: Option<String>,
-    pub commit: Option<String>,
-    pub pr: Option<PrRef>,
+    pub model_use: Option<ModelUse>,
     pub warnings: Vec<String>,
 }
 
-impl Cycle {
+impl Services {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: String,
         pipeline: Arc<Pipeline>,
         repo: Repo,
-        state_dir: PathBuf,
+        state: crate::state::State,
         work_dir: PathBuf,
         cancel: Cancel,
         secrets: Secrets,
         rt: tokio::runtime::Handle,
-    ) -> Cycle {
-        let git_state = crate::state::remote::for_pipeline(&pipeline, &repo, &state_dir);
-        let budget = Budget::new(&state_dir, pipeline.budget.clone()).with_git(git_state.clone());
-        let model = ModelClient::new(&pipeline.providers, budget.clone());
-        Cycle {
+    ) -> Services {
+        let model = ModelClient::new(&pipeline.providers, state.budget.clone());
+        Services {
             id,
             started_at: Utc::now(),
-            store: Store::new(&state_dir).with_git(git_state),
-            budget,
+            store: state.store,
+            budget: state.budget,
             model,
             pipeline,
             repo,
-            state_dir,
+            state_dir: state.dir,
             work_dir,
             cancel,
             secrets,
             rt,
-            stage_timeout: None,
+            stage_timeout: Duration::from_secs(10 * 60),
             lock: None,
             base_commit: None,
             workspace: None,
             sandbox_backend: None,
             sandbox: None,
-            bytes_changed: 0,
             deps_fetched: false,
             commands_run: 0,
             forge: None,
             repo_info: None,
             pr_base: None,
-            gap: None,
-            prior: Vec::new(),
-            proposal: None,
-            model_use: None,
             model_calls: Vec::new(),
-            context: Vec::new(),
-            attempts: Vec::new(),
-            conversation: Vec::new(),
-            repair: None,
-            last_failure: None,
-            attempt_kind: AttemptKind::First,
-            attempt_open: false,
-            applied: None,
-            tests: Vec::new(),
-            branch: None,
-            commit: None,
-            pr: None,
+            model_use: None,
             warnings: Vec::new(),
         }
     }
@@ -414,135 +331,17 @@ impl Cycle {
         out
     }
 
-    /// The branch a gap's change lives on.
-    pub fn branch_for(gap: &Gap) -> String {
-        format!("prbot/{}", gap.id)
-    }
-
-    /// What the cycle comes to when every stage let it go on.
-    pub fn conclude(&mut self) -> End {
-        if let Some(pr) = &self.pr {
-            return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
-        }
-        let Some(gap) = self.gap.clone() else {
-            return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");
-        };
-        if self.applied.is_none() {
-            return End::new(
-                Outcome::DryRun,
-                format!("the pipeline ended before a change was applied for gap {}", gap.id),
-            );
-        }
-        match self.commit_change() {
-            Ok((branch, sha)) => {
-                let tests = if self.tests.is_empty() { "no test stage ran" } else { "tests passed" };
-                let reason = format!(
-                    "{tests}; no enabled pr stage, so the change was left on local branch {branch} ({})",
-                    &sha[..12.min(sha.len())]
-                );
-                End::new(Outcome::DryRun, reason)
-            }
-            Err(why) => End::new(Outcome::InternalError, why),
-        }
-    }
-
-    /// Commits the applied change on the gap's branch; `(branch, commit)`, or why not.
-    pub fn commit_change(&mut self) -> Result<(String, String), String> {
-        let gap = self.gap.clone().expect("a change needs a gap");
-        let branch = Self::branch_for(&gap);
-        let message = self.secrets.redact(&commit_message(&gap, self.proposal.as_ref()));
-        let bot = self.pipeline.bot.clone();
-        let ws = self.workspace().map_err(|e| e.reason)?;
-        let sha = ws
-            .commit_to_branch(&branch, &message, (&bot.name, &bot.email))
-            .map_err(|e| format!("cannot commit to {branch}: {e}"))?;
-        // The record lists exactly what the commit changes, with the files' modes.
-        let committed = ws.committed_files(&sha).map_err(|e| format!("cannot read commit {sha}: {e}"))?;
-        let applied = self.applied.get_or_insert_with(Vec::new);
-        for (path, file_mode, added) in committed {
-            match applied.iter_mut().find(|f| f.path == path) {
-                Some(f) => f.file_mode = Some(file_mode),
-                None => applied.push(TouchedFile {
-                    path,
-                    mode: if added {
-                        crate::domain::records::FileMode::Add
-                    } else {
-                        crate::domain::records::FileMode::Update
-                    },
-                    file_mode: Some(file_mode),
-                }),
-            }
-        }
-        self.branch = Some(branch.clone());
-        self.commit = Some(sha.clone());
-        Ok((branch, sha))
-    }
-
-    /// Records the attempt that just ended.
-    pub fn close_attempt(&mut self, end: &End) {
-        if !std::mem::take(&mut self.attempt_open) {
-            return;
-        }
-        let Some(model) = self.model_use.as_ref().map(|m| m.name.clone()) else { return };
-        let tokens_so_far: u64 = self.attempts.iter().map(|a| a.tokens).sum();
-        let total = self.model_use.as_ref().map_or(0, |m| m.total_tokens);
-        let excerpt =
-            self.tests.iter().rev().find(|t| !t.passed).map(|t| t.excerpt.clone()).unwrap_or_default();
-        self.attempts.push(Attempt {
-            kind: self.attempt_kind,
-            model,
-            tokens: total.saturating_sub(tokens_so_far),
-            outcome: end.outcome,
-            reason: end.reason.clone(),
-            excerpt,
-        });
-    }
-
-    /// Goes back for a repair if the propose stage allows one more (or an escalation).
-    /// On `true` the worktree is clean again and the runner re-enters propose.
-    pub fn start_repair(&mut self, end: &End) -> bool {
-        let Some(feedback) = end.feedback.clone() else { return false };
-        let Some(settings) = self.pipeline.propose_settings().cloned() else { return false };
-        if self.proposal.is_none() {
-            return false;
-        }
-        self.close_attempt(end);
-        let repairs = self.attempts.iter().filter(|a| a.kind == AttemptKind::Repair).count();
-        let escalated = self.attempts.iter().any(|a| a.kind == AttemptKind::Escalation);
-        let escalate = if escalated {
-            return false;
-        } else if repairs < settings.repair_attempts {
-            false
-        } else if settings.escalate_to.is_some() {
-            true
-        } else {
-            return false;
-        };
+    /// Puts the worktree back to the base commit for another attempt.
+    pub fn reset_worktree(&mut self) -> Result<(), End> {
         if let Some(ws) = &self.workspace {
-            if let Err(e) = ws.reset() {
-                tracing::warn!("cannot reset the worktree for a repair: {e}");
-                return false;
-            }
+            ws.reset().map_err(|e| End::internal("cannot reset the worktree", e))?;
         }
-        let what = if escalate { "escalating to a stronger model" } else { "asking the model for a repair" };
-        tracing::info!("↻ {}: {what} ({} so far)", end.outcome, self.attempts.len());
-        self.repair = Some(Repair { feedback, escalate });
-        self.last_failure = Some(end.clone());
-        self.proposal = None;
-        self.applied = None;
-        self.tests.clear();
         self.deps_fetched = false;
-        true
+        Ok(())
     }
 
     /// Drops the worktree handle, which resets it to the base commit.
     pub fn release_workspace(&mut self) {
         self.workspace = None;
     }
-}
-
-pub fn commit_message(gap: &Gap, proposal: Option<&Proposal>) -> String {
-    let title = crate::infra::text::one_line(&gap.text, 68);
-    let summary = proposal.map(|p| p.summary.trim().to_string()).unwrap_or_default();
-    format!("prbot: {title}\n\n{summary}\n\nGap: {}\n", gap.id)
 }
