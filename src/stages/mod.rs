@@ -12,6 +12,8 @@ mod propose;
 mod run_step;
 mod services;
 mod test;
+#[cfg(test)]
+mod testing;
 
 pub(crate) use progress::{Change, Flow, Picked, Produced, Progress, Proposed, Published, Request, Step};
 pub(crate) use services::Services;

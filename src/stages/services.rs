@@ -253,6 +253,14 @@ impl Services {
         Ok(self.forge.clone().expect("just set"))
     }
 
+    /// Uses `forge` instead of the one the pipeline names.
+    #[cfg(test)]
+    pub fn use_forge(&mut self, forge: Arc<dyn Forge>) {
+        self.forge = Some(forge);
+        self.repo_info = None;
+        self.pr_base = None;
+    }
+
     /// The branch PRs target: the pr stage's `base`, else the forge's default branch.
     pub fn pr_base(&mut self) -> Result<String, End> {
         if let Some(b) = &self.pr_base {

@@ -4,6 +4,8 @@ pub mod gitea;
 pub mod github;
 mod http;
 pub mod local;
+#[cfg(test)]
+pub(crate) mod mem;
 mod push;
 
 use crate::config::settings::{ForgeConfig, ForgeKind};
