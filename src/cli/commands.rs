@@ -78,6 +78,10 @@ fn run(target: &Target, json: bool, dry_run: bool) -> Result<i32, CliError> {
         println!("{}: {}", run.record.outcome, run.record.reason);
     }
     tracing::info!("record: {}", run.path.display());
+    if let Some(e) = &run.unpublished {
+        tracing::error!("the record is kept at {} but is not on the state ref: {e}", run.path.display());
+        return Ok(run.record.outcome.exit_code().max(1));
+    }
     Ok(run.record.outcome.exit_code())
 }
 

@@ -20,6 +20,8 @@ pub struct CycleRun {
     pub record: Record,
     pub json: String,
     pub path: PathBuf,
+    /// Why the record is only in the state directory and not on the state ref.
+    pub unpublished: Option<RecordError>,
 }
 
 pub fn work_dir(pipeline: &Pipeline, repo: &Repo) -> PathBuf {
@@ -217,11 +219,14 @@ pub fn run_cycle(
         // A secret that equals a field's fixed value: keep the fields, redact the reason.
         Record { reason: secrets.redact(&record.reason), ..record }
     });
-    let path = cx.store.write(&record, &json, &summary.to_string())?;
+    let summary = summary.to_string();
+    let path = cx.store.write_local(&record, &json, &summary)?;
+    // Kept here whatever the remote says; the caller reports a record the ref lacks.
+    let unpublished = cx.store.publish(&record, &json, &summary).err();
     if let Some(url) = &pipeline.observer.url {
         notify_observer(&rt, url, &json);
     }
-    Ok(CycleRun { record, json, path })
+    Ok(CycleRun { record, json, path, unpublished })
 }
 
 /// The cycle's model tokens so far.

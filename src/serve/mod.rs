@@ -194,6 +194,12 @@ async fn work(app: Arc<App>, cancel: Cancel) {
                     run.record.outcome,
                     run.record.reason
                 );
+                if let Some(e) = &run.unpublished {
+                    tracing::error!(
+                        "the record is kept at {} but is not on the state ref: {e}",
+                        run.path.display()
+                    );
+                }
                 run.record.outcome.as_str().to_string()
             }
             Ok(Err(e)) => {

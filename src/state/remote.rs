@@ -2,14 +2,17 @@
 //! (`refs/prbot/state` by default), outside the branch history.
 //!
 //! Every change is a compare-and-swap: read the ref, build a commit on top of it, push.
-//! A push that is not a fast-forward lost a race: fetch again, redo the change, retry.
-//! So two runners at once never exceed the budget nor lose each other's records.
+//! A push that is not a fast-forward lost a race: fetch again, redo the change, retry
+//! after a jittered, growing wait. Every commit is unique (it names the operation and a
+//! nonce), so two runners never build the same commit and both believe they pushed it;
+//! and a write counts only once the remote ref is read back and holds it. So two runners
+//! at once never exceed the budget nor lose each other's records.
 
 use crate::config::settings::StateConfig;
 use crate::infra::git::{Git, GitError};
 use std::path::Path;
 
-const TRIES: usize = 20;
+const TRIES: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -17,6 +20,10 @@ pub enum StateError {
     Git { reference: String, remote: String, source: GitError },
     #[error("the state ref {0} kept moving; gave up after {TRIES} tries")]
     Contended(String),
+    #[error("the remote refused the push to the state ref {reference}: {said}. Check the remote's hooks and branch protection for that ref")]
+    Refused { reference: String, said: String },
+    #[error("the push to the state ref {reference} reported success, but the remote does not hold commit {commit}")]
+    Lost { reference: String, commit: String },
 }
 
 #[derive(Clone)]
@@ -95,9 +102,22 @@ impl GitState {
         Ok(Some(sha?))
     }
 
-    /// Reads a file of a state commit.
+    /// Reads a file of a state commit: `None` when the commit has no such path; any other
+    /// failure is an error, never an empty file.
     pub fn read(&self, commit: &str, path: &str) -> Result<Option<String>, StateError> {
-        self.git.query(["show", &format!("{commit}:{path}")]).map_err(|e| self.fail(e))
+        let listed = self.run(&["ls-tree", "-z", "--full-tree", commit, "--", path])?;
+        let Some(entry) = listed.split('\0').find(|e| !e.is_empty()) else { return Ok(None) };
+        if !entry.starts_with("100644 blob ") {
+            return Err(self.fail(GitError::Failed {
+                args: format!("read {path} of state commit {commit}"),
+                status: "refused".into(),
+                stderr: format!(
+                    "`{path}` in the state ref is not a regular file ({entry}); check who pushed {}",
+                    self.reference
+                ),
+            }));
+        }
+        self.run(&["cat-file", "blob", &format!("{commit}:{path}")]).map(|text| Some(text + "\n"))
     }
 
     /// Copies the remote's state into `dir`, for the readers of local files. The ref's
@@ -154,32 +174,97 @@ impl GitState {
                 )?;
             }
             let tree = self.run_indexed(&index, &["write-tree"])?;
-            let message = format!("prbot: {what}");
+            let message = format!("prbot: {what}\n\nNonce: {}", nonce());
             let mut args = vec!["commit-tree", &tree, "-m", &message];
             if let Some(p) = &parent {
                 args.extend(["-p", p]);
             }
             let commit = self.run(&args)?;
             let spec = format!("{commit}:{}", self.reference);
-            match self.git.run_with_env(["push", "--quiet", "--", &self.remote, &spec], &self.env(None)) {
+            match self.git.run_with_env(["push", "--", &self.remote, &spec], &self.env(None)) {
                 Ok(_) => {
+                    self.confirm(&commit)?;
                     let _ = self.run(&["update-ref", &self.reference, &commit]);
                     return Ok(());
                 }
-                // Not a fast-forward: another runner got there first.
-                Err(GitError::Failed { stderr, .. })
-                    if stderr.contains("rejected")
-                        || stderr.contains("non-fast-forward")
-                        || stderr.contains("fetch first") =>
-                {
+                Err(GitError::Failed { stderr, .. }) if lost_race(&stderr) => {
                     tracing::debug!("state ref moved under {what}; retrying ({})", attempt + 1);
-                    std::thread::sleep(std::time::Duration::from_millis(20 + 37 * attempt as u64 % 200));
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(GitError::Failed { stderr, .. })
+                    if stderr.contains("[remote rejected]") || stderr.contains("[rejected]") =>
+                {
+                    let said = stderr
+                        .lines()
+                        .find(|l| l.contains("[remote rejected]"))
+                        .unwrap_or(&stderr)
+                        .trim()
+                        .to_string();
+                    return Err(StateError::Refused { reference: self.reference.clone(), said }.into());
                 }
                 Err(e) => return Err(self.fail(e).into()),
             }
         }
         Err(StateError::Contended(self.reference.clone()).into())
     }
+}
+
+impl GitState {
+    /// The remote ref holds `commit`, or a descendant of it another runner built on top.
+    fn confirm(&self, commit: &str) -> Result<(), StateError> {
+        let listed = self.run(&["ls-remote", "--", &self.remote, &self.reference])?;
+        let now = listed.split_whitespace().next().unwrap_or_default().to_string();
+        if now == commit {
+            return Ok(());
+        }
+        let holds = match self.fetch()? {
+            Some(tip) => self
+                .git
+                .query(["merge-base", "--is-ancestor", commit, &tip])
+                .map_err(|e| self.fail(e))?
+                .is_some(),
+            None => false,
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(StateError::Lost { reference: self.reference.clone(), commit: commit.to_string() })
+        }
+    }
+}
+
+/// A push lost to another writer: not a fast-forward, or the remote's ref was locked by
+/// a push landing at the same moment. A hook's or a protection rule's refusal is not.
+fn lost_race(stderr: &str) -> bool {
+    ["non-fast-forward", "(fetch first)", "cannot lock ref", "(failed to update ref)", "stale info"]
+        .iter()
+        .any(|s| stderr.contains(s))
+}
+
+/// 25 ms doubling to about 1.6 s, each wait between half and all of that, so runners
+/// that collided once do not collide again in step.
+fn backoff(attempt: usize) -> std::time::Duration {
+    let ceiling = 25u64 << attempt.min(6);
+    let jitter = nonce_u64() % (ceiling / 2 + 1);
+    std::time::Duration::from_millis(ceiling / 2 + jitter)
+}
+
+/// Unique per call in this process and across processes.
+fn nonce() -> String {
+    format!("{}-{:016x}", std::process::id(), nonce_u64())
+}
+
+fn nonce_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64 of the time, the pid and a counter.
+    let mut z = (nanos as u64) ^ ((std::process::id() as u64) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn io(e: std::io::Error) -> GitError {

@@ -57,11 +57,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the record (atomically) and then the index lines that point at it.
-    /// `json` is the record as it should appear on disk, already redacted.
-    /// Writes a record: `json` is the whole record and `summary` its index line, both
-    /// already redacted.
-    pub fn write(&self, record: &Record, json: &str, summary: &str) -> Result<PathBuf, RecordError> {
+    /// Writes the record (atomically) and then the index lines that point at it, in the
+    /// state directory.
+    pub fn write_local(&self, record: &Record, json: &str, summary: &str) -> Result<PathBuf, RecordError> {
         let path = self.record_path(&record.cycle_id);
         fsutil::write_atomic(&path, json.as_bytes())
             .map_err(|source| RecordError::Write { path: path.clone(), source })?;
@@ -73,6 +71,15 @@ impl Store {
             let t = self.dir.join(log);
             fsutil::append_line(&t, summary)
                 .map_err(|source| RecordError::Write { path: t.clone(), source })?;
+        }
+        Ok(path)
+    }
+
+    /// Adds the record and its index lines to the state ref, with the git backend.
+    pub fn publish(&self, record: &Record, json: &str, summary: &str) -> Result<(), RecordError> {
+        let mut logs = vec!["cycles.jsonl".to_string()];
+        if let Some(g) = &record.gap {
+            logs.push(format!("index/{}.jsonl", g.id));
         }
         if let Some(git) = &self.git {
             git.update(&format!("record {}", record.cycle_id), |read| {
@@ -89,7 +96,7 @@ impl Store {
                 Ok::<_, RecordError>(writes)
             })?;
         }
-        Ok(path)
+        Ok(())
     }
 
     /// The most recent attempts at a gap, newest first.

@@ -147,3 +147,46 @@ async fn a_symlink_pushed_into_the_state_ref_is_refused() {
         .map(|m| !m.file_type().is_symlink())
         .unwrap_or(true));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_never_exceed_the_days_calls_together() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let remote = bare_remote(&env);
+    let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 5\npolicy:\n  gaps:\n    skip_after_failures: 0";
+    let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            (clone_of(&env, &remote, &format!("runner-{name}")), runner_pipeline(&env, &model, name, state))
+        })
+        .collect();
+    // Each runner runs three cycles one after the other; the runners run side by side.
+    let handles: Vec<_> = runners
+        .into_iter()
+        .map(|(repo, p)| {
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| Run::from(prbot(&["run", "--json"], &repo, &p).output().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let runs: Vec<Run> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let calls = model.requests().await.len();
+    assert!(calls <= 5, "{calls} model calls against calls_per_day: 5");
+    let ledger: Value = serde_json::from_str(&git(
+        &remote,
+        &["show", &format!("refs/prbot/state:cost-{}.json", chrono::Utc::now().format("%Y-%m-%d"))],
+    ))
+    .unwrap();
+    assert_eq!(ledger["calls"].as_u64().unwrap() as usize, calls, "the ledger and the model disagree");
+    for run in &runs {
+        let r = run.record();
+        assert!(
+            matches!(r["outcome"].as_str().unwrap(), "dry_run" | "skipped_cost"),
+            "{}\n{}",
+            r["reason"],
+            run.stderr
+        );
+    }
+}
