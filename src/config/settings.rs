@@ -487,6 +487,9 @@ pub struct ProposeSettings {
     /// How many earlier attempts on the gap the prompt shows.
     pub prior_attempts: usize,
     pub temperature: f32,
+    /// The reply's cap in tokens, sent as `max_tokens`; the budget reserves it before
+    /// each call. A reply cut off at the cap is a failed call.
+    pub max_tokens: u64,
 }
 
 impl Default for ProposeSettings {
@@ -499,6 +502,7 @@ impl Default for ProposeSettings {
             context_tokens: 24_000,
             prior_attempts: 5,
             temperature: 0.2,
+            max_tokens: 8192,
         }
     }
 }

@@ -65,9 +65,13 @@ pub struct ModelCall {
     pub ok: bool,
     /// Why the call failed, or why its reply was unusable.
     pub error: Option<String>,
+    /// What the ledger charged for the call: the server's usage, or (when `estimated`)
+    /// the prompt's estimate for a call that failed or a server that sent no usage.
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub usd: f64,
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -4,6 +4,7 @@ use crate::config::settings::PrSettings;
 use crate::domain::outcome::Outcome;
 use crate::domain::prd::BRANCH_PREFIX;
 use crate::domain::records::{FileMode, PrRef, StageStatus};
+use crate::state::budget::BudgetError;
 
 /// Commits the change on `prbot/<gap-id>`, pushes it and opens a draft PR, or updates
 /// the gap's open PR: never a second one.
@@ -62,9 +63,12 @@ impl Pr<'_> {
             Existing::Done(why) => return Err(End::new(Outcome::PrSkippedByPolicy, why)),
             Existing::None => None,
         };
-        if open.is_none() {
-            self.check_limits(cx)?;
-        }
+        // A new PR's place in `max_per_day` is taken now and given back on any way out
+        // but a new PR.
+        let mut slot = match open {
+            None => Some(self.check_limits(cx)?),
+            Some(_) => None,
+        };
 
         let published =
             super::commit(cx, picked, proposal, change).map_err(|why| End::new(Outcome::PrFailed, why))?;
@@ -110,8 +114,8 @@ impl Pr<'_> {
             }
         })?;
         if created {
-            if let Err(e) = cx.budget.add_pr() {
-                cx.warnings.push(format!("could not count the PR in today's ledger: {e}"));
+            if let Some(s) = slot.as_mut() {
+                s.keep();
             }
             if !settings.labels.is_empty() {
                 let (f, labels, n) = (forge.clone(), settings.labels.clone(), pr.number);
@@ -130,8 +134,8 @@ impl Pr<'_> {
         Ok(StageStatus::Passed)
     }
 
-    /// `pr.max_open` and `pr.max_per_day`, for a PR that would be new.
-    fn check_limits(&self, cx: &mut Services) -> Result<(), End> {
+    /// `pr.max_open`, then a place in `pr.max_per_day`, for a PR that would be new.
+    fn check_limits(&self, cx: &mut Services) -> Result<PrSlot, End> {
         let forge = cx.forge()?;
         let open = cx.forge_call(async move { forge.open_prs(BRANCH_PREFIX).await })?;
         if open.len() >= self.0.max_open {
@@ -140,17 +144,33 @@ impl Pr<'_> {
                 format!("{} of prbot's PRs are open, and pr.max_open is {}", open.len(), self.0.max_open),
             ));
         }
-        let today = cx.budget.today_ledger().map_err(|e| End::internal("budget", e))?;
-        if today.prs_opened >= self.0.max_per_day as u64 {
-            return Err(End::new(
-                Outcome::PrSkippedByPolicy,
-                format!(
-                    "{} PRs were opened today (UTC), and pr.max_per_day is {}",
-                    today.prs_opened, self.0.max_per_day
-                ),
-            ));
+        match cx.budget.reserve_pr(self.0.max_per_day as u64) {
+            Ok(r) => Ok(PrSlot { budget: cx.budget.clone(), reservation: Some(r) }),
+            Err(BudgetError::Exhausted(why)) => Err(End::new(Outcome::PrSkippedByPolicy, why)),
+            Err(e) => Err(End::internal("budget", e)),
         }
-        Ok(())
+    }
+}
+
+/// A reserved place in `pr.max_per_day`, given back when dropped unless a PR was opened.
+struct PrSlot {
+    budget: crate::state::budget::Budget,
+    reservation: Option<crate::state::budget::PrReservation>,
+}
+
+impl PrSlot {
+    fn keep(&mut self) {
+        self.reservation = None;
+    }
+}
+
+impl Drop for PrSlot {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            if let Err(e) = self.budget.release_pr(r) {
+                tracing::warn!("could not give back a PR reserved in today's ledger: {e}");
+            }
+        }
     }
 }
 

@@ -40,8 +40,12 @@ impl Propose<'_> {
                 (*kind, models, conversation, Vec::new(), Some(after))
             }
         };
-        let opts =
-            ladder::Options { retries: s.retries, timeout: cx.stage_timeout, temperature: s.temperature };
+        let opts = ladder::Options {
+            retries: s.retries,
+            timeout: cx.stage_timeout,
+            temperature: s.temperature,
+            max_tokens: s.max_tokens,
+        };
         let mut calls = std::mem::take(&mut cx.model_calls);
         let before = calls.len();
         let result = cx.block_on(ladder::ask(&cx.model, &models, &conversation, &opts, &mut calls));
@@ -53,6 +57,7 @@ impl Propose<'_> {
             usage.prompt_tokens += c.prompt_tokens;
             usage.completion_tokens += c.completion_tokens;
             usage.usd += c.usd;
+            usage.estimated |= c.estimated;
         }
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
         let Some(result) = result else {

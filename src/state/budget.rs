@@ -33,6 +33,29 @@ pub enum BudgetError {
     Corrupt { path: PathBuf, source: serde_json::Error },
 }
 
+/// What a model call may cost, or did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Charge {
+    pub tokens: u64,
+    pub usd: f64,
+}
+
+/// A call's worst case, held in the ledger of the UTC day it was reserved on until the
+/// call's real cost replaces it.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a reservation is settled with the call's real cost"]
+pub struct Reservation {
+    day: NaiveDate,
+    worst: Charge,
+}
+
+/// One new PR counted against `pr.max_per_day` before it is opened.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a PR reservation is released when no new PR was opened"]
+pub struct PrReservation {
+    day: NaiveDate,
+}
+
 /// The ledger for one state directory.
 #[derive(Clone)]
 pub struct Budget {
@@ -100,34 +123,76 @@ impl Budget {
         Ok(())
     }
 
-    /// Takes one call from today's budget, or refuses. Held across processes by a file lock.
-    pub fn reserve_call(&self) -> Result<Ledger, BudgetError> {
-        self.update(|l, me| {
+    /// Takes one call and its worst case from today's budget, in the same atomic update
+    /// that checks the caps, or refuses: no two runners can pass a cap together.
+    pub fn reserve(&self, worst: Charge) -> Result<Reservation, BudgetError> {
+        let day = Self::today();
+        self.update(day, |l, me| {
             me.verdict(l)?;
+            me.fits(l, worst)?;
             l.calls += 1;
+            l.tokens += worst.tokens;
+            l.usd += worst.usd;
+            Ok(())
+        })?;
+        Ok(Reservation { day, worst })
+    }
+
+    /// Replaces a reservation with what the call really cost, on the reservation's day.
+    pub fn settle(&self, r: Reservation, actual: Charge) -> Result<Ledger, BudgetError> {
+        self.update(r.day, |l, _| {
+            l.tokens = (l.tokens + actual.tokens).saturating_sub(r.worst.tokens);
+            l.usd = (l.usd + actual.usd - r.worst.usd).max(0.0);
             Ok(())
         })
     }
 
-    /// Adds what a call used.
-    pub fn add_usage(&self, tokens: u64, usd: f64) -> Result<Ledger, BudgetError> {
-        self.update(|l, _| {
-            l.tokens += tokens;
-            l.usd += usd;
-            Ok(())
-        })
-    }
-
-    /// Counts a newly opened PR.
-    pub fn add_pr(&self) -> Result<Ledger, BudgetError> {
-        self.update(|l, _| {
+    /// Counts a new PR before it is opened, or refuses at `max_per_day`.
+    pub fn reserve_pr(&self, max_per_day: u64) -> Result<PrReservation, BudgetError> {
+        let day = Self::today();
+        self.update(day, |l, _| {
+            if l.prs_opened >= max_per_day {
+                return Err(BudgetError::Exhausted(format!(
+                    "{} PRs were opened today (UTC), and pr.max_per_day is {max_per_day}",
+                    l.prs_opened
+                )));
+            }
             l.prs_opened += 1;
             Ok(())
+        })?;
+        Ok(PrReservation { day })
+    }
+
+    /// Gives back a PR reservation when no new PR was opened after all.
+    pub fn release_pr(&self, r: PrReservation) -> Result<Ledger, BudgetError> {
+        self.update(r.day, |l, _| {
+            l.prs_opened = l.prs_opened.saturating_sub(1);
+            Ok(())
         })
+    }
+
+    /// Whether a call that may cost `worst` fits under the token and dollar caps.
+    fn fits(&self, l: &Ledger, worst: Charge) -> Result<(), BudgetError> {
+        if l.tokens + worst.tokens > self.limits.tokens_per_day {
+            return Err(BudgetError::Exhausted(format!(
+                "{} of {} tokens used on {} (UTC), and the next call may take up to {}",
+                l.tokens, self.limits.tokens_per_day, l.day, worst.tokens
+            )));
+        }
+        if let Some(cap) = self.limits.usd_per_day {
+            if l.usd + worst.usd > cap {
+                return Err(BudgetError::Exhausted(format!(
+                    "${:.4} of ${cap:.4} spent on {} (UTC), and the next call may cost up to ${:.4}",
+                    l.usd, l.day, worst.usd
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn update(
         &self,
+        day: NaiveDate,
         f: impl Fn(&mut Ledger, &Self) -> Result<(), BudgetError>,
     ) -> Result<Ledger, BudgetError> {
         let io = |path: &Path| {
@@ -135,7 +200,6 @@ impl Budget {
             move |source| BudgetError::Io { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let day = Self::today();
         let path = self.ledger_path(day);
         // Held until the new ledger is written; the remote ref needs no lock.
         let _lock = match &self.git {
@@ -208,15 +272,21 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Ledger, BudgetError> {
 mod tests {
     use super::*;
 
+    fn budget(dir: &Path, calls: u64, tokens: u64, usd: Option<f64>) -> Budget {
+        Budget::new(dir, BudgetConfig { calls_per_day: calls, tokens_per_day: tokens, usd_per_day: usd })
+    }
+
+    fn worst(tokens: u64, usd: f64) -> Charge {
+        Charge { tokens, usd }
+    }
+
     #[test]
     fn concurrent_reservations_never_exceed_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Budget::new(
-            dir.path(),
-            BudgetConfig { calls_per_day: 5, tokens_per_day: 1_000, usd_per_day: None },
-        );
+        let b = budget(dir.path(), 5, 1_000_000, None);
         let granted: usize = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..16).map(|_| s.spawn(|| b.reserve_call().is_ok() as usize)).collect();
+            let hs: Vec<_> =
+                (0..16).map(|_| s.spawn(|| b.reserve(worst(10, 0.0)).is_ok() as usize)).collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(granted, 5);
@@ -225,30 +295,72 @@ mod tests {
     }
 
     #[test]
-    fn dollars_exhaust_too() {
+    fn the_worst_case_is_held_until_settled_so_tokens_never_pass_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Budget::new(
-            dir.path(),
-            BudgetConfig { calls_per_day: 5, tokens_per_day: 1_000_000, usd_per_day: Some(0.01) },
-        );
-        b.reserve_call().unwrap();
-        b.add_usage(10, 0.02).unwrap();
+        let b = budget(dir.path(), 100, 1_000, None);
+        // Three calls that may take 400 each: only two fit, whatever they end up using.
+        let r1 = b.reserve(worst(400, 0.0)).unwrap();
+        let r2 = b.reserve(worst(400, 0.0)).unwrap();
         assert!(
-            matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("$0.0200 of $0.0100"))
+            matches!(b.reserve(worst(400, 0.0)), Err(BudgetError::Exhausted(m)) if m.contains("800 of 1000 tokens"))
         );
+        b.settle(r1, worst(150, 0.0)).unwrap();
+        b.settle(r2, worst(100, 0.0)).unwrap();
+        assert_eq!(b.today_ledger().unwrap().tokens, 250, "the real cost replaces the reservation");
+        let r3 = b.reserve(worst(400, 0.0)).unwrap();
+        b.settle(r3, worst(400, 0.0)).unwrap();
+        assert_eq!(b.today_ledger().unwrap().tokens, 650);
     }
 
     #[test]
-    fn tokens_exhaust_too() {
+    fn dollars_are_reserved_the_same_way() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Budget::new(
-            dir.path(),
-            BudgetConfig { calls_per_day: 5, tokens_per_day: 100, usd_per_day: None },
-        );
-        b.reserve_call().unwrap();
-        b.add_usage(150, 0.0).unwrap();
+        let b = budget(dir.path(), 5, 1_000_000, Some(0.01));
+        let r = b.reserve(worst(10, 0.008)).unwrap();
         assert!(
-            matches!(b.reserve_call(), Err(BudgetError::Exhausted(m)) if m.contains("150 of 100 tokens"))
+            matches!(b.reserve(worst(10, 0.008)), Err(BudgetError::Exhausted(m)) if m.contains("$0.0080 of $0.0100"))
         );
+        b.settle(r, worst(10, 0.001)).unwrap();
+        assert!(b.reserve(worst(10, 0.008)).is_ok());
+    }
+
+    #[test]
+    fn a_reservation_settles_on_the_day_it_was_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = budget(dir.path(), 5, 1_000, None);
+        let yesterday = Budget::today().pred_opt().unwrap();
+        let r = Reservation { day: yesterday, worst: worst(300, 0.0) };
+        b.update(yesterday, |l, _| {
+            l.calls += 1;
+            l.tokens += 300;
+            Ok(())
+        })
+        .unwrap();
+        b.settle(r, worst(120, 0.0)).unwrap();
+        assert_eq!(b.read(yesterday).unwrap().tokens, 120);
+        assert_eq!(b.today_ledger().unwrap().tokens, 0, "nothing lands on the next day");
+    }
+
+    #[test]
+    fn prs_are_reserved_before_they_are_opened_and_given_back_when_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = budget(dir.path(), 5, 1_000, None);
+        let granted: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6).map(|_| s.spawn(|| b.reserve_pr(2).is_ok() as usize)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 2);
+        let again = b.reserve_pr(3).unwrap();
+        b.release_pr(again).unwrap();
+        assert_eq!(b.today_ledger().unwrap().prs_opened, 2);
+    }
+
+    #[test]
+    fn an_unreadable_ledger_is_an_error_not_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = budget(dir.path(), 5, 1_000, None);
+        std::fs::write(b.ledger_path(Budget::today()), "{ not json").unwrap();
+        assert!(matches!(b.reserve(worst(1, 0.0)), Err(BudgetError::Corrupt { .. })));
+        assert!(matches!(b.check(), Err(BudgetError::Corrupt { .. })));
     }
 }

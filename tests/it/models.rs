@@ -307,11 +307,13 @@ async fn a_lazy_rewrite_is_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_dollar_cap_counts_prices() {
+async fn the_dollar_cap_counts_prices_and_reserves_the_worst_case() {
     let env = Env::new();
     let model = Model::good().await;
-    // 120 tokens at $1000 per million tokens is $0.12 a call.
-    let p = Pipeline::default().without_pr().settings("budget:\n  usd_per_day: 0.1");
+    // 120 tokens at $1000 per million tokens is $0.12 a call. Before a call is sent, its
+    // worst case (the prompt's bound plus max_tokens: thousands of tokens, dollars here)
+    // is reserved; the real cost then replaces it.
+    let p = Pipeline::default().without_pr().settings("budget:\n  usd_per_day: 20");
     let yaml_price =
         "    headers: {X-Title: prbot-test}\n    prices:\n      qwen2.5-coder:7b: {price_per_mtok_in: 1000, price_per_mtok_out: 1000}\n";
     let pipeline = env.write_pipeline(&model, &p);
@@ -319,8 +321,8 @@ async fn the_dollar_cap_counts_prices() {
         &format!("    api_key_env: {MODEL_KEY_ENV}\n"),
         &format!("    api_key_env: {MODEL_KEY_ENV}\n{yaml_price}"),
     );
-    let run_it = || {
-        std::fs::write(&pipeline, &text).unwrap();
+    let run_it = |text: &str| {
+        std::fs::write(&pipeline, text).unwrap();
         let out = std::process::Command::new(BIN)
             .args(["run", "--json", "--repo"])
             .arg(&env.repo)
@@ -330,11 +332,25 @@ async fn the_dollar_cap_counts_prices() {
             .unwrap();
         Run::from(out)
     };
-    let r = run_it().expect("dry_run", 0);
+    let r = run_it(&text).expect("dry_run", 0);
     assert_eq!(model.requests().await[0].headers.get("x-title").unwrap(), "prbot-test");
     assert!((r["model"]["usd"].as_f64().unwrap() - 0.12).abs() < 1e-9, "{}", r["model"]);
-    let r = run_it().expect("skipped_cost", 0);
-    assert!(r["reason"].as_str().unwrap().contains("$0.1200 of $0.1000"), "{}", r["reason"]);
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(env.repo.join(format!(".git/prbot/cost-{day}.json"))).unwrap())
+            .unwrap();
+    assert!(
+        (ledger["usd"].as_f64().unwrap() - 0.12).abs() < 1e-9,
+        "the reservation was not settled: {ledger}"
+    );
+    assert_eq!(ledger["tokens"], 120);
+    // $19.88 left, but a call that may cost more than that is never sent.
+    let r = run_it(
+        &text.replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 30000\n"),
+    )
+    .expect("skipped_cost", 0);
+    assert!(r["reason"].as_str().unwrap().contains("may cost up to"), "{}", r["reason"]);
+    assert_eq!(model.requests().await.len(), 1, "a call over the cap was sent");
 }
 
 #[test]
@@ -346,4 +362,46 @@ fn an_unknown_provider_is_refused_when_the_pipeline_loads() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stage #2 (id: propose): model `openrouter/x-ai/grok-4.1-fast` names provider `openrouter`, which `providers:` does not define (defined: local)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_record_and_the_ledger_agree_on_every_call_failed_or_not() {
+    let env = Env::new();
+    let model = mock().await;
+    // One 500 (retried), then a reply with usage 1000/50.
+    let reply = ResponseTemplate::new(200).set_body_json({
+        let mut c = completion(&good());
+        c["usage"] = json!({"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050});
+        c
+    });
+    answer(&model.server, "m1", ResponseTemplate::new(500).set_body_string("{}"), Some(1), None).await;
+    answer(&model.server, "m1", reply, None, None).await;
+    let stages = STAGES.replace(
+        "timeout: 10s\n    with:\n      repair_attempts: 0\n",
+        "timeout: 10s\n    with:\n      models: [local/m1]\n      retries: 1\n      repair_attempts: 0\n",
+    );
+    let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
+    let calls = r["model_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(!calls[0]["ok"].as_bool().unwrap() && calls[0]["estimated"] == true, "{:?}", calls[0]);
+    assert!(calls[0]["prompt_tokens"].as_u64().unwrap() > 0, "the failed call was charged nothing");
+    assert_eq!(
+        (calls[1]["prompt_tokens"].as_u64(), calls[1]["estimated"].as_bool()),
+        (Some(1000), Some(false))
+    );
+    let sum: u64 = calls
+        .iter()
+        .map(|c| c["prompt_tokens"].as_u64().unwrap() + c["completion_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(r["model"]["total_tokens"].as_u64().unwrap(), sum, "the record's total is not its calls' sum");
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let ledger: Value =
+        serde_json::from_slice(&std::fs::read(env.repo.join(format!(".git/prbot/cost-{day}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(
+        ledger["tokens"].as_u64().unwrap(),
+        sum,
+        "the ledger charged {ledger} for calls summing to {sum}"
+    );
+    assert_eq!(ledger["calls"], 2);
 }

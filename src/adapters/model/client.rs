@@ -2,7 +2,7 @@
 //! the daily budget.
 
 use crate::config::settings::{Price, ProviderConfig};
-use crate::state::budget::{Budget, BudgetError};
+use crate::state::budget::{Budget, BudgetError, Charge};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,6 +103,24 @@ pub struct ModelClient {
     http: reqwest::Client,
     providers: BTreeMap<String, Provider>,
     budget: Budget,
+    /// What the ledger charged for each request sent, in order, until taken.
+    charged: std::sync::Mutex<Vec<Charged>>,
+}
+
+/// What the ledger charged for one request: the server's usage, or an estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Charged {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub usd: f64,
+    /// True when any part is an estimate (no `usage`, or the call failed).
+    pub estimated: bool,
+}
+
+/// An upper bound for a prompt's tokens: two bytes a token (prose and code run about
+/// four), plus each message's framing.
+fn worst_prompt_tokens(messages: &[ChatMessage]) -> u64 {
+    messages.iter().map(|m| (m.content.len() as u64).div_ceil(2) + 8).sum()
 }
 
 /// A rough count for servers that send no `usage`: four bytes a token.
@@ -130,16 +148,24 @@ impl ModelClient {
             .user_agent(concat!("prbot/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        ModelClient { http, providers, budget }
+        ModelClient { http, providers, budget, charged: Default::default() }
     }
 
-    /// One request to the model a `provider/model` reference names.
+    /// The charges of the requests sent since the last call, oldest first.
+    pub fn take_charged(&self) -> Vec<Charged> {
+        std::mem::take(&mut *self.charged.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One request to the model a `provider/model` reference names. Its worst case
+    /// (the prompt's bound plus `max_tokens`, priced) is reserved before it is sent, and
+    /// replaced by what it really cost after.
     pub async fn complete(
         &self,
         model_ref: &str,
         messages: &[ChatMessage],
         timeout: Duration,
         temperature: f32,
+        max_tokens: u64,
     ) -> Result<Completion, ModelError> {
         let (provider_name, model) = crate::config::split_model_ref(model_ref)
             .ok_or_else(|| ModelError::Shape(format!("`{model_ref}` is not provider/model")))?;
@@ -148,7 +174,14 @@ impl ModelClient {
             .providers
             .get(provider_name)
             .ok_or_else(|| ModelError::Shape(format!("no provider `{provider_name}`")))?;
-        self.budget.reserve_call()?;
+        let price = provider.prices.get(model).copied().unwrap_or_default();
+        let priced = |tokens_in: u64, tokens_out: u64| {
+            (tokens_in as f64 * price.price_per_mtok_in + tokens_out as f64 * price.price_per_mtok_out) / 1e6
+        };
+        let worst_in = worst_prompt_tokens(messages);
+        let reservation = self
+            .budget
+            .reserve(Charge { tokens: worst_in + max_tokens, usd: priced(worst_in, max_tokens) })?;
         let url = format!("{}/chat/completions", provider.base_url);
         // Nothing secret goes to a provider, whatever the prompt was built from.
         let redacted: Vec<serde_json::Value> = messages
@@ -165,6 +198,7 @@ impl ModelClient {
             "model": model,
             "messages": redacted,
             "temperature": temperature,
+            "max_tokens": max_tokens,
             "stream": false,
         });
         let mut req = self.http.post(&url).json(&body).timeout(timeout);
@@ -176,16 +210,20 @@ impl ModelClient {
         }
         let prompt_estimate: u64 = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
         let result = send(req, &url, timeout).await;
-        let price = provider.prices.get(model).copied().unwrap_or_default();
-        let (tokens_in, tokens_out) = match &result {
-            Ok(c) if !c.estimated => (c.prompt_tokens, c.completion_tokens),
-            Ok(c) => (prompt_estimate, c.completion_tokens),
+        let (tokens_in, tokens_out, estimated) = match &result {
+            Ok(c) if !c.estimated => (c.prompt_tokens, c.completion_tokens, false),
+            Ok(c) => (prompt_estimate, c.completion_tokens, true),
             // A failed call may still have cost the server its prompt.
-            Err(_) => (prompt_estimate, 0),
+            Err(_) => (prompt_estimate, 0, true),
         };
-        let usd =
-            (tokens_in as f64 * price.price_per_mtok_in + tokens_out as f64 * price.price_per_mtok_out) / 1e6;
-        self.budget.add_usage(tokens_in + tokens_out, usd)?;
+        let usd = priced(tokens_in, tokens_out);
+        self.charged.lock().unwrap_or_else(|e| e.into_inner()).push(Charged {
+            prompt_tokens: tokens_in,
+            completion_tokens: tokens_out,
+            usd,
+            estimated,
+        });
+        self.budget.settle(reservation, Charge { tokens: tokens_in + tokens_out, usd })?;
         result.map(|mut c| {
             c.prompt_tokens = tokens_in;
             c.usd = usd;

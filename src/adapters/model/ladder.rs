@@ -1,7 +1,7 @@
 //! The fallback ladder: models tried in order, each with a bounded number of retries,
 //! until one gives a usable proposal.
 
-use super::client::{ChatMessage, Completion, ModelClient, ModelError};
+use super::client::{Charged, ChatMessage, Completion, ModelClient, ModelError};
 use super::proposal::Proposal;
 use crate::domain::records::ModelCall;
 use crate::state::budget::BudgetError;
@@ -11,6 +11,8 @@ pub struct Options {
     pub retries: usize,
     pub timeout: Duration,
     pub temperature: f32,
+    /// The reply's cap, sent to the server and reserved from the budget.
+    pub max_tokens: u64,
 }
 
 pub struct Answer {
@@ -39,20 +41,22 @@ pub async fn ask(
 ) -> Result<Answer, LadderError> {
     let mut failures = Vec::new();
     for model in models {
-        let failed = |calls: &mut Vec<ModelCall>, error: String, c: Option<&Completion>| {
+        // Each call is recorded with what the ledger charged for it.
+        let record = |calls: &mut Vec<ModelCall>, error: Option<String>, c: Charged| {
             calls.push(ModelCall {
                 model: model.clone(),
-                ok: false,
-                error: Some(error),
-                prompt_tokens: c.map_or(0, |c| c.prompt_tokens),
-                completion_tokens: c.map_or(0, |c| c.completion_tokens),
-                usd: c.map_or(0.0, |c| c.usd),
+                ok: error.is_none(),
+                error,
+                prompt_tokens: c.prompt_tokens,
+                completion_tokens: c.completion_tokens,
+                usd: c.usd,
+                estimated: c.estimated,
             });
         };
         let mut retried = Vec::new();
         let result = crate::infra::retry::run(
             opts.retries,
-            || client.complete(model, messages, opts.timeout, opts.temperature),
+            || client.complete(model, messages, opts.timeout, opts.temperature, opts.max_tokens),
             |e: &ModelError, wait| {
                 let why = if crate::infra::retry::Transient::retry_after(e).is_some() {
                     " (Retry-After)"
@@ -63,17 +67,20 @@ pub async fn ask(
             },
         )
         .await;
+        // One charge per request sent; a request the budget refused was never sent.
+        let mut charged = client.take_charged().into_iter();
         for r in retried {
             tracing::warn!("{model}: {r}");
-            failed(calls, r, None);
+            record(calls, Some(r), charged.next().unwrap_or_default());
         }
+        let last = charged.next().unwrap_or_default();
         let completion = match result {
             Ok(c) => c,
             Err(ModelError::Budget(BudgetError::Exhausted(m))) => return Err(LadderError::Budget(m)),
             Err(ModelError::Budget(e)) => return Err(LadderError::Ledger(e)),
             Err(e) => {
                 tracing::warn!("{model}: {e}");
-                failed(calls, e.to_string(), None);
+                record(calls, Some(e.to_string()), last);
                 failures.push(format!("{model}: {e}"));
                 continue;
             }
@@ -81,26 +88,19 @@ pub async fn ask(
         if completion.finish_reason.as_deref() == Some("length") {
             let why = "the reply was cut off at the length limit (finish_reason: length)".to_string();
             tracing::warn!("{model}: {why}");
-            failed(calls, why.clone(), Some(&completion));
+            record(calls, Some(why.clone()), last);
             failures.push(format!("{model}: {why}"));
             continue;
         }
         match Proposal::parse(&completion.content) {
             Ok(proposal) => {
-                calls.push(ModelCall {
-                    model: model.clone(),
-                    ok: true,
-                    error: None,
-                    prompt_tokens: completion.prompt_tokens,
-                    completion_tokens: completion.completion_tokens,
-                    usd: completion.usd,
-                });
+                record(calls, None, last);
                 return Ok(Answer { model: model.clone(), completion, proposal });
             }
             Err(e) => {
                 let why = format!("unusable reply: {e}");
                 tracing::warn!("{model}: {why}");
-                failed(calls, why.clone(), Some(&completion));
+                record(calls, Some(why.clone()), last);
                 failures.push(format!("{model}: {why}"));
             }
         }
