@@ -14,7 +14,9 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
     match command {
         Command::Run { target, json, dry_run } => run(&target, json, dry_run),
         Command::Validate { file } => validate(file),
-        Command::History { target, gap, limit, json } => history(&target, gap.as_deref(), limit, json),
+        Command::History { target, gap, limit, json, reindex } => {
+            history(&target, gap.as_deref(), limit, json, reindex)
+        }
         Command::Stats { target, json } => stats(&target, json),
         Command::Serve { target, listen, schedule } => serve(&target, listen, schedule),
         Command::Init { repo, forge, force } => crate::cli::init::run(&repo, forge, force),
@@ -114,7 +116,8 @@ fn validate(file: Option<PathBuf>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-/// The store for a target; without a pipeline file it falls back to the default state dir.
+/// The store for a target, to read; without a pipeline file it falls back to the default
+/// state dir. With the git backend it reads the remote's ref and writes nothing.
 fn store(target: &Target) -> Result<(Store, PathBuf), CliError> {
     let repo = Repo::discover(&target.repo)?;
     let path = pipeline_path(&repo, &target.pipeline);
@@ -124,19 +127,22 @@ fn store(target: &Target) -> Result<(Store, PathBuf), CliError> {
     }
     let pipeline = Pipeline::load(&path)?;
     let state = crate::state::open(&pipeline, &repo);
-    state.store.pull()?;
     Ok((state.store, state.dir))
 }
 
-fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Result<i32, CliError> {
+fn history(
+    target: &Target,
+    gap: Option<&str>,
+    limit: usize,
+    json: bool,
+    reindex: bool,
+) -> Result<i32, CliError> {
     let (store, dir) = store(target)?;
-    let mut all: Vec<Summary> = store
-        .all()?
-        .into_iter()
-        .filter(|s| gap.is_none_or(|g| s.gap_id.as_deref().is_some_and(|id| id == g || id.starts_with(g))))
-        .collect();
-    all.reverse();
-    all.truncate(limit);
+    if reindex {
+        let n = store.reindex()?;
+        eprintln!("rebuilt cycles.jsonl, index/ and stats.json in {} from {n} record(s)", dir.display());
+    }
+    let all: Vec<Summary> = store.for_reading()?.newest(gap, limit)?;
     if json {
         for s in &all {
             println!("{}", serde_json::to_string(s).expect("summary serialises"));
@@ -164,7 +170,7 @@ fn history(target: &Target, gap: Option<&str>, limit: usize, json: bool) -> Resu
 
 fn stats(target: &Target, json: bool) -> Result<i32, CliError> {
     let (store, _) = store(target)?;
-    let s = crate::state::store::compute_stats(&store.all()?);
+    let s = store.for_reading()?.stats()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s).expect("stats serialise"));
         return Ok(0);

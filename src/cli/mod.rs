@@ -55,6 +55,9 @@ pub enum Command {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Rebuild `cycles.jsonl`, `index/` and `stats.json` from the records first.
+        #[arg(long)]
+        reindex: bool,
     },
     /// Counts per outcome and per gap, and the share of cycles that opened a PR.
     Stats {

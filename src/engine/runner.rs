@@ -213,16 +213,14 @@ pub fn run_cycle(
     let mut value = serde_json::to_value(&record).expect("record serialises");
     secrets.redact_value(&mut value);
     let json = serde_json::to_string_pretty(&value).expect("record serialises");
-    let mut summary = serde_json::to_value(record.summary()).expect("summary serialises");
-    secrets.redact_value(&mut summary);
     let record = serde_json::from_value::<Record>(value).unwrap_or_else(|_| {
         // A secret that equals a field's fixed value: keep the fields, redact the reason.
         Record { reason: secrets.redact(&record.reason), ..record }
     });
-    let summary = summary.to_string();
-    let path = cx.store.write_local(&record, &json, &summary)?;
+    // The summary lines derive from the redacted record, as a reindex would derive them.
+    let path = cx.store.write_local(&record, &json)?;
     // Kept here whatever the remote says; the caller reports a record the ref lacks.
-    let unpublished = cx.store.publish(&record, &json, &summary).err();
+    let unpublished = cx.store.publish(&record, &json).err();
     if let Some(url) = &pipeline.observer.url {
         notify_observer(&rt, url, &json);
     }

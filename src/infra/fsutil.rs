@@ -24,18 +24,89 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
     Ok(())
 }
 
-/// Appends one line; a single `write` of a short line is atomic for O_APPEND files.
+/// [`write_atomic`] with the temp file in `tmp_dir` (on the same file system), so that a
+/// folder of many files is never listed to find the temp files a killed write left.
+pub fn write_atomic_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(tmp_dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".prbot-tmp-").tempfile_in(tmp_dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Appends one line; a single `write` of a short line is atomic for O_APPEND files. A
+/// last line a crash cut short is ended first, so the new line never joins it.
 pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     // Never through a link: the state can come from a ref others can push to.
-    let mut f =
-        std::fs::OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
-    let mut buf = String::with_capacity(line.len() + 1);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        f.read_exact_at(&mut last, len - 1)?;
+    }
+    let mut buf = String::with_capacity(line.len() + 2);
+    if last[0] != b'\n' {
+        buf.push('\n');
+    }
     buf.push_str(line);
     buf.push('\n');
     f.write_all(buf.as_bytes())
+}
+
+/// A whole regular file, opened without following a link.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Calls `each` with the lines of a file from its last to its first, until it returns
+/// false; reads only as much of the end as that takes. A missing file has no lines.
+pub fn lines_from_end(path: &Path, mut each: impl FnMut(&str) -> bool) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 64 * 1024;
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut end = f.metadata()?.len();
+    // Bytes after the last newline seen, not yet a whole line.
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact_at(&mut buf, start)?;
+        buf.extend_from_slice(&carry);
+        let mut cut = buf.len();
+        while let Some(nl) = buf[..cut].iter().rposition(|b| *b == b'\n') {
+            let line = &buf[nl + 1..cut];
+            cut = nl;
+            if !line.is_empty() && !each(&String::from_utf8_lossy(line)) {
+                return Ok(());
+            }
+        }
+        carry = buf[..cut].to_vec();
+        end = start;
+    }
+    if !carry.is_empty() {
+        each(&String::from_utf8_lossy(&carry));
+    }
+    Ok(())
 }
 
 /// Removes a folder and everything in it, also when a command left folders without

@@ -326,13 +326,11 @@ async fn metrics(State((app, _)): State<AppState>) -> impl IntoResponse {
 async fn stats(State((app, _)): State<AppState>) -> Response {
     let app = app.clone();
     let read = tokio::task::spawn_blocking(move || {
-        let store = crate::state::open(&app.pipeline, &app.repo).store;
-        store.pull()?;
-        store.all()
+        crate::state::open(&app.pipeline, &app.repo).store.for_reading()?.stats()
     })
     .await;
     match read {
-        Ok(Ok(all)) => Json(crate::state::store::compute_stats(&all)).into_response(),
+        Ok(Ok(stats)) => Json(stats).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

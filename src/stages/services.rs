@@ -156,7 +156,7 @@ impl Services {
         Ok(())
     }
 
-    /// Half-written temp files a killed cycle left behind, and the command logs of all but
+    /// Record writes and temp files a killed cycle left behind, and the command logs of all but
     /// the last [`LOGS_KEPT`] cycles. (A killed cycle's dirty worktree is reset by
     /// `Workspace::prepare` when the worktree is next used.) Only safe with the lock held.
     fn sweep_leftovers(&self) {
@@ -169,7 +169,14 @@ impl Services {
                 let _ = std::fs::remove_dir_all(old);
             }
         }
-        for dir in [self.state_dir.clone(), self.state_dir.join("cycles"), self.state_dir.join("pulls")] {
+        // What a killed record write left half done.
+        match self.store.recover() {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!("finished {n} record write(s) a killed cycle left"),
+            Err(e) => tracing::warn!("cannot finish a killed cycle's record write: {e}"),
+        }
+        // Temp files are kept out of the folders of many files, so this lists few.
+        for dir in [self.state_dir.clone(), self.state_dir.join("tmp"), self.state_dir.join("pulls")] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };

@@ -1,11 +1,20 @@
-//! The records of a state directory: one JSON file per cycle as the source of truth, a
-//! line per cycle in `cycles.jsonl` for history and stats.
+//! The records of a state directory. `cycles/<id>.json` is the source of truth; the rest
+//! is derived from it and can be rebuilt (`prbot history --reindex`):
+//!
+//! - `cycles.jsonl`: a summary line per cycle, oldest first (history reads it from its end);
+//! - `index/<gap>.jsonl`: the same lines per gap (pick-gap and `history --gap`);
+//! - `stats.json`: the running totals `prbot stats` shows, with the last cycle counted.
+//!
+//! A write journals the cycle id first and clears it last, under `records.lock`; the next
+//! writer to find a journal entry finishes what a killed write left. Temp files live in
+//! `tmp/`, so sweeping them never lists the records.
 
 use crate::domain::outcome::Outcome;
 use crate::domain::records::{Record, Summary};
 use crate::infra::fsutil;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +25,62 @@ pub enum RecordError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("the record {path} is not a cycle record ({source}); move it out of the state folder")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
     #[error(transparent)]
     WeakSecret(#[from] crate::infra::secrets::WeakSecret),
+}
+
+/// The totals `prbot stats` shows, kept up to date with each record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub cycles: usize,
+    pub prs_opened: usize,
+    /// Share of cycles that opened a PR, 0.0 to 1.0.
+    pub pr_share: f64,
+    pub by_outcome: BTreeMap<String, usize>,
+    pub by_gap: BTreeMap<String, GapStats>,
+    /// The newest cycle counted, to tell whether the totals are behind `cycles.jsonl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_cycle_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct GapStats {
+    pub cycles: usize,
+    pub prs_opened: usize,
+    pub last_outcome: Option<Outcome>,
+}
+
+impl Stats {
+    pub fn add(&mut self, s: &Summary) {
+        self.cycles += 1;
+        *self.by_outcome.entry(s.outcome.as_str().to_string()).or_insert(0) += 1;
+        let opened = (s.outcome == Outcome::Ok) as usize;
+        self.prs_opened += opened;
+        if let Some(g) = &s.gap_id {
+            let e = self.by_gap.entry(g.clone()).or_default();
+            e.cycles += 1;
+            e.prs_opened += opened;
+            e.last_outcome = Some(s.outcome);
+        }
+        self.pr_share = self.prs_opened as f64 / self.cycles as f64;
+        self.last_cycle_id = Some(s.cycle_id.clone());
+    }
+}
+
+pub fn compute_stats(all: &[Summary]) -> Stats {
+    let mut stats = Stats::default();
+    for s in all {
+        stats.add(s);
+    }
+    stats
+}
+
+/// The line a record adds to `cycles.jsonl` and its gap's index: its summary, as JSON with
+/// sorted keys, so that a rebuilt index is byte for byte the one the writes made.
+pub fn summary_line(record: &Record) -> String {
+    serde_json::to_value(record.summary()).expect("a summary serialises").to_string()
 }
 
 /// The records of one state directory.
@@ -25,11 +88,32 @@ pub struct Store {
     dir: PathBuf,
     /// With the git backend, records also go to the remote's state ref.
     git: Option<crate::state::remote::GitState>,
+    /// For readers of the git backend: the state commit they read, file by file, instead
+    /// of the local copy (`None` before the first write).
+    snapshot: Option<Option<String>>,
 }
 
 impl Store {
     pub fn new(state_dir: &Path) -> Self {
-        Store { dir: state_dir.to_path_buf(), git: None }
+        Store { dir: state_dir.to_path_buf(), git: None, snapshot: None }
+    }
+
+    /// A store for reading only: with the git backend it reads the remote's state commit
+    /// with `git cat-file`, writes nothing in the state directory and takes no lock.
+    pub fn for_reading(mut self) -> Result<Self, RecordError> {
+        if let Some(git) = &self.git {
+            self.snapshot = Some(git.fetch()?);
+        }
+        Ok(self)
+    }
+
+    /// A file of the snapshot being read, when reading the git backend's ref.
+    fn snapshot_text(&self, rel: &str) -> Result<Option<Option<String>>, RecordError> {
+        match (&self.snapshot, &self.git) {
+            (Some(Some(commit)), Some(git)) => Ok(Some(git.read(commit, rel)?)),
+            (Some(None), _) => Ok(Some(None)),
+            _ => Ok(None),
+        }
     }
 
     pub fn with_git(mut self, git: Option<crate::state::remote::GitState>) -> Self {
@@ -49,71 +133,274 @@ impl Store {
         self.dir.join("index").join(format!("{gap_id}.jsonl"))
     }
 
+    fn stats_path(&self) -> PathBuf {
+        self.dir.join("stats.json")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    fn journal_path(&self, cycle_id: &str) -> PathBuf {
+        self.dir.join("journal").join(cycle_id)
+    }
+
+    fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
+        move |source| RecordError::Write { path: path.to_path_buf(), source }
+    }
+
+    /// Held by every writer of the derived files; readers never take it.
+    fn lock(&self) -> Result<File, RecordError> {
+        let path = self.dir.join("records.lock");
+        std::fs::create_dir_all(&self.dir).map_err(Self::write_err(&self.dir))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Self::write_err(&path))?;
+        file.lock().map_err(Self::write_err(&path))?;
+        Ok(file)
+    }
+
+    fn put(&self, path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
+        fsutil::write_atomic_in(&self.tmp_dir(), path, bytes).map_err(Self::write_err(path))
+    }
+
     /// Brings the local copy up to date with the state ref, for the git backend.
     pub fn pull(&self) -> Result<(), RecordError> {
         if let Some(git) = &self.git {
+            let _lock = self.lock()?;
             git.pull(&self.dir)?;
         }
         Ok(())
     }
 
-    /// Writes the record (atomically) and then the index lines that point at it, in the
-    /// state directory.
-    pub fn write_local(&self, record: &Record, json: &str, summary: &str) -> Result<PathBuf, RecordError> {
-        let path = self.record_path(&record.cycle_id);
-        fsutil::write_atomic(&path, json.as_bytes())
-            .map_err(|source| RecordError::Write { path: path.clone(), source })?;
-        let mut logs = vec!["cycles.jsonl".to_string()];
-        if let Some(g) = &record.gap {
-            logs.push(format!("index/{}.jsonl", g.id));
-        }
-        for log in &logs {
-            let t = self.dir.join(log);
-            fsutil::append_line(&t, summary)
-                .map_err(|source| RecordError::Write { path: t.clone(), source })?;
-        }
+    /// Writes the record and then what is derived from it, in the state directory. `json`
+    /// is the record as it should appear on disk, already redacted, like `record`.
+    pub fn write_local(&self, record: &Record, json: &str) -> Result<PathBuf, RecordError> {
+        let _lock = self.lock()?;
+        let id = &record.cycle_id;
+        let journal = self.journal_path(id);
+        self.put(&journal, id.as_bytes())?;
+        let path = self.record_path(id);
+        self.put(&path, json.as_bytes())?;
+        self.derive(record)?;
+        std::fs::remove_file(&journal).map_err(Self::write_err(&journal))?;
         Ok(path)
     }
 
-    /// Adds the record and its index lines to the state ref, with the git backend.
-    pub fn publish(&self, record: &Record, json: &str, summary: &str) -> Result<(), RecordError> {
+    /// Adds a record's lines to the indexes and its summary to the totals.
+    fn derive(&self, record: &Record) -> Result<(), RecordError> {
+        let line = summary_line(record);
+        let mut logs = vec![self.log_path()];
+        if let Some(g) = &record.gap {
+            logs.push(self.gap_index_path(&g.id));
+        }
+        for log in &logs {
+            fsutil::append_line(log, &line).map_err(Self::write_err(log))?;
+        }
+        let mut stats = self.stats_local()?;
+        stats.add(&record.summary());
+        let json = serde_json::to_vec_pretty(&stats).expect("stats serialise");
+        self.put(&self.stats_path(), &json)
+    }
+
+    /// Finishes the writes a killed process left: for each journal entry whose record was
+    /// written, the index lines and the totals that are missing. Returns how many.
+    pub fn recover(&self) -> Result<usize, RecordError> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("journal")) else { return Ok(0) };
+        let _lock = self.lock()?;
+        let mut done = 0;
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let path = self.record_path(&id);
+            if path.is_file() {
+                let record = read_record(&path)?;
+                let counted = self.stats_local()?.last_cycle_id.as_deref() == Some(id.as_str())
+                    || last_summaries(&self.log_path(), 50)?.iter().any(|s| s.cycle_id == id);
+                if !counted {
+                    self.derive(&record)?;
+                    done += 1;
+                }
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+        Ok(done)
+    }
+
+    /// Rebuilds `cycles.jsonl`, `index/` and `stats.json` from the records, oldest first.
+    /// Returns how many records there are.
+    pub fn reindex(&self) -> Result<usize, RecordError> {
+        let _lock = self.lock()?;
+        let dir = self.dir.join("cycles");
+        let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(RecordError::Read { path: dir, source }),
+        };
+        // Cycle ids start with their time, so names sort oldest first.
+        ids.sort();
+        let mut log = String::new();
+        let mut by_gap: BTreeMap<String, String> = BTreeMap::new();
+        let mut stats = Stats::default();
+        for id in &ids {
+            let record = read_record(&self.record_path(id))?;
+            let line = summary_line(&record);
+            log.push_str(&line);
+            log.push('\n');
+            if let Some(g) = &record.gap {
+                let index = by_gap.entry(g.id.clone()).or_default();
+                index.push_str(&line);
+                index.push('\n');
+            }
+            stats.add(&record.summary());
+        }
+        let index_dir = self.dir.join("index");
+        fsutil::remove_tree(&index_dir).map_err(Self::write_err(&index_dir))?;
+        for (gap, text) in &by_gap {
+            self.put(&self.gap_index_path(gap), text.as_bytes())?;
+        }
+        self.put(&self.log_path(), log.as_bytes())?;
+        let json = serde_json::to_vec_pretty(&stats).expect("stats serialise");
+        self.put(&self.stats_path(), &json)?;
+        Ok(ids.len())
+    }
+
+    /// Adds the record, its index lines and the totals to the state ref, with the git backend.
+    pub fn publish(&self, record: &Record, json: &str) -> Result<(), RecordError> {
+        let Some(git) = &self.git else { return Ok(()) };
+        let line = summary_line(record);
         let mut logs = vec!["cycles.jsonl".to_string()];
         if let Some(g) = &record.gap {
             logs.push(format!("index/{}.jsonl", g.id));
         }
-        if let Some(git) = &self.git {
-            git.update(&format!("record {}", record.cycle_id), |read| {
-                let mut writes = vec![(format!("cycles/{}.json", record.cycle_id), json.to_string())];
-                for log in &logs {
-                    let mut text = read(log)?.unwrap_or_default();
-                    if !text.is_empty() && !text.ends_with('\n') {
-                        text.push('\n');
-                    }
-                    text.push_str(summary);
+        git.update(&format!("record {}", record.cycle_id), |read| {
+            let mut writes = vec![(format!("cycles/{}.json", record.cycle_id), json.to_string())];
+            for log in &logs {
+                let mut text = read(log)?.unwrap_or_default();
+                if !text.is_empty() && !text.ends_with('\n') {
                     text.push('\n');
-                    writes.push((log.clone(), text));
                 }
-                Ok::<_, RecordError>(writes)
-            })?;
-        }
+                text.push_str(&line);
+                text.push('\n');
+                writes.push((log.clone(), text));
+            }
+            let mut stats = match read("stats.json")? {
+                Some(t) => serde_json::from_str(&t).unwrap_or_default(),
+                None => Stats::default(),
+            };
+            stats.add(&record.summary());
+            writes
+                .push(("stats.json".into(), serde_json::to_string_pretty(&stats).expect("stats serialise")));
+            Ok::<_, RecordError>(writes)
+        })?;
         Ok(())
     }
 
-    /// The most recent attempts at a gap, newest first.
+    /// The most recent attempts at a gap, newest first: read from the end of its index.
     pub fn attempts(&self, gap_id: &str, limit: usize) -> Result<Vec<Summary>, RecordError> {
-        let mut all: Vec<Summary> = read_jsonl(&self.gap_index_path(gap_id))?
-            .into_iter()
-            .filter(|s| s.outcome.is_attempt())
-            .collect();
-        all.reverse();
+        let mut out = Vec::new();
+        fsutil::lines_from_end(&self.gap_index_path(gap_id), |line| {
+            if let Ok(s) = serde_json::from_str::<Summary>(line) {
+                if s.outcome.is_attempt() {
+                    out.push(s);
+                }
+            }
+            out.len() < limit
+        })
+        .map_err(|source| RecordError::Read { path: self.gap_index_path(gap_id), source })?;
+        Ok(out)
+    }
+
+    /// The newest `limit` cycles, newest first, of one gap (an id or its start) if given:
+    /// read from the end of `cycles.jsonl`, or from the gap's index.
+    pub fn newest(&self, gap: Option<&str>, limit: usize) -> Result<Vec<Summary>, RecordError> {
+        if let Some(text) = self.snapshot_text("cycles.jsonl")? {
+            let mut all: Vec<Summary> = text
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<Summary>(l).ok())
+                .filter(|s| gap.is_none_or(|g| s.gap_id.as_deref().is_some_and(|id| id.starts_with(g))))
+                .take(limit)
+                .collect();
+            all.truncate(limit);
+            return Ok(all);
+        }
+        let Some(gap) = gap else { return last_summaries(&self.log_path(), limit) };
+        let exact = self.gap_index_path(gap);
+        if exact.is_file() {
+            return last_summaries(&exact, limit);
+        }
+        // A prefix: the indexes whose names start with it.
+        let mut all = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("index")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(gap) && name.ends_with(".jsonl") {
+                    all.extend(last_summaries(&e.path(), limit)?);
+                }
+            }
+        }
+        all.sort_by(|a, b| b.cycle_id.cmp(&a.cycle_id));
         all.truncate(limit);
         Ok(all)
     }
 
-    /// Every cycle, oldest first.
-    pub fn all(&self) -> Result<Vec<Summary>, RecordError> {
-        read_jsonl(&self.log_path())
+    /// The totals: `stats.json` when it is as new as `cycles.jsonl`, else counted from it.
+    pub fn stats(&self) -> Result<Stats, RecordError> {
+        if let Some(log) = self.snapshot_text("cycles.jsonl")? {
+            let all: Vec<Summary> =
+                log.unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let kept: Option<Stats> =
+                self.snapshot_text("stats.json")?.flatten().and_then(|t| serde_json::from_str(&t).ok());
+            return Ok(match kept {
+                Some(s) if s.last_cycle_id == all.last().map(|l| l.cycle_id.clone()) => s,
+                _ => compute_stats(&all),
+            });
+        }
+        let stats = self.stats_local()?;
+        let last = last_summaries(&self.log_path(), 1)?.pop().map(|s| s.cycle_id);
+        if stats.last_cycle_id == last {
+            return Ok(stats);
+        }
+        Ok(compute_stats(&read_jsonl(&self.log_path())?))
     }
+
+    fn stats_local(&self) -> Result<Stats, RecordError> {
+        let path = self.stats_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stats::default()),
+            Err(source) => Err(RecordError::Read { path, source }),
+        }
+    }
+}
+
+fn read_record(path: &Path) -> Result<Record, RecordError> {
+    let bytes = fsutil::read_regular(path)
+        .map_err(|source| RecordError::Read { path: path.to_path_buf(), source })?;
+    serde_json::from_slice(&bytes).map_err(|source| RecordError::Corrupt { path: path.to_path_buf(), source })
+}
+
+/// The last `limit` readable summaries of a JSONL file, newest first.
+fn last_summaries(path: &Path, limit: usize) -> Result<Vec<Summary>, RecordError> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    fsutil::lines_from_end(path, |line| {
+        if let Ok(s) = serde_json::from_str::<Summary>(line) {
+            out.push(s);
+        }
+        out.len() < limit
+    })
+    .map_err(|source| RecordError::Read { path: path.to_path_buf(), source })?;
+    Ok(out)
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {
@@ -124,38 +411,4 @@ fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {
     };
     // A line cut short by a crash is skipped; the record files still hold the truth.
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
-}
-
-#[derive(Debug, Serialize)]
-pub struct Stats {
-    pub cycles: usize,
-    pub prs_opened: usize,
-    /// Share of cycles that opened a PR, 0.0 to 1.0.
-    pub pr_share: f64,
-    pub by_outcome: BTreeMap<String, usize>,
-    pub by_gap: BTreeMap<String, GapStats>,
-}
-
-#[derive(Debug, Serialize, Default)]
-pub struct GapStats {
-    pub cycles: usize,
-    pub prs_opened: usize,
-    pub last_outcome: Option<Outcome>,
-}
-
-pub fn compute_stats(all: &[Summary]) -> Stats {
-    let mut by_outcome = BTreeMap::new();
-    let mut by_gap: BTreeMap<String, GapStats> = BTreeMap::new();
-    for s in all {
-        *by_outcome.entry(s.outcome.as_str().to_string()).or_insert(0) += 1;
-        if let Some(g) = &s.gap_id {
-            let e = by_gap.entry(g.clone()).or_default();
-            e.cycles += 1;
-            e.prs_opened += (s.outcome == Outcome::Ok) as usize;
-            e.last_outcome = Some(s.outcome);
-        }
-    }
-    let prs_opened = all.iter().filter(|s| s.outcome == Outcome::Ok).count();
-    let pr_share = if all.is_empty() { 0.0 } else { prs_opened as f64 / all.len() as f64 };
-    Stats { cycles: all.len(), prs_opened, pr_share, by_outcome, by_gap }
 }

@@ -89,13 +89,13 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     // The model's edit is still in prbot's worktree, and the lock file is still there.
     assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello world\n");
     // As if the kill had hit an atomic write half-way.
-    let half = env.state().join("cycles").join(".prbot-tmp-half");
+    let half = env.state().join("tmp").join(".prbot-tmp-half");
     std::fs::create_dir_all(half.parent().unwrap()).unwrap();
     std::fs::write(&half, "{\"cycle_").unwrap();
     // Written two hours ago: no write in flight can still be busy with it.
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
     std::fs::File::options().write(true).open(&half).unwrap().set_modified(two_hours_ago).unwrap();
-    let fresh = env.state().join("cycles").join(".prbot-tmp-in-flight");
+    let fresh = env.state().join("tmp").join(".prbot-tmp-in-flight");
     std::fs::write(&fresh, "{\"cycle_").unwrap();
     let before = env.snapshot();
     let r = env.run(&model, &Pipeline::default().without_pr()).expect("dry_run", 0);
