@@ -256,7 +256,7 @@ impl Budget {
                 None => Ok(Self::empty(day)),
             };
         }
-        match std::fs::read(&path) {
+        match fsutil::read_regular(&path) {
             Ok(bytes) => parse(&path, &bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::empty(day)),
             Err(source) => Err(BudgetError::Io { path, source }),

@@ -373,7 +373,7 @@ impl Store {
 
     fn stats_local(&self) -> Result<Stats, RecordError> {
         let path = self.stats_path();
-        match std::fs::read(&path) {
+        match fsutil::read_regular(&path) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).unwrap_or_default()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stats::default()),
             Err(source) => Err(RecordError::Read { path, source }),
@@ -411,4 +411,23 @@ fn read_jsonl(path: &Path) -> Result<Vec<Summary>, RecordError> {
     };
     // A line cut short by a crash is skipped; the record files still hold the truth.
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_files_are_never_read_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.json");
+        std::fs::write(&outside, r#"{"cycles": 99}"#).unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::os::unix::fs::symlink(&outside, state.join("stats.json")).unwrap();
+        std::os::unix::fs::symlink(&outside, state.join("cycles.jsonl")).unwrap();
+        let store = Store::new(&state);
+        assert!(store.stats().is_err(), "stats.json was read through a link");
+        assert!(store.newest(None, 5).is_err(), "cycles.jsonl was read through a link");
+    }
 }
