@@ -169,6 +169,10 @@ pub struct PrRef {
     /// False when the cycle updated a PR that was already open.
     #[serde(default)]
     pub created: bool,
+    /// The newest PR comment id prbot had seen when it pushed: comments by others with a
+    /// greater id are new review feedback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_seen: Option<u64>,
 }
 
 /// The short form kept in the indexes.
@@ -187,6 +191,9 @@ pub struct Summary {
     /// True when this cycle opened a new PR (not updated one).
     #[serde(default)]
     pub pr_created: bool,
+    /// See [`PrRef::feedback_seen`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_seen: Option<u64>,
 }
 
 impl Record {
@@ -201,6 +208,7 @@ impl Record {
             pr_url: self.pr.as_ref().map(|p| p.url.clone()),
             pr_number: self.pr.as_ref().map(|p| p.number),
             pr_created: self.pr.as_ref().is_some_and(|p| p.created),
+            feedback_seen: self.pr.as_ref().and_then(|p| p.feedback_seen),
         }
     }
 }

@@ -40,15 +40,18 @@ fn pick(cx: &mut Services) -> Result<Picked, End> {
     let mut passed_over = Vec::new();
     for gap in gaps {
         let recent = cx.store.attempts(&gap.id, keep).map_err(|e| End::internal("cannot read history", e))?;
-        let why = match cx.policy().skip_gap(&gap, &recent) {
-            Some(why) => Some(why),
-            None => turned_down(cx, &gap)?,
+        let verdict = match cx.policy().skip_gap(&gap, &recent) {
+            Some(why) => Verdict::Pass(why),
+            None => on_the_forge(cx, &gap, &recent)?,
         };
-        match why {
-            Some(why) => passed_over.push(format!("{} (line {}): {why}", gap.id, gap.line)),
-            None => {
+        match verdict {
+            Verdict::Pass(why) => passed_over.push(format!("{} (line {}): {why}", gap.id, gap.line)),
+            Verdict::Go { feedback, comments_seen } => {
                 tracing::info!("picked gap {} (line {}): {}", gap.id, gap.line, gap.text);
-                return Ok(Picked { gap, prior: recent });
+                if !feedback.is_empty() {
+                    tracing::info!("{} new review comment(s) on its PR", feedback.len());
+                }
+                return Ok(Picked { gap, prior: recent, feedback, comments_seen });
             }
         }
     }
@@ -58,18 +61,47 @@ fn pick(cx: &mut Services) -> Result<Picked, End> {
     ))
 }
 
-/// A gap whose PR was merged, or closed by a maintainer (unless the pr stage says
-/// `recreate_closed`), is not tried again. Asked only when a pr stage will run.
-fn turned_down(cx: &mut Services, gap: &crate::domain::prd::Gap) -> Result<Option<String>, End> {
+enum Verdict {
+    Pass(String),
+    Go { feedback: Vec<crate::adapters::forge::Comment>, comments_seen: u64 },
+}
+
+/// What the gap's PR says, when a pr stage will run. A merged PR, or one a maintainer
+/// closed (unless the pr stage says `recreate_closed`), means the gap is left alone; an
+/// open one waits for review, unless someone commented since prbot's last push.
+fn on_the_forge(
+    cx: &mut Services,
+    gap: &crate::domain::prd::Gap,
+    recent: &[crate::domain::records::Summary],
+) -> Result<Verdict, End> {
+    let go = Verdict::Go { feedback: Vec::new(), comments_seen: 0 };
     let Some(recreate_closed) = cx.pipeline.pr_settings().map(|s| s.recreate_closed) else {
-        return Ok(None);
+        return Ok(go);
     };
     let forge = cx.forge()?;
     let base = cx.pr_base()?;
     let branch = gap.branch();
-    let pr = cx.forge_call(async move { forge.pr_for_branch(&branch, &base).await })?;
-    Ok(match super::pr::existing_pr(pr, recreate_closed) {
-        super::pr::Existing::Done(why) => Some(why),
-        _ => None,
-    })
+    let pr = {
+        let forge = forge.clone();
+        cx.forge_call(async move { forge.pr_for_branch(&branch, &base).await })?
+    };
+    let open = match super::pr::existing_pr(pr, recreate_closed) {
+        super::pr::Existing::Done(why) => return Ok(Verdict::Pass(why)),
+        super::pr::Existing::None => return Ok(go),
+        super::pr::Existing::Open(p) => p,
+    };
+    let number = open.number;
+    let comments = cx.forge_call(async move { forge.comments(number).await })?;
+    let comments_seen = comments.iter().map(|c| c.id).max().unwrap_or(0);
+    // The newest cycle that pushed to this PR says which comments it had seen.
+    let seen = recent.iter().find(|s| s.pr_number == Some(number)).and_then(|s| s.feedback_seen).unwrap_or(0);
+    let mut feedback: Vec<_> = comments.into_iter().filter(|c| !c.by_prbot() && c.id > seen).collect();
+    if feedback.is_empty() {
+        return Ok(Verdict::Pass(format!(
+            "its PR #{number} ({}) waits for review: nobody commented since prbot's last push",
+            open.url
+        )));
+    }
+    feedback.reverse();
+    Ok(Verdict::Go { feedback, comments_seen })
 }

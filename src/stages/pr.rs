@@ -86,7 +86,19 @@ impl Pr<'_> {
             head: branch.clone(),
             base,
         };
-        let note = format!("prbot pushed {} in cycle `{}`.", &sha[..12.min(sha.len())], cx.id);
+        let mut note = format!("prbot pushed {} in cycle `{}`.", &sha[..12.min(sha.len())], cx.id);
+        if !picked.feedback.is_empty() {
+            note.push_str("\n\nThis revision answers:");
+            for c in &picked.feedback {
+                note.push_str(&format!(
+                    "\n- @{} (comment {}): {}",
+                    c.author,
+                    c.id,
+                    crate::infra::text::one_line(&c.body, 100)
+                ));
+            }
+        }
+        let note = cx.secrets.redact(&note);
         let f = forge.clone();
         let req = request.clone();
         let (pr, created) = cx.forge_call(async move {
@@ -129,7 +141,13 @@ impl Pr<'_> {
             }
         }
         tracing::info!("{} draft PR #{}: {}", if created { "opened" } else { "updated" }, pr.number, pr.url);
-        let pr = PrRef { number: pr.number, url: pr.url, title: request.title, created };
+        let pr = PrRef {
+            number: pr.number,
+            url: pr.url,
+            title: request.title,
+            created,
+            feedback_seen: Some(picked.comments_seen),
+        };
         produced.published = Some(Published { pr: Some(pr), ..published });
         Ok(StageStatus::Passed)
     }

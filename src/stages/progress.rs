@@ -15,6 +15,11 @@ pub(crate) struct Picked {
     pub gap: Gap,
     /// Earlier cycles on this gap, newest first.
     pub prior: Vec<Summary>,
+    /// Review feedback on the gap's open PR since prbot's last push, newest first: the
+    /// reason the gap was picked again.
+    pub feedback: Vec<crate::adapters::forge::Comment>,
+    /// The newest comment id on the gap's PR when it was picked (0 without a PR).
+    pub comments_seen: u64,
 }
 
 /// What propose is asked for: set by the engine, which owns the attempts.

@@ -93,10 +93,12 @@ impl Propose<'_> {
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
-        let reserved = crate::adapters::model::client::estimate_tokens(prompt::SYSTEM) as usize
-            + prior_block
-                .as_deref()
-                .map_or(0, |b| crate::adapters::model::client::estimate_tokens(b) as usize)
+        let feedback = prompt::feedback_block(&picked.feedback).map(|f| cx.secrets.redact(&f));
+        let reserved = [Some(prompt::SYSTEM), prior_block.as_deref(), feedback.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(|b| crate::adapters::model::client::estimate_tokens(b) as usize)
+            .sum::<usize>()
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
@@ -109,7 +111,12 @@ impl Propose<'_> {
             tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
         }
         let picks = ctx.files.iter().map(|f| f.pick.clone()).collect();
-        let user = prompt::user_message(gap, &prd_path, &ctx, prior_block.as_deref());
+        let mut user = prompt::user_message(gap, &prd_path, &ctx, prior_block.as_deref());
+        if let Some(feedback) = &feedback {
+            // Untrusted like the rest: redacted, and after the task it cannot replace.
+            user.push_str("\n\n");
+            user.push_str(feedback);
+        }
         let conversation = vec![ChatMessage::system(prompt::SYSTEM), ChatMessage::user(user)];
         let size: u64 =
             conversation.iter().map(|m| crate::adapters::model::client::estimate_tokens(&m.content)).sum();

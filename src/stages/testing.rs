@@ -78,7 +78,10 @@ impl Fixture {
     /// Progress with the PRD's gap picked.
     pub fn picked(&self) -> Progress {
         let gap = crate::domain::prd::gaps(PRD, "[bot-eligible]").remove(0);
-        Progress { picked: Some(Picked { gap, prior: Vec::new() }), ..Progress::default() }
+        Progress {
+            picked: Some(Picked { gap, prior: Vec::new(), feedback: Vec::new(), comments_seen: 0 }),
+            ..Progress::default()
+        }
     }
 
     /// Progress with the gap picked and a change to `greet.sh` staged in the worktree.

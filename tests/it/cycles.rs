@@ -7,9 +7,9 @@ use serde_json::Value;
 async fn a_state_dir_inside_the_tree_never_makes_it_dirty() {
     let env = Env::new();
     let model = Model::good().await;
-    let p = Pipeline::default().settings("state:\n  dir: .prbot-state");
-    env.run(&model, &p).expect("ok", 0);
-    env.run(&model, &p).expect("ok", 0);
+    let p = Pipeline::default().without_pr().settings("state:\n  dir: .prbot-state");
+    env.run(&model, &p).expect("dry_run", 0);
+    env.run(&model, &p).expect("dry_run", 0);
     assert_eq!(std::fs::read_dir(env.repo.join(".prbot-state/cycles")).unwrap().count(), 2);
 }
 
@@ -48,13 +48,34 @@ async fn back_to_back_cycles_both_run_and_learn_from_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_pr_cycle_on_a_gap_updates_the_same_pr() {
+async fn an_open_pr_waits_for_review_and_a_comment_gets_a_revision() {
     let env = Env::new();
     let model = Model::good().await;
     let a = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    // Nobody said anything: the gap waits, and the model is not asked.
+    let waiting = env.run(&model, &Pipeline::default()).expect("skipped_no_gap", 0);
+    let reason = waiting["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("waits for review") && reason.contains(&format!("PR #{}", a["pr"]["number"])),
+        "{reason}"
+    );
+    assert_eq!(model.requests().await.len(), 1, "a waiting gap cost a model call");
+    // A maintainer asks for a change: the next cycle revises the same PR with it in the prompt.
+    env.review("Please also greet the moon.");
     let b = env.run(&model, &Pipeline::default()).expect("ok", 0);
     assert_eq!(a["pr"]["number"], b["pr"]["number"]);
+    assert_eq!(b["pr"]["created"], false);
+    let prompt = model.prompts().await.pop().unwrap();
+    assert!(prompt.contains("Review feedback") && prompt.contains("Please also greet the moon."), "{prompt}");
+    let pr: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.state().join(format!("pulls/{}.json", b["pr"]["number"]))).unwrap(),
+    )
+    .unwrap();
+    let answer = pr["comments"].as_array().unwrap().last().unwrap().as_str().unwrap();
+    assert!(answer.contains("This revision answers") && answer.contains("greet the moon"), "{answer}");
     assert_eq!(std::fs::read_dir(env.state().join("pulls")).unwrap().count(), 1);
+    // Answered: the gap waits again.
+    env.run(&model, &Pipeline::default()).expect("skipped_no_gap", 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

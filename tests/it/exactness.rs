@@ -325,5 +325,6 @@ async fn a_sha256_repository_works_too() {
         git(&env.repo, &["show", &format!("{}:greet.sh", r["branch"].as_str().unwrap())]),
         "echo hello world"
     );
+    env.review("once more");
     env.run(&model, &Pipeline::default()).expect("ok", 0);
 }

@@ -78,18 +78,30 @@ async fn the_first_pr_is_a_draft_and_the_branch_is_really_pushed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_cycle_on_the_gap_updates_the_same_pr() {
+async fn a_review_comment_gets_a_revision_of_the_same_pr() {
     for flavor in BOTH {
         let s = Setup::new(flavor).await;
         s.run(&s.pipeline()).expect("ok", 0);
         s.env.write("other.txt", "a maintainer's commit\n");
         s.env.commit("move main on");
+        // No feedback yet: the gap waits, without a model call.
+        let waiting = s.run(&s.pipeline()).expect("skipped_no_gap", 0);
+        assert!(waiting["reason"].as_str().unwrap().contains("PR #1"), "{flavor:?}: {}", waiting["reason"]);
+        assert_eq!(s.model.requests().await.len(), 1, "{flavor:?}: a waiting gap cost a model call");
+        s.forge.review(1, "Use `printf`, not `echo`.");
         let r = s.run(&s.pipeline()).expect("ok", 0);
+        let prompt = s.model.prompts().await.pop().unwrap();
+        assert!(prompt.contains("Use `printf`, not `echo`."), "{flavor:?}: the comment is not in the prompt");
         let prs = s.forge.prs();
         assert_eq!(prs.len(), 1, "{flavor:?}: a duplicate PR");
         assert_eq!(r["pr"]["number"], 1);
         assert_eq!(r["pr"]["created"], false);
-        assert_eq!(prs[0].comments.len(), 1, "{flavor:?}");
+        assert_eq!(prs[0].comments.len(), 2, "{flavor:?}");
+        assert!(
+            prs[0].comments[1].contains("This revision answers") && prs[0].comments[1].contains("printf"),
+            "{flavor:?}: {:?}",
+            prs[0].comments
+        );
         assert!(prs[0].body.contains("Prior attempts on this gap (1 most recent)"), "{}", prs[0].body);
         assert_eq!(
             s.forge.remote_branch(r["branch"].as_str().unwrap()).as_deref(),
@@ -135,7 +147,8 @@ async fn a_gap_whose_pr_was_closed_is_left_alone_unless_told() {
         let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
         assert_eq!(r["pr"]["number"], 2);
         assert_eq!(s.forge.prs().len(), 2);
-        // The closed PR stays closed; the next cycle updates the open one.
+        // The closed PR stays closed; after a review the next cycle updates the open one.
+        s.forge.review(2, "one more thing");
         let r = s.run(&s.pipeline().stages(&stages)).expect("ok", 0);
         assert_eq!(
             (r["pr"]["number"].as_u64(), r["pr"]["created"].as_bool()),
@@ -252,11 +265,13 @@ async fn the_canary_token_appears_nowhere() {
         let p = Pipeline::default().tests(&["env"]).settings(&s.forge.settings(TOKEN_ENV));
         let ok = s.run(&p);
         let dump = ok.expect("ok", 0)["tests"][0]["log"].as_str().unwrap().to_string();
+        s.forge.review(1, "again");
         let second = s.run(&p);
         second.expect("ok", 0);
         s.forge.state.lock().unwrap().push_allowed = false;
         s.env.write("other.txt", "move on\n");
         s.env.commit("move main on");
+        s.forge.review(1, "and again");
         let failed = s.run(&p);
         failed.expect("pr_failed", 1);
 
@@ -419,5 +434,26 @@ async fn the_push_sends_one_authorization_header_whatever_git_config_holds() {
             r["commit"].as_str(),
             "{flavor:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merged_pr_wins_over_an_older_closed_one() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let gap = crate::support::gap_id_of(&s.env);
+        // #1 closed by a maintainer, #2 recreated and merged: the gap is done.
+        s.forge.add_pr(&format!("prbot/{gap}"), false, false);
+        let merged = s.forge.add_pr(&format!("prbot/{gap}"), false, true);
+        let stages =
+            STAGES.replace("  - uses: pr\n", "  - uses: pr\n    with:\n      recreate_closed: true\n");
+        let r = s.run(&s.pipeline().stages(&stages)).expect("skipped_no_gap", 0);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("PR #{merged}")) && reason.contains("merged"),
+            "{flavor:?}: {reason}"
+        );
+        assert!(s.model.requests().await.is_empty(), "{flavor:?}: a model call for a merged gap");
+        assert_eq!(s.forge.prs().len(), 2, "{flavor:?}: a PR was opened for a merged gap");
     }
 }

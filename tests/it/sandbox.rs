@@ -331,6 +331,7 @@ async fn tests_keep_their_own_loopback_and_may_be_given_the_network() {
                 &format!("commands: [{}]\n      network: true", serde_json::to_string(&host).unwrap()),
             );
             let p = Pipeline::default().stages(&stages).settings("sandbox: bwrap");
+            env.review("again, with the network");
             let r = env.run(&model, &p).expect("ok", 0);
             assert_eq!(r["tests"][0]["sandbox"]["network"], true);
         }

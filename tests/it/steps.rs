@@ -19,6 +19,7 @@ async fn run_steps_execute_in_the_worktree_and_can_fail_the_cycle() {
 
     let stages = STAGES
         .replace("  - uses: test\n", "  - id: fmt\n    run: echo 'bad format' >&2; exit 2\n  - uses: test\n");
+    env.review("again");
     let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("tests_failed", 0);
     assert_eq!(stage_status(&r, "fmt"), "ended");
     assert_eq!(stage_status(&r, "test"), "not_reached");
@@ -63,6 +64,7 @@ async fn the_observer_gets_the_record_and_its_absence_is_harmless() {
     let posted: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(posted["cycle_id"], r["cycle_id"]);
 
+    env.review("again");
     let run = env.run(&model, &Pipeline::default().settings("observer:\n  url: http://127.0.0.1:9/cycles"));
     run.expect("ok", 0);
     assert!(run.stderr.contains("unreachable"), "{}", run.stderr);

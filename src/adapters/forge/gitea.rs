@@ -98,9 +98,10 @@ impl Forge for Gitea {
         if found.state == PrState::Open {
             return Ok(Some(found));
         }
-        // With a closed PR and a newer open one on the same branch, the open one counts.
-        let open = self.open_prs(branch).await?.into_iter().find(|p| p.head == branch);
-        Ok(Some(open.unwrap_or(found)))
+        // That route answers with the oldest PR of the pair; a newer one, open or merged,
+        // speaks for the branch.
+        let all = self.rest.pulls(what, "/pulls?state=all", "limit=50").await?;
+        Ok(super::speaking_pr(all.into_iter().filter(|p| p.head == branch).chain([found]).collect()))
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
@@ -129,6 +130,10 @@ impl Forge for Gitea {
 
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
         self.rest.comment(number, body).await
+    }
+
+    async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
+        self.rest.comments(number, "limit=50").await
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

@@ -3,7 +3,7 @@
 
 use super::http::{self, ApiPr, Reply, Rest, SendError, Transport, Verb};
 use super::push::Pusher;
-use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
+use super::{Forge, ForgeError, PrRequest, RemotePr, RepoInfo};
 use crate::config::settings::ForgeConfig;
 use crate::infra::git::Git;
 use serde_json::{json, Value};
@@ -93,9 +93,7 @@ impl Forge for GitHub {
     async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
         let query = format!("state=all&head={}:{branch}&base={base}", self.owner);
         let prs = self.pulls("looking up the PR of the branch", &query).await?;
-        let open = prs.iter().find(|p| p.state == PrState::Open).cloned();
-        // GitHub lists newest first.
-        Ok(open.or_else(|| prs.into_iter().next()))
+        Ok(super::speaking_pr(prs))
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
@@ -126,6 +124,10 @@ impl Forge for GitHub {
 
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
         self.rest.comment(number, body).await
+    }
+
+    async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
+        self.rest.comments(number, "per_page=100").await
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

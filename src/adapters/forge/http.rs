@@ -145,9 +145,35 @@ impl Rest {
     /// Both forges comment on a PR through its issue.
     pub async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
         let route = format!("/issues/{number}/comments");
-        let comment = serde_json::json!({ "body": body });
+        let comment = serde_json::json!({ "body": format!("{body}\n\n{}", super::BOT_MARK) });
         self.call_ok("commenting on the PR", Verb::Post, &route, Some(&comment)).await?;
         Ok(())
+    }
+}
+
+impl Rest {
+    /// A PR's conversation: Gitea and GitHub both serve it as the issue's comments.
+    pub async fn comments(&self, number: u64, size: &str) -> Result<Vec<super::Comment>, ForgeError> {
+        let what = "reading the PR's comments";
+        let items = self.all_pages(what, &format!("/issues/{number}/comments"), size).await?;
+        items
+            .into_iter()
+            .map(|v| {
+                let id = v["id"].as_u64().ok_or_else(|| ForgeError::Shape {
+                    what: what.into(),
+                    detail: format!(
+                        "a comment without a numeric `id`: {}",
+                        crate::infra::text::one_line(&v.to_string(), 120)
+                    ),
+                })?;
+                Ok(super::Comment {
+                    id,
+                    author: v["user"]["login"].as_str().unwrap_or("someone").to_string(),
+                    body: v["body"].as_str().unwrap_or_default().to_string(),
+                    created_at: v["created_at"].as_str().unwrap_or_default().to_string(),
+                })
+            })
+            .collect()
     }
 }
 

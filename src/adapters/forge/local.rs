@@ -1,6 +1,7 @@
 //! A forge with no network: the branch lives in the user's repository as a ref, and each
 //! pull request is a JSON file in prbot's state directory (`pulls/<number>.json`).
-//! A maintainer can close one by setting its `state` to `closed`.
+//! A maintainer can close one by setting its `state` to `closed`, and leave review
+//! feedback by adding a string to its `comments`.
 
 use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::infra::fsutil;
@@ -97,10 +98,8 @@ impl Forge for LocalForge {
     }
 
     async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
-        let mine: Vec<LocalPr> =
-            self.all().into_iter().filter(|p| p.head == branch && p.base == base).collect();
-        let open = mine.iter().find(|p| p.state == PrState::Open);
-        Ok(open.or(mine.last()).map(|p| self.remote(p)))
+        let mine = self.all().into_iter().filter(|p| p.head == branch && p.base == base);
+        Ok(super::speaking_pr(mine.map(|p| self.remote(&p)).collect()))
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
@@ -144,7 +143,27 @@ impl Forge for LocalForge {
     }
 
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
-        self.edit(number, |p| p.comments.push(body.to_string())).map(|_| ())
+        self.edit(number, |p| p.comments.push(format!("{body}\n\n{}", super::BOT_MARK))).map(|_| ())
+    }
+
+    async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
+        let Some(pr) = self.all().into_iter().find(|p| p.number == number) else {
+            return Err(ForgeError::Other(format!(
+                "there is no local PR #{number} in {}",
+                self.dir.display()
+            )));
+        };
+        Ok(pr
+            .comments
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| super::Comment {
+                id: i as u64 + 1,
+                author: if body.contains(super::BOT_MARK) { "prbot".into() } else { "maintainer".into() },
+                body,
+                created_at: pr.updated_at.to_rfc3339(),
+            })
+            .collect())
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

@@ -58,9 +58,8 @@ impl Forge for MemForge {
 
     async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
         let prs = self.prs.lock().unwrap();
-        let mine: Vec<&MemPr> = prs.iter().filter(|p| p.pr.head == branch && p.base == base).collect();
-        let open = mine.iter().find(|p| p.pr.state == PrState::Open);
-        Ok(open.or(mine.last()).map(|p| p.pr.clone()))
+        let mine = prs.iter().filter(|p| p.pr.head == branch && p.base == base).map(|p| p.pr.clone());
+        Ok(super::speaking_pr(mine.collect()))
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
@@ -107,8 +106,24 @@ impl Forge for MemForge {
             .iter_mut()
             .find(|p| p.pr.number == number)
             .ok_or_else(|| ForgeError::Other("no PR".into()))?;
-        p.comments.push(body.to_string());
+        p.comments.push(format!("{body}\n\n{}", super::BOT_MARK));
         Ok(())
+    }
+
+    async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
+        let prs = self.prs.lock().unwrap();
+        let p =
+            prs.iter().find(|p| p.pr.number == number).ok_or_else(|| ForgeError::Other("no PR".into()))?;
+        Ok(p.comments
+            .iter()
+            .enumerate()
+            .map(|(i, body)| super::Comment {
+                id: i as u64 + 1,
+                author: if body.contains(super::BOT_MARK) { "prbot".into() } else { "maintainer".into() },
+                body: body.clone(),
+                created_at: String::new(),
+            })
+            .collect())
     }
 
     async fn add_labels(&self, _: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

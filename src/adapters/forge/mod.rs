@@ -40,6 +40,25 @@ pub struct RemotePr {
     pub head: String,
 }
 
+/// A comment on a PR's conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    /// The forge's id: ids grow with time, so "newer than the last seen id" means new.
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    pub created_at: String,
+}
+
+/// Ends every comment prbot writes, so that its own are never taken for review feedback.
+pub const BOT_MARK: &str = "<!-- prbot -->";
+
+impl Comment {
+    pub fn by_prbot(&self) -> bool {
+        self.body.contains(BOT_MARK)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RepoInfo {
     pub default_branch: String,
@@ -79,10 +98,20 @@ pub trait Forge: Send + Sync {
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError>;
     async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError>;
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;
+    /// The comments on PR `number`'s conversation, oldest first.
+    async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
     /// Puts labels on a PR by name; returns the names the forge doesn't know.
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError>;
     /// Pushes `commit` to `branch`, replacing it only if nobody else moved it meanwhile.
     async fn push(&self, worktree: &Git, branch: &str, commit: &str) -> Result<(), ForgeError>;
+}
+
+/// Which of a branch's PRs speaks for it: an open one, else a merged one (the gap is done,
+/// whatever older or newer closed PRs exist), else the newest.
+pub(crate) fn speaking_pr(prs: Vec<RemotePr>) -> Option<RemotePr> {
+    let newest_in =
+        |state: PrState| prs.iter().filter(|p| p.state == state).max_by_key(|p| p.number).cloned();
+    newest_in(PrState::Open).or_else(|| newest_in(PrState::Merged)).or_else(|| newest_in(PrState::Closed))
 }
 
 /// The forge a pipeline names. The token is read here and never leaves the forge.

@@ -189,6 +189,13 @@ impl FakeForge {
         number
     }
 
+    /// A maintainer's comment on PR `number`: review feedback.
+    pub fn review(&self, number: u64, text: &str) {
+        let mut s = self.state.lock().unwrap();
+        let pr = s.prs.iter_mut().find(|p| p.number == number).expect("the PR exists");
+        pr.comments.push(text.to_string());
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
@@ -383,6 +390,18 @@ pub(super) fn issue_subroutes(
                 201,
                 json!({"id": pr.comments.len(), "body": text, "html_url": format!("{base}/{OWNER}/{NAME}/pulls/{number}#comment"), "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "user": {"login": "prbot"}}),
             )
+        }
+        ("GET", "comments") => {
+            let all: Vec<Value> = pr
+                .comments
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let login = if text.contains("<!-- prbot -->") { "prbot" } else { "maintainer" };
+                    json!({"id": i + 1, "body": text, "html_url": format!("{base}/{OWNER}/{NAME}/pulls/{number}#issuecomment-{}", i + 1), "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "user": {"login": login, "id": 7}})
+                })
+                .collect();
+            reply(200, Value::Array(all))
         }
         ("POST", "labels") => {
             for v in body["labels"].as_array().cloned().unwrap_or_default() {

@@ -94,6 +94,19 @@ impl Env {
         self.repo.join(".git/prbot")
     }
 
+    /// A maintainer's comment on every open local PR, as review feedback: the next cycle
+    /// on the gap revises its change instead of waiting.
+    pub fn review(&self, text: &str) {
+        let Ok(entries) = std::fs::read_dir(self.state().join("pulls")) else { return };
+        for e in entries.flatten() {
+            let mut pr: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            if pr["state"] == "open" {
+                pr["comments"].as_array_mut().unwrap().push(text.into());
+                std::fs::write(e.path(), serde_json::to_vec_pretty(&pr).unwrap()).unwrap();
+            }
+        }
+    }
+
     pub fn write_pipeline(&self, model: &Model, p: &Pipeline) -> PathBuf {
         let yaml = format!(
             "providers:\n  local:\n    base_url: {}/v1\n    api_key_env: {MODEL_KEY_ENV}\nworkspace:\n  dir: {}\n  base: {}\n{}\nstages:\n{}",
