@@ -194,6 +194,9 @@ pub struct Summary {
     /// See [`PrRef::feedback_seen`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback_seen: Option<u64>,
+    /// The commit this cycle put on the gap's branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 impl Record {
@@ -209,6 +212,7 @@ impl Record {
             pr_number: self.pr.as_ref().map(|p| p.number),
             pr_created: self.pr.as_ref().is_some_and(|p| p.created),
             feedback_seen: self.pr.as_ref().and_then(|p| p.feedback_seen),
+            commit: self.commit.clone(),
         }
     }
 }

@@ -46,12 +46,12 @@ fn pick(cx: &mut Services) -> Result<Picked, End> {
         };
         match verdict {
             Verdict::Pass(why) => passed_over.push(format!("{} (line {}): {why}", gap.id, gap.line)),
-            Verdict::Go { feedback, comments_seen } => {
+            Verdict::Go { feedback, comments_seen, branch_at } => {
                 tracing::info!("picked gap {} (line {}): {}", gap.id, gap.line, gap.text);
                 if !feedback.is_empty() {
                     tracing::info!("{} new review comment(s) on its PR", feedback.len());
                 }
-                return Ok(Picked { gap, prior: recent, feedback, comments_seen });
+                return Ok(Picked { gap, prior: recent, feedback, comments_seen, branch_at });
             }
         }
     }
@@ -63,7 +63,7 @@ fn pick(cx: &mut Services) -> Result<Picked, End> {
 
 enum Verdict {
     Pass(String),
-    Go { feedback: Vec<crate::adapters::forge::Comment>, comments_seen: u64 },
+    Go { feedback: Vec<crate::adapters::forge::Comment>, comments_seen: u64, branch_at: Option<String> },
 }
 
 /// What the gap's PR says, when a pr stage will run. A merged PR, or one a maintainer
@@ -74,12 +74,25 @@ fn on_the_forge(
     gap: &crate::domain::prd::Gap,
     recent: &[crate::domain::records::Summary],
 ) -> Result<Verdict, End> {
-    let go = Verdict::Go { feedback: Vec::new(), comments_seen: 0 };
+    let go = Verdict::Go { feedback: Vec::new(), comments_seen: 0, branch_at: None };
     let Some(recreate_closed) = cx.pipeline.pr_settings().map(|s| s.recreate_closed) else {
         return Ok(go);
     };
     let forge = cx.forge()?;
+    // The first forge requests prove the token, the repository and the base branch,
+    // before any model call, whatever the pr stage's settings.
+    cx.repo_info()?;
     let base = cx.pr_base()?;
+    let base_tip = {
+        let (forge, git, base) = (forge.clone(), cx.repo.git(&cx.cancel), base.clone());
+        cx.forge_call(async move { forge.branch_tip(&git, &base).await })?
+    };
+    if base_tip.is_none() {
+        return Err(End::new(
+            Outcome::PrFailed,
+            format!("the PR base `{base}` is not a branch of the forge's repository; check pr.base"),
+        ));
+    }
     let branch = gap.branch();
     let pr = {
         let forge = forge.clone();
@@ -91,8 +104,15 @@ fn on_the_forge(
         super::pr::Existing::Open(p) => p,
     };
     let number = open.number;
-    let comments = cx.forge_call(async move { forge.comments(number).await })?;
+    let comments = {
+        let forge = forge.clone();
+        cx.forge_call(async move { forge.comments(number).await })?
+    };
     let comments_seen = comments.iter().map(|c| c.id).max().unwrap_or(0);
+    let branch_at = match super::pr::ownership(cx, &forge, gap, recent, number, &comments)? {
+        Ok(at) => at,
+        Err(why) => return Ok(Verdict::Pass(format!("its PR #{number} ({}): {why}", open.url))),
+    };
     // The newest cycle that pushed to this PR says which comments it had seen.
     let seen = recent.iter().find(|s| s.pr_number == Some(number)).and_then(|s| s.feedback_seen).unwrap_or(0);
     let mut feedback: Vec<_> = comments.into_iter().filter(|c| !c.by_prbot() && c.id > seen).collect();
@@ -103,5 +123,5 @@ fn on_the_forge(
         )));
     }
     feedback.reverse();
-    Ok(Verdict::Go { feedback, comments_seen })
+    Ok(Verdict::Go { feedback, comments_seen, branch_at })
 }

@@ -70,6 +70,19 @@ impl Pr<'_> {
             Some(_) => None,
         };
 
+        // Never over a human's commits: the branch must be where prbot left it.
+        let tip = {
+            let (f, git, b) = (forge.clone(), cx.repo.git(&cx.cancel), branch.clone());
+            cx.forge_call(async move { f.branch_tip(&git, &b).await })?
+        };
+        if tip
+            .as_ref()
+            .is_some_and(|t| !made_by_prbot(&picked.prior, t) && Some(t) != picked.branch_at.as_ref())
+        {
+            let why = ForgeError::NotOurs { branch: branch.clone(), tip: tip.clone().unwrap_or_default() }
+                .to_string();
+            return Err(End::new(Outcome::PrSkippedByPolicy, why));
+        }
         let published =
             super::commit(cx, picked, proposal, change).map_err(|why| End::new(Outcome::PrFailed, why))?;
         let (branch, sha) = (published.branch.clone(), published.commit.clone());
@@ -77,7 +90,16 @@ impl Pr<'_> {
         let worktree_git = cx.workspace()?.git().clone();
         {
             let (f, b, c) = (forge.clone(), branch.clone(), sha.clone());
-            cx.forge_call(async move { f.push(&worktree_git, &b, &c).await })?;
+            // The lease: the branch must still be where the check above found it.
+            let at = tip.clone();
+            match cx.block_on(async move { f.push(&worktree_git, &b, &c, at.as_deref()).await }) {
+                None => return Err(End::new(Outcome::Cancelled, "cancelled while pushing")),
+                Some(Err(e @ ForgeError::NotOurs { .. })) => {
+                    return Err(End::new(Outcome::PrSkippedByPolicy, e.to_string()))
+                }
+                Some(Err(e)) => return Err(End::new(Outcome::PrFailed, e.to_string())),
+                Some(Ok(())) => {}
+            }
         }
 
         let request = PrRequest {
@@ -190,6 +212,53 @@ impl Drop for PrSlot {
             }
         }
     }
+}
+
+/// Whether prbot may still write the gap's branch: `Ok(where it may be)` (the commit
+/// prbot last pushed, or the tip a maintainer handed back with `prbot: take over`), or
+/// `Err(why not)` when someone else committed to it. The first time, prbot says so on
+/// the PR, once.
+pub(crate) fn ownership(
+    cx: &mut Services,
+    forge: &std::sync::Arc<dyn crate::adapters::forge::Forge>,
+    gap: &crate::domain::prd::Gap,
+    recent: &[crate::domain::records::Summary],
+    number: u64,
+    comments: &[crate::adapters::forge::Comment],
+) -> Result<Result<Option<String>, String>, End> {
+    use crate::adapters::forge::TAKE_OVER;
+    const STOPPED: &str = "prbot stopped updating this PR";
+    let tip = {
+        let (forge, git, branch) = (forge.clone(), cx.repo.git(&cx.cancel), gap.branch());
+        cx.forge_call(async move { forge.branch_tip(&git, &branch).await })?
+    };
+    if tip.as_ref().is_none_or(|t| made_by_prbot(recent, t)) {
+        return Ok(Ok(tip));
+    }
+    let stopped_at = comments.iter().filter(|c| c.by_prbot() && c.body.contains(STOPPED)).map(|c| c.id).max();
+    let handed_back =
+        comments.iter().any(|c| !c.by_prbot() && c.body.contains(TAKE_OVER) && Some(c.id) > stopped_at);
+    if handed_back {
+        return Ok(Ok(tip));
+    }
+    let why = format!(
+        "someone else committed to {} (it is at {}); prbot leaves it to them until a comment says `{TAKE_OVER}`",
+        gap.branch(),
+        &tip.as_deref().unwrap_or_default()[..12.min(tip.as_deref().unwrap_or_default().len())]
+    );
+    if stopped_at.is_none() {
+        let note = format!("{STOPPED}: someone else committed to `{}`, and prbot never overwrites a human's work. Comment `{TAKE_OVER}` to hand the branch back (prbot then rebuilds the change from the base).", gap.branch());
+        let f = forge.clone();
+        if let Some(Err(e)) = cx.block_on(async move { f.comment(number, &note).await }) {
+            cx.warnings.push(format!("could not comment on PR #{number}: {e}"));
+        }
+    }
+    Ok(Err(why))
+}
+
+/// Whether `commit` is one prbot put on the gap's branch, by its records.
+pub(crate) fn made_by_prbot(recent: &[crate::domain::records::Summary], commit: &str) -> bool {
+    recent.iter().any(|s| s.commit.as_deref() == Some(commit))
 }
 
 /// What a gap's PR on the forge means for a cycle.

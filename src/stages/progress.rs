@@ -20,6 +20,9 @@ pub(crate) struct Picked {
     pub feedback: Vec<crate::adapters::forge::Comment>,
     /// The newest comment id on the gap's PR when it was picked (0 without a PR).
     pub comments_seen: u64,
+    /// Where the gap's branch may be when prbot pushes: the commit prbot last pushed (or
+    /// one a maintainer handed back); `None` when the branch must not exist yet.
+    pub branch_at: Option<String>,
 }
 
 /// What propose is asked for: set by the engine, which owns the attempts.

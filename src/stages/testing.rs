@@ -79,7 +79,13 @@ impl Fixture {
     pub fn picked(&self) -> Progress {
         let gap = crate::domain::prd::gaps(PRD, "[bot-eligible]").remove(0);
         Progress {
-            picked: Some(Picked { gap, prior: Vec::new(), feedback: Vec::new(), comments_seen: 0 }),
+            picked: Some(Picked {
+                gap,
+                prior: Vec::new(),
+                feedback: Vec::new(),
+                comments_seen: 0,
+                branch_at: None,
+            }),
             ..Progress::default()
         }
     }

@@ -457,3 +457,59 @@ async fn a_merged_pr_wins_over_an_older_closed_one() {
         assert_eq!(s.forge.prs().len(), 2, "{flavor:?}: a PR was opened for a merged gap");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_maintainers_commit_on_the_branch_is_never_overwritten() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let first = s.run(&s.pipeline()).expect("ok", 0);
+        let branch = first["branch"].as_str().unwrap().to_string();
+        let theirs = s.forge.commit_as_maintainer(&branch, s.env.tmp.path());
+        s.forge.review(1, "I pushed a fix-up; please also update the docs.");
+        for _ in 0..2 {
+            let r = s.run(&s.pipeline()).expect("skipped_no_gap", 0);
+            let reason = r["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("someone else committed") && reason.contains("PR #1"),
+                "{flavor:?}: {reason}"
+            );
+        }
+        assert_eq!(
+            s.forge.remote_branch(&branch).as_deref(),
+            Some(theirs.as_str()),
+            "{flavor:?}: overwritten"
+        );
+        assert_eq!(s.model.requests().await.len(), 1, "{flavor:?}: a model call on a branch left to a human");
+        let stops = s.forge.prs()[0].comments.iter().filter(|c| c.contains("prbot stopped updating")).count();
+        assert_eq!(stops, 1, "{flavor:?}: the comment should be left once");
+        // Handed back: prbot rebuilds from the base and pushes over the fix-up.
+        s.forge.review(1, "prbot: take over");
+        let r = s.run(&s.pipeline()).expect("ok", 0);
+        assert_eq!(s.forge.remote_branch(&branch).as_deref(), r["commit"].as_str(), "{flavor:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_repo_or_base_ends_the_cycle_before_any_model_call() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        let with = |pr: &str| STAGES.replace("  - uses: pr\n", &format!("  - uses: pr\n    with:\n{pr}"));
+        // A base that is no branch, with recreate_closed too.
+        let stages = with("      base: no-such-branch\n      recreate_closed: true\n");
+        let r = s.run(&s.pipeline().stages(&stages)).expect("pr_failed", 1);
+        assert!(r["reason"].as_str().unwrap().contains("pr.base"), "{flavor:?}: {}", r["reason"]);
+        // A repository that does not exist, with pr.base set (so no default-branch lookup).
+        let wrong_repo = s
+            .forge
+            .settings(TOKEN_ENV)
+            .replace(&format!("repo: {OWNER}/{NAME}"), &format!("repo: {OWNER}/nothing"));
+        let r = s
+            .run(&Pipeline::default().stages(&with("      base: main\n")).settings(&wrong_repo))
+            .expect("pr_failed", 1);
+        assert!(r["reason"].as_str().unwrap().contains("forge.repo"), "{flavor:?}: {}", r["reason"]);
+        assert!(
+            s.model.requests().await.is_empty(),
+            "{flavor:?}: the model was asked before the forge was checked"
+        );
+    }
+}

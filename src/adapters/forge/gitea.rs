@@ -155,7 +155,17 @@ impl Forge for Gitea {
         Ok(missing)
     }
 
-    async fn push(&self, worktree: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
-        self.pusher.push_off_thread(worktree, branch, commit).await
+    async fn branch_tip(&self, git: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        self.pusher.tip_off_thread(git, branch).await
+    }
+
+    async fn push(
+        &self,
+        worktree: &Git,
+        branch: &str,
+        commit: &str,
+        expected: Option<&str>,
+    ) -> Result<(), ForgeError> {
+        self.pusher.push_off_thread(worktree, branch, commit, expected).await
     }
 }

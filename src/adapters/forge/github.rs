@@ -149,8 +149,18 @@ impl Forge for GitHub {
         Ok(missing)
     }
 
-    async fn push(&self, worktree: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
-        self.pusher.push_off_thread(worktree, branch, commit).await
+    async fn branch_tip(&self, git: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        self.pusher.tip_off_thread(git, branch).await
+    }
+
+    async fn push(
+        &self,
+        worktree: &Git,
+        branch: &str,
+        commit: &str,
+        expected: Option<&str>,
+    ) -> Result<(), ForgeError> {
+        self.pusher.push_off_thread(worktree, branch, commit, expected).await
     }
 }
 

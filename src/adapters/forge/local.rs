@@ -177,7 +177,19 @@ impl Forge for LocalForge {
         Ok(Vec::new())
     }
 
-    async fn push(&self, _worktree: &Git, _branch: &str, _commit: &str) -> Result<(), ForgeError> {
+    async fn branch_tip(&self, _: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        let git = Git::new(&self.repo_root, crate::infra::process::Cancel::new());
+        git.query(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}^{{commit}}")])
+            .map_err(|e| ForgeError::Other(e.to_string()))
+    }
+
+    async fn push(
+        &self,
+        _worktree: &Git,
+        _branch: &str,
+        _commit: &str,
+        _: Option<&str>,
+    ) -> Result<(), ForgeError> {
         // The commit already sits on a branch of the user's repository.
         Ok(())
     }

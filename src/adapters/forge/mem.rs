@@ -130,7 +130,14 @@ impl Forge for MemForge {
         Ok(names.to_vec())
     }
 
-    async fn push(&self, _: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
+    async fn branch_tip(&self, _: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        let pushed =
+            self.pushes.lock().unwrap().iter().rev().find(|(b, _)| b == branch).map(|(_, c)| c.clone());
+        // The default branch is always there.
+        Ok(pushed.or_else(|| (branch == "main").then(|| "0".repeat(40))))
+    }
+
+    async fn push(&self, _: &Git, branch: &str, commit: &str, _: Option<&str>) -> Result<(), ForgeError> {
         self.pushes.lock().unwrap().push((branch.to_string(), commit.to_string()));
         Ok(())
     }

@@ -50,6 +50,9 @@ pub struct Comment {
     pub created_at: String,
 }
 
+/// A maintainer's comment that hands a branch someone else committed to back to prbot.
+pub const TAKE_OVER: &str = "prbot: take over";
+
 /// Ends every comment prbot writes, so that its own are never taken for review feedback.
 pub const BOT_MARK: &str = "<!-- prbot -->";
 
@@ -78,6 +81,9 @@ pub enum ForgeError {
     AlreadyExists,
     #[error("git push to {url} was rejected: {reason}")]
     Push { url: String, reason: String },
+    /// The branch holds commits prbot did not push: it is left to whoever made them.
+    #[error("someone else committed to {branch} (it is at {tip}, not at the commit prbot last pushed); prbot leaves the branch to them. Comment `prbot: take over` on the PR to hand it back")]
+    NotOurs { branch: String, tip: String },
     #[error("the forge token variable {0} is not set (or empty); export the token in it")]
     NoToken(String),
     #[error("cannot write the local PR record {path}: {source}")]
@@ -102,8 +108,17 @@ pub trait Forge: Send + Sync {
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
     /// Puts labels on a PR by name; returns the names the forge doesn't know.
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError>;
-    /// Pushes `commit` to `branch`, replacing it only if nobody else moved it meanwhile.
-    async fn push(&self, worktree: &Git, branch: &str, commit: &str) -> Result<(), ForgeError>;
+    /// Where `branch` is on the forge, if it exists. `git` runs `ls-remote` when needed.
+    async fn branch_tip(&self, git: &Git, branch: &str) -> Result<Option<String>, ForgeError>;
+    /// Pushes `commit` to `branch`, only if the branch is missing or at `expected` (the
+    /// commit prbot last pushed), and nobody moved it meanwhile: `NotOurs` otherwise.
+    async fn push(
+        &self,
+        worktree: &Git,
+        branch: &str,
+        commit: &str,
+        expected: Option<&str>,
+    ) -> Result<(), ForgeError>;
 }
 
 /// Which of a branch's PRs speaks for it: an open one, else a merged one (the gap is done,

@@ -77,15 +77,27 @@ impl Pusher {
 
     /// [`Pusher::push`] on a blocking thread, so the async runtime keeps running, retried
     /// with backoff when the server or the network failed.
-    pub async fn push_off_thread(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
+    pub async fn push_off_thread(
+        &self,
+        git: &Git,
+        branch: &str,
+        commit: &str,
+        expected: Option<&str>,
+    ) -> Result<(), ForgeError> {
         let attempt = || {
-            let (me, git, branch, commit) =
-                (self.clone(), git.clone(), branch.to_string(), commit.to_string());
+            let (me, git, branch, commit, expected) = (
+                self.clone(),
+                git.clone(),
+                branch.to_string(),
+                commit.to_string(),
+                expected.map(str::to_string),
+            );
             async move {
-                let result = tokio::task::spawn_blocking(move || me.push(&git, &branch, &commit))
-                    .await
-                    .map_err(|e| ForgeError::Other(format!("the push thread failed: {e}")))
-                    .and_then(|r| r);
+                let result =
+                    tokio::task::spawn_blocking(move || me.push(&git, &branch, &commit, expected.as_deref()))
+                        .await
+                        .map_err(|e| ForgeError::Other(format!("the push thread failed: {e}")))
+                        .and_then(|r| r);
                 result.map_err(|error| {
                     let transient = matches!(&error, ForgeError::Push { reason, .. } if transient(reason));
                     Failed { error, transient }
@@ -99,13 +111,42 @@ impl Pusher {
         .map_err(|f| f.error)
     }
 
-    /// Pushes `commit` to `branch`, with a lease on what the remote had just before.
-    pub fn push(&self, git: &Git, branch: &str, commit: &str) -> Result<(), ForgeError> {
+    /// Where `branch` is on the remote, if it exists.
+    pub fn tip(&self, git: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        let refname = format!("refs/heads/{branch}");
+        let listed = git.run_with_env(["ls-remote", "--", &self.remote_url, &refname], &self.env()).map_err(|e| {
+            ForgeError::Other(format!(
+                "cannot read branch {branch} of {} with git: {}; check the token in forge.token_env and forge.repo",
+                self.remote_url,
+                reason(e)
+            ))
+        })?;
+        Ok(listed.split_whitespace().next().map(str::to_string))
+    }
+
+    /// [`Pusher::tip`] on a blocking thread.
+    pub async fn tip_off_thread(&self, git: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        let (me, git, branch) = (self.clone(), git.clone(), branch.to_string());
+        tokio::task::spawn_blocking(move || me.tip(&git, &branch))
+            .await
+            .map_err(|e| ForgeError::Other(format!("the ls-remote thread failed: {e}")))?
+    }
+
+    /// Pushes `commit` to `branch`, with a lease on what the remote had just before,
+    /// which must be nothing or `expected`.
+    pub fn push(
+        &self,
+        git: &Git,
+        branch: &str,
+        commit: &str,
+        expected: Option<&str>,
+    ) -> Result<(), ForgeError> {
         let refname = format!("refs/heads/{branch}");
         let failed = |e: GitError| ForgeError::Push { url: self.remote_url.clone(), reason: reason(e) };
-        let listed =
-            git.run_with_env(["ls-remote", "--", &self.remote_url, &refname], &self.env()).map_err(failed)?;
-        let current = listed.split_whitespace().next().unwrap_or("").to_string();
+        let current = self.tip(git, branch)?.unwrap_or_default();
+        if !current.is_empty() && Some(current.as_str()) != expected && current != commit {
+            return Err(ForgeError::NotOurs { branch: branch.to_string(), tip: current });
+        }
         let lease = format!("--force-with-lease={refname}:{current}");
         let spec = format!("{commit}:{refname}");
         git.run_with_env(["push", "--no-verify", &lease, "--", &self.remote_url, &spec], &self.env())

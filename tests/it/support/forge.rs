@@ -201,6 +201,40 @@ impl FakeForge {
     }
 
     /// The commit a branch points at on the remote, if it exists.
+    /// A maintainer's commit on top of `branch` on the remote; returns its id.
+    pub fn commit_as_maintainer(&self, branch: &str, dir: &Path) -> String {
+        let work = dir.join("maintainer");
+        let _ = std::fs::remove_dir_all(&work);
+        super::git(
+            dir,
+            &[
+                "clone",
+                "--quiet",
+                "--branch",
+                branch,
+                &self.remote.display().to_string(),
+                &work.display().to_string(),
+            ],
+        );
+        std::fs::write(work.join("REVIEW.md"), "a maintainer's fix-up\n").unwrap();
+        super::git(&work, &["add", "REVIEW.md"]);
+        super::git(
+            &work,
+            &[
+                "-c",
+                "user.name=Maintainer",
+                "-c",
+                "user.email=m@example.org",
+                "commit",
+                "--quiet",
+                "-m",
+                "fix-up",
+            ],
+        );
+        super::git(&work, &["push", "--quiet", "origin", branch]);
+        self.remote_branch(branch).expect("pushed")
+    }
+
     pub fn remote_branch(&self, branch: &str) -> Option<String> {
         let out = std::process::Command::new("git")
             .args(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
