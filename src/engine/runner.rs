@@ -240,7 +240,8 @@ fn excerpt(progress: &Progress) -> String {
 /// What the cycle comes to when every stage let it go on.
 fn conclude(cx: &mut Services, progress: &mut Progress) -> End {
     if let Some(pr) = progress.published.as_ref().and_then(|p| p.pr.as_ref()) {
-        return End::new(Outcome::Ok, format!("draft PR #{} opened: {}", pr.number, pr.url));
+        let done = if pr.created { "opened" } else { "updated" };
+        return End::new(Outcome::Ok, format!("draft PR #{} {done}: {}", pr.number, pr.url));
     }
     let Some(picked) = progress.picked.clone() else {
         return End::new(Outcome::DryRun, "the pipeline ended before a gap was picked");

@@ -275,10 +275,7 @@ impl Services {
         }
         let base = match self.pipeline.pr_settings().and_then(|s| s.base.clone()) {
             Some(b) => b,
-            None => {
-                let forge = self.forge()?;
-                self.forge_call(async move { forge.repo_info().await })?.default_branch
-            }
+            None => self.repo_info()?.default_branch,
         };
         self.pr_base = Some(base.clone());
         Ok(base)

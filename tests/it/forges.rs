@@ -513,3 +513,88 @@ async fn a_wrong_repo_or_base_ends_the_cycle_before_any_model_call() {
         );
     }
 }
+
+fn header(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_are_waited_out_and_other_403s_say_permission() {
+    for flavor in BOTH {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        // A secondary limit (403 + retry-after), then a primary one (remaining 0, reset):
+        // both waited out, and the cycle ends ok.
+        let s = Setup::new(flavor).await;
+        s.forge.state.lock().unwrap().throttle = vec![
+            (403, vec![header("retry-after", "1")], "You have exceeded a secondary rate limit".into()),
+            (
+                403,
+                vec![
+                    header("x-ratelimit-remaining", "0"),
+                    header("x-ratelimit-reset", &(now + 1).to_string()),
+                ],
+                "API rate limit exceeded".into(),
+            ),
+        ];
+        s.run(&s.pipeline()).expect("ok", 0);
+        // A limit that asks for an hour is not sat through, and says so.
+        let s = Setup::new(flavor).await;
+        s.forge.state.lock().unwrap().throttle =
+            vec![(429, vec![header("retry-after", "3600")], "API rate limit exceeded".into())];
+        let r = s.run(&s.pipeline()).expect("pr_failed", 1);
+        assert!(r["reason"].as_str().unwrap().contains("wait 3600 s"), "{flavor:?}: {}", r["reason"]);
+        // A plain 403 is about permission.
+        let s = Setup::new(flavor).await;
+        s.forge.state.lock().unwrap().throttle =
+            vec![(403, vec![], "Resource not accessible by integration.".into())];
+        let r = s.run(&s.pipeline()).expect("pr_failed", 1);
+        let reason = r["reason"].as_str().unwrap();
+        assert!(reason.contains("lacks permission") && !reason.contains(".."), "{flavor:?}: {reason}");
+        assert!(s.model.requests().await.is_empty(), "{flavor:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_say_what_to_check() {
+    // A moved repository (GitHub's client does not follow the redirect): update forge.repo.
+    let s = Setup::new(Flavor::Github).await;
+    s.forge.state.lock().unwrap().throttle = vec![(
+        301,
+        vec![header("location", "https://api.example/repos/acme/gadgets")],
+        "Moved Permanently".into(),
+    )];
+    let r = s.run(&s.pipeline()).expect("pr_failed", 1);
+    assert!(r["reason"].as_str().unwrap().contains("update forge.repo"), "{}", r["reason"]);
+    for flavor in BOTH {
+        // A token with a trailing newline names its variable.
+        let s = Setup::new(flavor).await;
+        let r = s
+            .env
+            .run_with(&s.model, &s.pipeline(), &[(TOKEN_ENV, &format!("{}\n", s.token))])
+            .expect("pr_failed", 1);
+        assert!(r["reason"].as_str().unwrap().contains(TOKEN_ENV), "{flavor:?}: {}", r["reason"]);
+        // Nothing listening: check forge.url.
+        let s = Setup::new(flavor).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = s.forge.url.clone();
+        let dead = s.forge.settings(TOKEN_ENV).replace(&url, &format!("http://127.0.0.1:{port}"));
+        let r = s.run(&Pipeline::default().settings(&dead)).expect("pr_failed", 1);
+        assert!(r["reason"].as_str().unwrap().contains("check forge.url"), "{flavor:?}: {}", r["reason"]);
+        // An update says updated, and the repository is read once per cycle.
+        let s = Setup::new(flavor).await;
+        s.run(&s.pipeline()).expect("ok", 0);
+        s.forge.review(1, "more");
+        let before = s.forge.seen().len();
+        let r = s.run(&s.pipeline()).expect("ok", 0);
+        assert!(
+            r["reason"].as_str().unwrap().starts_with("draft PR #1 updated"),
+            "{flavor:?}: {}",
+            r["reason"]
+        );
+        let repo_reads = s.forge.seen()[before..]
+            .iter()
+            .filter(|q| q.method == "GET" && (q.path.ends_with(&format!("/repos/{OWNER}/{NAME}"))))
+            .count();
+        assert_eq!(repo_reads, 1, "{flavor:?}: the repository was read {repo_reads} times in one cycle");
+    }
+}

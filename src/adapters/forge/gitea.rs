@@ -57,7 +57,10 @@ impl Gitea {
         let web = config.web_url().expect("validated: gitea has a url");
         let repo = config.repo.clone().expect("validated: gitea has a repo");
         let mut auth = reqwest::header::HeaderValue::from_str(&format!("token {token}")).map_err(|_| {
-            ForgeError::Other("the forge token holds characters that cannot go in a header".into())
+            ForgeError::Other(format!(
+                "the token in ${} holds characters that cannot go in an HTTP header (a trailing newline?); store it without them",
+                config.token_var().unwrap_or_default()
+            ))
         })?;
         auth.set_sensitive(true);
         let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);

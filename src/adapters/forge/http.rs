@@ -221,17 +221,43 @@ enum Attempt {
     Failed(SendError),
 }
 
+impl Reply {
+    /// How long a rate-limited answer asks to wait: `retry-after`, or until
+    /// `x-ratelimit-reset` when `x-ratelimit-remaining` is 0 (GitHub's primary limit, sent
+    /// as 403 or 429). `None` for an answer that is not a rate limit.
+    pub fn rate_limit_wait(&self) -> Option<Duration> {
+        if self.status != 403 && self.status != 429 {
+            return None;
+        }
+        if let Some(d) = crate::infra::retry::retry_after(&self.headers) {
+            return Some(d);
+        }
+        let header = |k: &str| self.headers.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+        if header("x-ratelimit-remaining") == Some("0") {
+            let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            return Some(Duration::from_secs(reset.saturating_sub(now).max(1)));
+        }
+        (self.status == 429).then_some(Duration::ZERO)
+    }
+}
+
 impl crate::infra::retry::Transient for Attempt {
     fn retryable(&self) -> bool {
         match self {
-            Attempt::Answer(r) => r.status == 429 || r.status >= 500,
+            // A rate limit that asks for more than prbot waits is not retried: the reason
+            // says how long it asked.
+            Attempt::Answer(r) => {
+                r.status >= 500 || r.rate_limit_wait().is_some_and(|d| d <= crate::infra::retry::MAX_WAIT)
+            }
             Attempt::Failed(_) => true,
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Attempt::Answer(r) => crate::infra::retry::retry_after(&r.headers),
+            Attempt::Answer(r) => r.rate_limit_wait().filter(|d| !d.is_zero()),
             Attempt::Failed(_) => None,
         }
     }
@@ -272,8 +298,8 @@ where
             what: what.to_string(),
             url: url.to_string(),
             detail: match e {
-                SendError::Timeout => "timed out".into(),
-                SendError::Transport(d) => d,
+                SendError::Timeout => "timed out; check forge.url and forge.timeout".into(),
+                SendError::Transport(d) => format!("{d}; check forge.url"),
             },
         }),
     }
@@ -294,12 +320,21 @@ impl Target {
 
     /// An answer that is not 2xx, as an error that says what to check.
     pub fn fail(&self, what: &str, r: &Reply) -> ForgeError {
-        ForgeError::Status {
-            what: what.to_string(),
-            status: r.status,
-            message: r.message(),
-            hint: self.hint(r.status),
-        }
+        let hint = match (r.rate_limit_wait(), r.status) {
+            (Some(wait), _) => format!(
+                "Rate limited: the forge asks to wait {} s, more than prbot waits ({} s) or still after the retries; try again later",
+                wait.as_secs(),
+                crate::infra::retry::MAX_WAIT.as_secs()
+            ),
+            (None, 301 | 302 | 307 | 308) => {
+                let to = r.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("elsewhere");
+                format!("The repository moved: the forge redirects to {to}; update forge.repo (and forge.url) to its new place")
+            }
+            (None, status) => self.hint(status),
+        };
+        // A forge's message often ends with a period of its own.
+        let message = r.message().trim_end_matches('.').to_string();
+        ForgeError::Status { what: what.to_string(), status: r.status, message, hint }
     }
 
     /// What the user should check for an HTTP status, without ever quoting the token.
@@ -310,7 +345,6 @@ impl Target {
             403 => format!("The token in ${var} lacks permission: it needs write access to {repo}'s code and pull requests"),
             404 => format!("Not found: check forge.url ({web}) and forge.repo ({repo}), and that the token can see the repository"),
             409 | 422 => "The forge refused the request as it stands".into(),
-            429 => "Rate limited, and still so after the retries; try again later".into(),
             s if s >= 500 => "The forge had an internal error, and still after the retries; check its status".into(),
             _ => String::new(),
         }

@@ -44,6 +44,9 @@ pub struct Seen {
     pub body: String,
 }
 
+/// A canned answer: status, headers, message.
+pub type Throttle = (u16, Vec<(String, String)>, String);
+
 pub struct State {
     pub flavor: Flavor,
     pub token: String,
@@ -53,6 +56,9 @@ pub struct State {
     pub seen: Vec<Seen>,
     /// Statuses to answer the next `POST .../pulls` with, before serving it.
     pub fail_creates: Vec<u16>,
+    /// Answers (status, headers, JSON message) for the next API requests, before serving
+    /// any: rate limits and redirects as the real servers send them.
+    pub throttle: Vec<Throttle>,
     /// Hide open PRs from lookups until a create arrives: a PR "opened meanwhile".
     pub hide_until_create: bool,
     /// When false, the git remote refuses pushes with 403.
@@ -138,6 +144,7 @@ impl FakeForge {
             labels: vec![(1, "bot".into()), (2, "enhancement".into())],
             seen: Vec::new(),
             fail_creates: Vec::new(),
+            throttle: Vec::new(),
             hide_until_create: false,
             push_allowed: true,
             fail_receive_pack: Vec::new(),
@@ -296,6 +303,21 @@ async fn handle(
                 json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}),
             ),
         };
+    }
+    let throttled = {
+        let mut s = st.lock().unwrap();
+        (!s.throttle.is_empty()).then(|| s.throttle.remove(0))
+    };
+    if let Some((status, headers, message)) = throttled {
+        let mut r =
+            reply(status, json!({"message": message, "documentation_url": "https://docs.github.com/rest"}));
+        for (k, v) in headers {
+            r.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        return r;
     }
     let Some(rest) = path.strip_prefix(&prefix) else {
         return not_found(flavor, base);
