@@ -10,3 +10,15 @@ pub fn one_line(s: &str, max: usize) -> String {
         format!("{cut}…")
     }
 }
+
+/// At most `max` bytes of `s`, cut at a character boundary, marked when cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n…(cut)", &s[..end])
+}

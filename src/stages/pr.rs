@@ -109,6 +109,19 @@ impl Pr<'_> {
             base,
         };
         let mut note = format!("prbot pushed {} in cycle `{}`.", &sha[..12.min(sha.len())], cx.id);
+        // What changed since the previous revision, when its commit is at hand.
+        let previous = tip.as_deref().filter(|t| *t != sha.as_str());
+        if let Some(prev) = previous {
+            let ws_git = cx.workspace()?.git().clone();
+            if let Ok(Some(stat)) = ws_git.query(["diff", "--no-color", "--stat", prev, sha.as_str()]) {
+                if !stat.trim().is_empty() {
+                    note.push_str(&format!(
+                        "\n\nChanged since the previous revision:\n```\n{}\n```",
+                        stat.trim_end()
+                    ));
+                }
+            }
+        }
         if !picked.feedback.is_empty() {
             note.push_str("\n\nThis revision answers:");
             for c in &picked.feedback {

@@ -86,6 +86,7 @@ impl Propose<'_> {
         let gap = &picked.gap;
         let ws = cx.workspace()?;
         let root = ws.path.clone();
+        let (ws_git, base_commit) = (ws.git().clone(), ws.base_commit.clone());
         let cache_path = ws.cache_dir.join("context-terms");
         let with_blobs = ws.files_with_blobs()?;
         let all: Vec<String> = with_blobs.iter().map(|(p, _)| p.clone()).collect();
@@ -93,7 +94,20 @@ impl Propose<'_> {
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
-        let feedback = prompt::feedback_block(&picked.feedback).map(|f| cx.secrets.redact(&f));
+        let feedback = prompt::feedback_block(&picked.feedback).map(|f| {
+            // What the PR holds now, when its commit is at hand: the model revises it.
+            let current = picked.branch_at.as_deref().and_then(|at| {
+                let diff = ws_git.query(["diff", "--no-color", "--no-ext-diff", &base_commit, at]).ok()??;
+                Some(crate::infra::text::cut(&diff, 12_000))
+            });
+            let block = match current {
+                Some(diff) => {
+                    format!("{f}\nThe PR's current change (a diff against the base):\n```diff\n{diff}\n```\n")
+                }
+                None => f,
+            };
+            cx.secrets.redact(&block)
+        });
         let reserved = [Some(prompt::SYSTEM), prior_block.as_deref(), feedback.as_deref()]
             .into_iter()
             .flatten()

@@ -92,6 +92,10 @@ async fn a_review_comment_gets_a_revision_of_the_same_pr() {
         let r = s.run(&s.pipeline()).expect("ok", 0);
         let prompt = s.model.prompts().await.pop().unwrap();
         assert!(prompt.contains("Use `printf`, not `echo`."), "{flavor:?}: the comment is not in the prompt");
+        assert!(
+            prompt.contains("The PR's current change") && prompt.contains("+echo hello world"),
+            "{flavor:?}: the PR's diff is not in the prompt"
+        );
         let prs = s.forge.prs();
         assert_eq!(prs.len(), 1, "{flavor:?}: a duplicate PR");
         assert_eq!(r["pr"]["number"], 1);
