@@ -50,6 +50,12 @@ pub fn event(source: Source, headers: &HeaderMap) -> String {
 pub enum Verdict {
     Trigger,
     Ignore(String),
+    /// The payload lists only some of the push's commits, and none of those touch the
+    /// PRD: whether the whole range does is for git to say.
+    Range {
+        before: String,
+        after: String,
+    },
 }
 
 /// A push to the default branch that touches the PRD (or any push, with `on_push: any`)
@@ -78,7 +84,48 @@ pub fn decide(
     let touched = commits
         .flat_map(|c| ["added", "modified", "removed"].map(|k| &c[k]))
         .any(|list| list.as_array().into_iter().flatten().any(|p| p.as_str() == Some(prd)));
-    Ok(if touched { Verdict::Trigger } else { Verdict::Ignore(format!("the push does not change {prd}")) })
+    if touched {
+        return Ok(Verdict::Trigger);
+    }
+    // Gitea keeps the newest commits only (FEED_MAX_COMMIT_NUM, 5 by default) and the count
+    // in `total_commits`.
+    let listed = payload["commits"].as_array().map_or(0, Vec::len) as u64;
+    let total = payload["total_commits"].as_u64().unwrap_or(listed);
+    if total > listed {
+        let (before, after) = (payload["before"].as_str(), payload["after"].as_str());
+        return Ok(match (before, after) {
+            (Some(b), Some(a)) => Verdict::Range { before: b.to_string(), after: a.to_string() },
+            _ => Verdict::Trigger,
+        });
+    }
+    Ok(Verdict::Ignore(format!("the push does not change {prd}")))
+}
+
+/// Whether `before..after` changes the PRD, by the repository's git; a range that is not
+/// all there (or a new branch) starts the cycle, to be safe.
+pub fn range_touches(
+    repo: &crate::infra::workspace::Repo,
+    before: &str,
+    after: &str,
+    prd: &str,
+) -> Result<Verdict, String> {
+    let git = repo.git(&crate::infra::process::Cancel::new());
+    let known = |c: &str| {
+        c.len() >= 40
+            && c.chars().all(|ch| ch.is_ascii_hexdigit())
+            && !c.chars().all(|ch| ch == '0')
+            && git.query(["cat-file", "-e", &format!("{c}^{{commit}}")]).ok().flatten().is_some()
+    };
+    if !known(before) || !known(after) {
+        return Ok(Verdict::Trigger);
+    }
+    match git.query(["diff", "--quiet", before, after, "--", prd]) {
+        // `--quiet` exits 0 when nothing changed.
+        Ok(Some(_)) => {
+            Ok(Verdict::Ignore(format!("the push does not change {prd} (checked {before:.12}..{after:.12})")))
+        }
+        _ => Ok(Verdict::Trigger),
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +154,16 @@ mod tests {
         ));
         assert!(matches!(decide("issues", &json!({}), "docs/PRD.md", OnPush::Any), Ok(Verdict::Ignore(_))));
         assert!(decide("push", &json!({"ref": "refs/heads/main"}), "docs/PRD.md", OnPush::Any).is_err());
+    }
+
+    #[test]
+    fn a_trimmed_commit_list_leaves_the_range_to_git() {
+        let mut push = json!({"ref": "refs/heads/main", "before": "a", "after": "b", "repository": {"default_branch": "main"}, "commits": [{"modified": ["src/a.rs"]}], "total_commits": 6});
+        assert_eq!(
+            decide("push", &push, "docs/PRD.md", OnPush::Prd),
+            Ok(Verdict::Range { before: "a".into(), after: "b".into() })
+        );
+        push["total_commits"] = json!(1);
+        assert!(matches!(decide("push", &push, "docs/PRD.md", OnPush::Prd), Ok(Verdict::Ignore(_))));
     }
 }

@@ -44,6 +44,8 @@ struct App {
     seen: Mutex<Seen>,
     deliveries: Mutex<BTreeMap<&'static str, u64>>,
     cycles: Mutex<BTreeMap<String, u64>>,
+    /// Queued cycles dropped at shutdown.
+    dropped: std::sync::atomic::AtomicU64,
     last_cycle: AtomicI64,
 }
 
@@ -55,6 +57,10 @@ struct Seen {
 }
 
 impl Seen {
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
     /// `false` when the id was seen before.
     fn insert(&mut self, id: &str) -> bool {
         if !self.ids.insert(id.to_string()) {
@@ -127,6 +133,7 @@ async fn serve(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32
         seen: Mutex::new(Seen::default()),
         deliveries: Mutex::new(BTreeMap::new()),
         cycles: Mutex::new(BTreeMap::new()),
+        dropped: Default::default(),
         last_cycle: AtomicI64::new(0),
     });
     let router = Router::new()
@@ -165,7 +172,10 @@ async fn serve(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32
         tracing::info!("shutting down: no new deliveries; letting the running cycle finish");
     };
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(ServeError::Server)?;
-    app.queue.close();
+    if app.queue.close() {
+        tracing::info!("shutting down: the queued cycle is dropped; only the running one finishes");
+        app.dropped.fetch_add(1, Ordering::SeqCst);
+    }
     if tokio::time::timeout(grace, &mut Box::pin(wait_worker(&app))).await.is_err() {
         tracing::warn!("the cycle outlived the {grace:?} grace period; cancelling it");
         cancel.cancel();
@@ -269,11 +279,19 @@ async fn hook(app: &App, source: Source, limit: usize, req: Request) -> Response
     if !hooks::verify(source, secret, &headers, &body) {
         return app.reply("unauthorized", StatusCode::UNAUTHORIZED, "missing or bad signature".into());
     }
-    if let Some(id) = hooks::delivery_id(source, &headers) {
-        if !app.seen.lock().unwrap().insert(&id) {
+    // A delivery counts as handled only once it was accepted: a redelivery of one that
+    // was refused as bad gets another chance.
+    let id = hooks::delivery_id(source, &headers);
+    if let Some(id) = &id {
+        if app.seen.lock().unwrap().contains(id) {
             return app.reply("duplicate", StatusCode::OK, format!("delivery {id} was handled already"));
         }
     }
+    let accepted = |app: &App| {
+        if let Some(id) = &id {
+            app.seen.lock().unwrap().insert(id);
+        }
+    };
     let payload: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -282,10 +300,26 @@ async fn hook(app: &App, source: Source, limit: usize, req: Request) -> Response
     };
     let event = hooks::event(source, &headers);
     let prd = app.pipeline.prd.path.to_string_lossy().into_owned();
-    match hooks::decide(&event, &payload, &prd, app.pipeline.serve.on_push) {
+    let verdict = match hooks::decide(&event, &payload, &prd, app.pipeline.serve.on_push) {
+        Ok(Verdict::Range { before, after }) => {
+            // Gitea lists only the newest commits of a long push: ask git about the range.
+            let (repo, prd) = (app.repo.clone(), prd.clone());
+            tokio::task::spawn_blocking(move || hooks::range_touches(&repo, &before, &after, &prd))
+                .await
+                .unwrap_or(Ok(Verdict::Trigger))
+        }
+        other => other,
+    };
+    match verdict {
         Err(why) => app.reply("bad_request", StatusCode::BAD_REQUEST, why),
-        Ok(Verdict::Ignore(why)) => app.reply("ignored", StatusCode::ACCEPTED, why),
-        Ok(Verdict::Trigger) => app.enqueue(&format!("{event} to the default branch")),
+        Ok(Verdict::Ignore(why)) => {
+            accepted(app);
+            app.reply("ignored", StatusCode::ACCEPTED, why)
+        }
+        Ok(_) => {
+            accepted(app);
+            app.enqueue(&format!("{event} to the default branch"))
+        }
     }
 }
 
@@ -312,12 +346,14 @@ async fn metrics(State((app, _)): State<AppState>) -> impl IntoResponse {
     for (o, n) in app.cycles.lock().unwrap().iter() {
         s.push_str(&format!("prbot_cycles_total{{outcome=\"{o}\"}} {n}\n"));
     }
-    s.push_str("# HELP prbot_deliveries_total Webhook deliveries and manual triggers, by result.\n# TYPE prbot_deliveries_total counter\n");
+    s.push_str("# HELP prbot_deliveries_total Webhook deliveries, manual triggers and schedule ticks, by result.\n# TYPE prbot_deliveries_total counter\n");
     for (r, n) in app.deliveries.lock().unwrap().iter() {
         s.push_str(&format!("prbot_deliveries_total{{result=\"{r}\"}} {n}\n"));
     }
     s.push_str("# HELP prbot_queue_depth Cycles running or queued.\n# TYPE prbot_queue_depth gauge\n");
     s.push_str(&format!("prbot_queue_depth {}\n", app.queue.depth()));
+    s.push_str("# HELP prbot_cycles_dropped_total Queued cycles dropped at shutdown.\n# TYPE prbot_cycles_dropped_total counter\n");
+    s.push_str(&format!("prbot_cycles_dropped_total {}\n", app.dropped.load(Ordering::SeqCst)));
     s.push_str("# HELP prbot_last_cycle_timestamp_seconds When the last cycle ended (Unix time; 0 before the first).\n# TYPE prbot_last_cycle_timestamp_seconds gauge\n");
     s.push_str(&format!("prbot_last_cycle_timestamp_seconds {}\n", app.last_cycle.load(Ordering::SeqCst)));
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s)

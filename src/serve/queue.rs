@@ -71,9 +71,15 @@ impl Queue {
         s.queued as u64 + s.running as u64
     }
 
-    pub fn close(&self) {
-        self.state.lock().unwrap().closed = true;
+    /// Takes no more triggers and drops the queued cycle, if any; `true` when one was
+    /// dropped. A running cycle is left to finish.
+    pub fn close(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        s.closed = true;
+        let dropped = std::mem::take(&mut s.queued);
+        drop(s);
         self.wake.notify_one();
+        dropped
     }
 }
 
@@ -92,8 +98,11 @@ mod tests {
         assert_eq!(q.trigger(), Enqueued::Queued);
         assert_eq!(q.trigger(), Enqueued::Coalesced);
         assert_eq!(q.depth(), 2);
+        // Closing drops the queued cycle: only the running one is left to wait for.
+        assert!(q.close());
+        assert_eq!(q.depth(), 1);
         q.done();
-        q.close();
+        assert_eq!(q.depth(), 0);
         assert_eq!(q.trigger(), Enqueued::Closed);
         assert!(!rt.block_on(q.next()));
     }

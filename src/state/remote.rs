@@ -32,6 +32,9 @@ pub struct GitState {
     remote: String,
     reference: String,
     author: (String, String),
+    /// `GIT_CONFIG_*` for the forge's token on the remote's https URL: the checkout may
+    /// keep no credential of its own.
+    auth: Vec<(String, String)>,
 }
 
 /// An index of one operation's own, so the user's index is never touched and two
@@ -50,7 +53,23 @@ impl PrivateIndex {
 
 impl GitState {
     pub fn new(git: Git, config: &StateConfig, _state_dir: &Path, author: (String, String)) -> GitState {
-        GitState { git, remote: config.remote.clone(), reference: config.reference.clone(), author }
+        GitState {
+            git,
+            remote: config.remote.clone(),
+            reference: config.reference.clone(),
+            author,
+            auth: Vec::new(),
+        }
+    }
+
+    /// Authenticates to the remote with `token` when the remote is an https URL.
+    pub fn with_token(mut self, token: Option<String>) -> GitState {
+        let url =
+            self.git.query(["remote", "get-url", "--", &self.remote]).ok().flatten().unwrap_or_default();
+        if let (Some(token), true) = (token, url.starts_with("https://") || url.starts_with("http://")) {
+            self.auth = crate::infra::git::token_auth_env(&url, &token);
+        }
+        self
     }
 
     fn fail(&self, source: GitError) -> StateError {
@@ -68,6 +87,7 @@ impl GitState {
         if let Some(i) = index {
             env.push(("GIT_INDEX_FILE".into(), i.0.display().to_string()));
         }
+        env.extend(self.auth.iter().cloned());
         env
     }
 
@@ -284,6 +304,7 @@ pub fn for_pipeline(
     (pipeline.state.backend == crate::config::settings::StateBackend::Git).then(|| {
         let git = Git::new(&repo.root, crate::infra::process::Cancel::new());
         let author = (pipeline.bot.name.clone(), pipeline.bot.email.clone());
-        GitState::new(git, &pipeline.state, state_dir, author)
+        let token = pipeline.forge.token_var().and_then(|v| std::env::var(v).ok()).filter(|t| !t.is_empty());
+        GitState::new(git, &pipeline.state, state_dir, author).with_token(token)
     })
 }

@@ -57,3 +57,66 @@ fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
         assert_ne!(std::fs::read_to_string(&pipeline).unwrap(), "# mine\n");
     }
 }
+
+/// The workflows prbot ships, and the ones `prbot init` writes, by name and text.
+fn workflows() -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = vec![
+        root.join(".github/workflows/prbot.yml"),
+        root.join(".gitea/workflows/prbot.yml"),
+        root.join(".gitea/workflows/ci.yml"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for forge in ["gitea", "github"] {
+        let repo = dir.path().join(forge);
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "--quiet"]);
+        let done = Command::new(BIN).args(["init", "--forge", forge, "--repo"]).arg(&repo).output().unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        out.push(repo.join(format!(".{forge}/workflows/prbot.yml")));
+    }
+    (dir, out)
+}
+
+#[test]
+fn workflows_keep_no_credential_pin_actions_and_keep_expressions_out_of_shell() {
+    let (_dir, files) = workflows();
+    for wf in files {
+        let text = std::fs::read_to_string(&wf).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["permissions"], serde_json::json!({}), "{wf:?}: no top-level `permissions: {{}}`");
+        for (name, job) in doc["jobs"].as_object().unwrap() {
+            assert!(job["permissions"].is_object(), "{wf:?}: job {name} states no permissions");
+            for step in job["steps"].as_array().unwrap() {
+                if let Some(uses) = step["uses"].as_str() {
+                    let (_, rev) = uses.split_once('@').unwrap_or((uses, ""));
+                    assert!(
+                        rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()),
+                        "{wf:?}: `{uses}` is not pinned by a commit SHA"
+                    );
+                    if uses.starts_with("actions/checkout@") {
+                        assert_eq!(
+                            step["with"]["persist-credentials"], false,
+                            "{wf:?}: checkout keeps a credential"
+                        );
+                    }
+                }
+                if let Some(run) = step["run"].as_str() {
+                    assert!(!run.contains("${{"), "{wf:?}: an expression in a shell line: {run}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn workflows_pass_zizmor() {
+    let (_dir, files) = workflows();
+    let out = Command::new("zizmor")
+        .arg("--offline")
+        .args(&files)
+        .output()
+        .expect("zizmor runs: install it (`pip install zizmor`), as .ci/run does");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.contains("No findings"), "zizmor:\n{report}");
+}

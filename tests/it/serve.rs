@@ -333,3 +333,97 @@ async fn a_bad_schedule_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`every hour` is not a cron expression"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_a_queued_cycle_exits_when_the_running_one_ends() {
+    let env = Env::new();
+    let marker = env.marker("started");
+    let step = format!("touch {}; sleep 2", marker.display());
+    let mut server = Server::start(&env, &step, "", &[]).await;
+    let client = reqwest::Client::new();
+    client.post(format!("{}/run", server.url)).bearer_auth(RUN_TOKEN).send().await.unwrap();
+    while !marker.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // One running, one queued.
+    client.post(format!("{}/run", server.url)).bearer_auth(RUN_TOKEN).send().await.unwrap();
+    let asked = std::time::Instant::now();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The running cycle had about 2 s left; the default grace period is 60 s.
+    assert!(asked.elapsed() < std::time::Duration::from_secs(20), "shutdown waited {:?}", asked.elapsed());
+    let log = std::fs::read_to_string(env.state().join("cycles.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1, "the queued cycle ran, or the running one did not finish: {log}");
+    let stderr = std::fs::read_to_string(&server.log).unwrap();
+    assert!(stderr.contains("queued cycle is dropped"), "{stderr}");
+    assert!(!stderr.contains("outlived"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_gitea_push_is_judged_by_its_whole_range() {
+    let env = Env::new();
+    // Six commits: the oldest changes the PRD, the newest five do not.
+    let before = git(&env.repo, &["rev-parse", "HEAD"]);
+    env.write(
+        "docs/PRD.md",
+        &format!(
+            "{}\n- [ ] Another item [bot-eligible]\n",
+            std::fs::read_to_string(env.repo.join("docs/PRD.md")).unwrap()
+        ),
+    );
+    env.commit("a new PRD item");
+    let mut listed = Vec::new();
+    for i in 0..5 {
+        env.write(&format!("notes-{i}.txt"), "x\n");
+        env.commit(&format!("note {i}"));
+        listed.push(git(&env.repo, &["rev-parse", "HEAD"]));
+    }
+    let after = git(&env.repo, &["rev-parse", "HEAD"]);
+    let server = Server::start(&env, "true", "", &[]).await;
+    let commits: Vec<Value> = listed
+        .iter()
+        .map(|id| json!({"id": id, "added": ["notes.txt"], "removed": [], "modified": []}))
+        .collect();
+    let body = json!({
+        "ref": "refs/heads/main", "before": before, "after": after, "total_commits": 6,
+        "repository": {"full_name": "acme/widgets", "default_branch": "main"},
+        "commits": commits, "head_commit": commits.last(),
+    });
+    let r = delivery(&server, Style::Gitea, &rand_id(), "push", body.to_string().into_bytes(), SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    server.settle().await;
+    assert_eq!(server.sum("prbot_cycles_total").await, 1, "no cycle for a push whose range changes the PRD");
+    // The same push without the PRD change in its range is ignored.
+    let quiet = json!({
+        "ref": "refs/heads/main", "before": listed[0], "after": after, "total_commits": 6,
+        "repository": {"full_name": "acme/widgets", "default_branch": "main"},
+        "commits": commits, "head_commit": commits.last(),
+    });
+    let r = delivery(&server, Style::Gitea, &rand_id(), "push", quiet.to_string().into_bytes(), SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("does not change"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_delivery_can_be_redelivered_with_the_same_id() {
+    let env = Env::new();
+    let server = Server::start(&env, "true", "", &[]).await;
+    let id = rand_id();
+    let bad = json!({"ref": "refs/heads/main"}).to_string().into_bytes();
+    let r = delivery(&server, Style::Github, &id, "push", bad, SECRET).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = delivery(&server, Style::Github, &id, "push", push_body(&["docs/PRD.md"]), SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    server.settle().await;
+    assert_eq!(server.sum("prbot_cycles_total").await, 1);
+}

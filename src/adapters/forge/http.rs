@@ -310,12 +310,14 @@ pub struct Target {
     token_var: String,
     web: String,
     repo: String,
+    github: bool,
 }
 
 impl Target {
     pub fn new(config: &crate::config::settings::ForgeConfig, web: String, repo: &str) -> Target {
         let token_var = config.token_var().expect("remote forges have a token variable");
-        Target { token_var, web, repo: repo.to_string() }
+        let github = config.kind == crate::config::settings::ForgeKind::Github;
+        Target { token_var, web, repo: repo.to_string(), github }
     }
 
     /// An answer that is not 2xx, as an error that says what to check.
@@ -342,6 +344,7 @@ impl Target {
         let (var, web, repo) = (&self.token_var, &self.web, &self.repo);
         match status {
             401 => format!("The forge refused the token in ${var}: check that it is set, valid and not expired"),
+            403 if self.github => format!("The token in ${var} lacks permission: it needs write access to {repo}'s code and pull requests. With the workflow's job token (GITHUB_TOKEN), the repository must also allow it: Settings > Actions > General > Workflow permissions > \"Allow GitHub Actions to create and approve pull requests\""),
             403 => format!("The token in ${var} lacks permission: it needs write access to {repo}'s code and pull requests"),
             404 => format!("Not found: check forge.url ({web}) and forge.repo ({repo}), and that the token can see the repository"),
             409 | 422 => "The forge refused the request as it stands".into(),

@@ -3,14 +3,13 @@
 
 use super::ForgeError;
 use crate::infra::git::{Git, GitError};
-use base64::Engine;
 
 #[derive(Clone)]
 pub struct Pusher {
     /// `{url}/{owner}/{name}.git`, without credentials.
     pub remote_url: String,
-    /// `Authorization: Basic ...` for the remote.
-    auth_header: String,
+    /// The token, for `Authorization` on the remote only.
+    token: String,
     /// Retries after a 429, a 5xx or a connection failure, like API calls.
     retries: usize,
 }
@@ -52,27 +51,11 @@ fn transient(reason: &str) -> bool {
 
 impl Pusher {
     pub fn new(remote_url: String, token: &str, retries: usize) -> Self {
-        // Gitea and GitHub both take a token as the password of basic auth.
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
-        Pusher { remote_url, auth_header: format!("Authorization: Basic {basic}"), retries }
+        Pusher { remote_url, token: token.to_string(), retries }
     }
 
-    /// One `Authorization` header, prbot's: every inherited extra header (plain, and the
-    /// URL-specific ones a checkout leaves, which git prefers) is reset first, then
-    /// prbot's is set at the remote's own URL.
     fn env(&self) -> Vec<(String, String)> {
-        let at_url = format!("http.{}.extraHeader", self.remote_url);
-        vec![
-            ("GIT_CONFIG_COUNT".into(), "3".into()),
-            ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
-            ("GIT_CONFIG_VALUE_0".into(), String::new()),
-            ("GIT_CONFIG_KEY_1".into(), at_url.clone()),
-            ("GIT_CONFIG_VALUE_1".into(), String::new()),
-            ("GIT_CONFIG_KEY_2".into(), at_url),
-            ("GIT_CONFIG_VALUE_2".into(), self.auth_header.clone()),
-            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-            ("GIT_ASKPASS".into(), "true".into()),
-        ]
+        crate::infra::git::token_auth_env(&self.remote_url, &self.token)
     }
 
     /// [`Pusher::push`] on a blocking thread, so the async runtime keeps running, retried
