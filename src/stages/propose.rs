@@ -65,6 +65,24 @@ impl Propose<'_> {
         };
         let answer = match result {
             Ok(a) => a,
+            Err(LadderError::Budget(m)) => {
+                // Say which failed calls of this cycle took the budget, if any did.
+                let spent: Vec<String> = cx
+                    .model_calls
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| {
+                        let why = crate::infra::text::one_line(c.error.as_deref().unwrap_or("failed"), 80);
+                        format!("{} ({} tokens: {why})", c.model, c.prompt_tokens + c.completion_tokens)
+                    })
+                    .collect();
+                let m = if spent.is_empty() {
+                    m
+                } else {
+                    format!("{m}; this cycle's failed calls used some of it: {}", spent.join("; "))
+                };
+                return Err(failed(after, LadderError::Budget(m)));
+            }
             Err(e) => return Err(failed(after, e)),
         };
         let usage = cx.model_use.get_or_insert_with(ModelUse::default);

@@ -405,3 +405,22 @@ async fn the_record_and_the_ledger_agree_on_every_call_failed_or_not() {
     );
     assert_eq!(ledger["calls"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_spent_by_failed_calls_says_so() {
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "m1", ResponseTemplate::new(503).set_body_string("{}"), None, None).await;
+    let stages = STAGES.replace(
+        "timeout: 10s\n    with:\n      repair_attempts: 0\n",
+        "timeout: 10s\n    with:\n      models: [local/m1]\n      retries: 2\n      repair_attempts: 0\n",
+    );
+    let p = Pipeline::default().stages(&stages).settings("budget:\n  calls_per_day: 1");
+    let r = env.run(&model, &p).expect("skipped_cost", 0);
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("1 of 1 model calls") && reason.contains("failed calls used some of it"),
+        "{reason}"
+    );
+    assert!(reason.contains("local/m1") && reason.contains("503"), "{reason}");
+}
