@@ -1,8 +1,9 @@
 //! The user's repository, and prbot's own clone of it.
 //!
 //! prbot keeps one checkout per repository outside the user's tree and resets it to the
-//! base commit before and after every cycle. A stable path keeps build caches warm; the
-//! reset keeps every cycle as clean as a fresh checkout.
+//! base commit when a cycle first uses it, whatever the last cycle (or a killed one) left:
+//! one reset per cycle. A stable path keeps build caches warm; the reset keeps every cycle
+//! as clean as a fresh checkout.
 
 use crate::infra::git::{Git, GitError};
 use crate::infra::process::Cancel;
@@ -32,13 +33,19 @@ impl Repo {
         if !dir.is_dir() {
             return Err(RepoError::NotARepo(dir.to_path_buf()));
         }
-        if git.query(["rev-parse", "--is-bare-repository"])?.as_deref() == Some("true") {
-            return Err(RepoError::Bare(dir.to_path_buf()));
-        }
-        let Some(root) = git.query(["rev-parse", "--show-toplevel"])? else {
+        // One git process in the common case: the common git dir and the top level. A bare
+        // repository has no top level, so that call fails; only then ask which it is.
+        let asked = ["rev-parse", "--path-format=absolute", "--git-common-dir", "--show-toplevel"];
+        let Some(out) = git.query(asked)? else {
+            if git.query(["rev-parse", "--is-bare-repository"])?.as_deref() == Some("true") {
+                return Err(RepoError::Bare(dir.to_path_buf()));
+            }
             return Err(RepoError::NotARepo(dir.to_path_buf()));
         };
-        let git_dir = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
+        let mut lines = out.lines();
+        let (Some(git_dir), Some(root)) = (lines.next(), lines.next()) else {
+            return Err(RepoError::NotARepo(dir.to_path_buf()));
+        };
         Ok(Repo { root: PathBuf::from(root), git_dir: PathBuf::from(git_dir) })
     }
 
@@ -107,11 +114,16 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Makes `work_dir/worktree` a clean checkout of `base`, creating the clone if needed.
-    pub fn prepare(repo: &Repo, work_dir: &Path, base: &str, cancel: &Cancel) -> Result<Workspace, GitError> {
+    /// Makes `work_dir/worktree` a clean checkout of `base_commit` (a commit id, resolved
+    /// by the caller), creating the clone if needed.
+    pub fn prepare(
+        repo: &Repo,
+        work_dir: &Path,
+        base_commit: &str,
+        cancel: &Cancel,
+    ) -> Result<Workspace, GitError> {
         let repo_git = repo.git(cancel);
-        let base_commit =
-            repo_git.run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])?;
+        let base_commit = base_commit.to_string();
         private_dir(work_dir)?;
         let path = work_dir.join("worktree");
         let git_dir = work_dir.join("clone.git");
@@ -310,15 +322,6 @@ impl Workspace {
     }
 }
 
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        // Nothing the model wrote outlives the cycle, even after an error or a cancellation.
-        // The reset must run even after a cancellation killed other children.
-        let git = Git::with_git_dir(&self.git_dir, &self.path, Cancel::new());
-        let _ = git.run(["checkout", "--quiet", "--force", "--detach", &self.base_commit]);
-        let _ = git.run(["clean", "-ffdxq"]);
-    }
-}
 
 /// Makes `dir` (and the folders above it that it creates) 0700, and refuses a folder
 /// another user owns or that others may write: whoever can write there could swap the

@@ -352,7 +352,8 @@ impl Services {
         Ok(())
     }
 
-    /// Drops the worktree handle, which resets it to the base commit.
+    /// Drops the worktree handle. The worktree is reset when next used, not now: one
+    /// reset per cycle (a killed cycle's worktree is reset the same way).
     pub fn release_workspace(&mut self) {
         self.workspace = None;
     }

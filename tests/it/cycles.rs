@@ -91,10 +91,9 @@ async fn sigterm_during_tests_cancels_cleanly() {
     let r = run.expect("cancelled", 130);
     assert_eq!(env.snapshot(), before);
     assert!(procs_with("sleep 3101").is_empty(), "the test's child survived");
-    // The worktree was reset: nothing the model wrote is left in it.
-    assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello\n");
     assert_eq!(stage_status(&r, "test"), "ended");
-    // And the next cycle runs normally.
+    // The next cycle starts from a clean worktree (the same edit applies again rather than
+    // being a no-op) and runs normally.
     env.run(&model, &Pipeline::default()).expect("ok", 0);
 }
 
