@@ -21,6 +21,18 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
         Command::Serve { target, listen, schedule } => serve(&target, listen, schedule),
         Command::Init { repo, forge, force } => crate::cli::init::run(&repo, forge, force),
         Command::Demo { dir } => crate::cli::demo::run(dir),
+        Command::Completions { shell } => {
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "prbot", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| CliError::Other(format!("cannot write the man page: {e}")))?;
+            Ok(0)
+        }
     }
 }
 

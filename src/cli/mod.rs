@@ -96,6 +96,14 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print a shell completion script, e.g. `prbot completions bash > /etc/bash_completion.d/prbot`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print prbot's man page (roff), e.g. `prbot man > /usr/local/share/man/man1/prbot.1`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

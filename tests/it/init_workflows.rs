@@ -120,3 +120,26 @@ fn workflows_pass_zizmor() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && report.contains("No findings"), "zizmor:\n{report}");
 }
+
+#[test]
+fn completions_for_every_shell_and_a_man_page() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for sub in ["run", "history", "serve", "completions"] {
+            assert!(text.contains(sub), "{shell} completion does not know `{sub}`");
+        }
+        if shell == "bash" {
+            let check = Command::new("bash").arg("-n").arg("-c").arg(&text).output().unwrap();
+            assert!(check.status.success(), "the bash completion does not parse");
+        }
+    }
+    let out = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    let man = String::from_utf8(Command::new(BIN).arg("man").output().unwrap().stdout).unwrap();
+    assert!(man.contains(".TH prbot 1"), "{man}");
+    for sub in ["run", "validate", "history", "stats", "serve", "init", "demo"] {
+        assert!(man.contains(sub), "the man page does not list `{sub}`");
+    }
+}
