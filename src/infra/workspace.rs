@@ -322,7 +322,6 @@ impl Workspace {
     }
 }
 
-
 /// Makes `dir` (and the folders above it that it creates) 0700, and refuses a folder
 /// another user owns or that others may write: whoever can write there could swap the
 /// clone or the build cache that project commands and commits come from.

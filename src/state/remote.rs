@@ -147,6 +147,13 @@ impl GitState {
         let listing = self.run(&["ls-tree", "-r", "-z", &commit])?;
         for entry in listing.split('\0').filter(|e| !e.is_empty()) {
             let (meta, path) = entry.split_once('\t').unwrap_or((entry, ""));
+            if !expected_path(path) {
+                return Err(self.fail(GitError::Failed {
+                    args: format!("read state commit {commit}"),
+                    status: "refused".into(),
+                    stderr: format!("`{path}` in the state ref is not a file prbot keeps there (records, indexes, totals, ledgers); nothing was written. Check who pushed {}", self.reference),
+                }));
+            }
             if !meta.starts_with("100644 blob ") {
                 return Err(self.fail(GitError::Failed {
                     args: format!("read state commit {commit}"),
@@ -253,6 +260,27 @@ impl GitState {
     }
 }
 
+/// The files prbot keeps on the state ref: anything else in it is refused, not copied.
+fn expected_path(path: &str) -> bool {
+    let plain = |name: &str, ext: &str| {
+        name.strip_suffix(ext).is_some_and(|stem| {
+            !stem.is_empty()
+                && stem.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !stem.starts_with('.')
+        })
+    };
+    match path.split_once('/') {
+        None => {
+            path == "cycles.jsonl"
+                || path == "stats.json"
+                || path.strip_prefix("cost-").is_some_and(|rest| plain(rest, ".json"))
+        }
+        Some(("cycles", name)) => !name.contains('/') && plain(name, ".json"),
+        Some(("index", name)) => !name.contains('/') && plain(name, ".jsonl"),
+        _ => false,
+    }
+}
+
 /// A push lost to another writer: not a fast-forward, or the remote's ref was locked by
 /// a push landing at the same moment. A hook's or a protection rule's refusal is not.
 fn lost_race(stderr: &str) -> bool {
@@ -285,6 +313,34 @@ fn nonce_u64() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_files_prbot_keeps_are_expected_on_the_ref() {
+        for ok in [
+            "cycles.jsonl",
+            "stats.json",
+            "cost-2026-11-28.json",
+            "cycles/20261128T000000000Z-ab12.json",
+            "index/fix-the-greeting-1a2b3c4d.jsonl",
+        ] {
+            assert!(super::expected_path(ok), "{ok}");
+        }
+        for bad in [
+            ".bashrc",
+            "cycles/x/y.json",
+            "index/../x.jsonl",
+            "cycles/.json",
+            "hooks/post-checkout",
+            "cost-.json",
+            "README.md",
+            "index/.hidden.jsonl",
+        ] {
+            assert!(!super::expected_path(bad), "{bad}");
+        }
+    }
 }
 
 fn io(e: std::io::Error) -> GitError {

@@ -13,7 +13,7 @@ mod outcomes; // each way one cycle can end
 mod pipeline_file; // validation of the pipeline file
 mod sandbox; // containment of project commands
 mod serve; // prbot serve
-mod state_ref; // the git state backend
 mod speed; // what a cycle costs in processes
+mod state_ref; // the git state backend
 mod steps; // run: steps, secrets, the observer
 mod support; // the harness and the fakes

@@ -6,16 +6,21 @@ use crate::support::*;
 async fn git_calls(p: &Pipeline) -> Vec<String> {
     let env = Env::new();
     let model = Model::good().await;
-    let real = String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let real = String::from_utf8(
+        std::process::Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     let bin = env.tmp.path().join("counting-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let log = env.tmp.path().join("git-calls.log");
     let wrapper = format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display());
     std::fs::write(bin.join("git"), wrapper).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(bin.join("git")).unwrap().permissions(), 0o755);
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(bin.join("git")).unwrap().permissions(),
+        0o755,
+    );
     std::fs::set_permissions(bin.join("git"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     // The first cycle makes the clone; the second is the steady state.
@@ -29,7 +34,11 @@ async fn a_warm_cycle_runs_few_git_processes() {
     let calls = git_calls(&Pipeline::default().tests(&["true"]).without_pr()).await;
     // Commands the tests run may call git too; those are the project's, not prbot's.
     let prbots: Vec<&String> = calls.iter().filter(|c| c.contains("core.hooksPath=/dev/null")).collect();
-    eprintln!("{} git processes:\n{}", prbots.len(), prbots.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{} git processes:\n{}",
+        prbots.len(),
+        prbots.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n")
+    );
     // The goal is 10; this holds the line where it stands.
     assert!(prbots.len() <= 14, "{} git processes in one cycle", prbots.len());
     let resets = prbots.iter().filter(|c| c.contains(" clean -ffdxq")).count();
