@@ -315,6 +315,28 @@ fn nonce_u64() -> u64 {
     z ^ (z >> 31)
 }
 
+fn io(e: std::io::Error) -> GitError {
+    GitError::Failed {
+        args: "prepare the state folder or its index".into(),
+        status: "I/O error".into(),
+        stderr: e.to_string(),
+    }
+}
+
+/// The git state of a pipeline, when its backend is `git`.
+pub fn for_pipeline(
+    pipeline: &crate::config::Pipeline,
+    repo: &crate::infra::workspace::Repo,
+    state_dir: &Path,
+) -> Option<GitState> {
+    (pipeline.state.backend == crate::config::settings::StateBackend::Git).then(|| {
+        let git = Git::new(&repo.root, crate::infra::process::Cancel::new());
+        let author = (pipeline.bot.name.clone(), pipeline.bot.email.clone());
+        let token = pipeline.forge.token_var().and_then(|v| std::env::var(v).ok()).filter(|t| !t.is_empty());
+        GitState::new(git, &pipeline.state, state_dir, author).with_token(token)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -341,26 +363,4 @@ mod tests {
             assert!(!super::expected_path(bad), "{bad}");
         }
     }
-}
-
-fn io(e: std::io::Error) -> GitError {
-    GitError::Failed {
-        args: "prepare the state folder or its index".into(),
-        status: "I/O error".into(),
-        stderr: e.to_string(),
-    }
-}
-
-/// The git state of a pipeline, when its backend is `git`.
-pub fn for_pipeline(
-    pipeline: &crate::config::Pipeline,
-    repo: &crate::infra::workspace::Repo,
-    state_dir: &Path,
-) -> Option<GitState> {
-    (pipeline.state.backend == crate::config::settings::StateBackend::Git).then(|| {
-        let git = Git::new(&repo.root, crate::infra::process::Cancel::new());
-        let author = (pipeline.bot.name.clone(), pipeline.bot.email.clone());
-        let token = pipeline.forge.token_var().and_then(|v| std::env::var(v).ok()).filter(|t| !t.is_empty());
-        GitState::new(git, &pipeline.state, state_dir, author).with_token(token)
-    })
 }
