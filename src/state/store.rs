@@ -183,9 +183,12 @@ impl Store {
         let id = &record.cycle_id;
         let journal = self.journal_path(id);
         self.put(&journal, id.as_bytes())?;
+        crash_point("journal");
         let path = self.record_path(id);
         self.put(&path, json.as_bytes())?;
+        crash_point("record");
         self.derive(record)?;
+        crash_point("stats");
         std::fs::remove_file(&journal).map_err(Self::write_err(&journal))?;
         Ok(path)
     }
@@ -197,8 +200,9 @@ impl Store {
         if let Some(g) = &record.gap {
             logs.push(self.gap_index_path(&g.id));
         }
-        for log in &logs {
+        for (log, point) in logs.iter().zip(["log", "index"]) {
             fsutil::append_line(log, &line).map_err(Self::write_err(log))?;
+            crash_point(point);
         }
         let mut stats = self.stats_local()?;
         stats.add(&record.summary());
@@ -207,7 +211,8 @@ impl Store {
     }
 
     /// Finishes the writes a killed process left: for each journal entry whose record was
-    /// written, the index lines and the totals that are missing. Returns how many.
+    /// written, the index lines that are missing, then the totals counted again. Returns
+    /// how many records it finished.
     pub fn recover(&self) -> Result<usize, RecordError> {
         let Ok(entries) = std::fs::read_dir(self.dir.join("journal")) else { return Ok(0) };
         let _lock = self.lock()?;
@@ -217,14 +222,25 @@ impl Store {
             let path = self.record_path(&id);
             if path.is_file() {
                 let record = read_record(&path)?;
-                let counted = self.stats_local()?.last_cycle_id.as_deref() == Some(id.as_str())
-                    || last_summaries(&self.log_path(), 50)?.iter().any(|s| s.cycle_id == id);
-                if !counted {
-                    self.derive(&record)?;
-                    done += 1;
+                let line = summary_line(&record);
+                let mut logs = vec![self.log_path()];
+                if let Some(g) = &record.gap {
+                    logs.push(self.gap_index_path(&g.id));
                 }
+                for log in logs {
+                    if !holds(&log, &id)? {
+                        fsutil::append_line(&log, &line).map_err(Self::write_err(&log))?;
+                    }
+                }
+                done += 1;
             }
             let _ = std::fs::remove_file(e.path());
+        }
+        if done > 0 {
+            // Whether the killed write counted the record is unknown: count them all again.
+            let stats = compute_stats(&read_jsonl(&self.log_path())?);
+            let json = serde_json::to_vec_pretty(&stats).expect("stats serialise");
+            self.put(&self.stats_path(), &json)?;
         }
         Ok(done)
     }
@@ -379,6 +395,25 @@ impl Store {
             Err(source) => Err(RecordError::Read { path, source }),
         }
     }
+}
+
+/// Test builds stop dead at the named point of a record write when `PRBOT_TEST_CRASH_AT`
+/// names it, as a kill would; release builds never do.
+fn crash_point(name: &str) {
+    if cfg!(debug_assertions) && std::env::var("PRBOT_TEST_CRASH_AT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+}
+
+/// Whether a JSONL index has a line for cycle `id`.
+fn holds(path: &Path, id: &str) -> Result<bool, RecordError> {
+    let mut found = false;
+    fsutil::lines_from_end(path, |line| {
+        found = serde_json::from_str::<Summary>(line).is_ok_and(|s| s.cycle_id == id);
+        !found
+    })
+    .map_err(|source| RecordError::Read { path: path.to_path_buf(), source })?;
+    Ok(found)
 }
 
 fn read_record(path: &Path) -> Result<Record, RecordError> {

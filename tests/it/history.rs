@@ -131,3 +131,29 @@ async fn a_torn_line_and_a_killed_write_lose_no_record() {
     let s: Value = serde_json::from_str(&cli(&env, &["stats", "--json"])).unwrap();
     assert_eq!(s["cycles"], 3, "{s}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_killed_between_any_two_steps_loses_no_record() {
+    for point in ["record", "log", "index", "stats"] {
+        let env = Env::new();
+        let model = Model::good().await;
+        let p = Pipeline::default().without_pr();
+        // Killed (abort, as by SIGKILL) at `point` of writing its record.
+        let mut c = std::process::Command::new(BIN);
+        c.args(["run", "--json", "--repo"])
+            .arg(&env.repo)
+            .arg("--pipeline")
+            .arg(env.write_pipeline(&model, &p));
+        c.env(MODEL_KEY_ENV, MODEL_KEY).env("PRBOT_TEST_CRASH_AT", point);
+        let out = c.output().unwrap();
+        assert!(!out.status.success(), "{point}: the injected crash did not happen");
+        // The next cycle finishes the write; both cycles are in history and the totals.
+        env.run(&model, &p).expect("dry_run", 0);
+        let lines = cli(&env, &["history", "--json"]);
+        assert_eq!(lines.lines().count(), 2, "{point}: {lines}");
+        let s: Value = serde_json::from_str(&cli(&env, &["stats", "--json"])).unwrap();
+        assert_eq!(s["cycles"], 2, "{point}: {s}");
+        let gap = env.state().join("index").read_dir().unwrap().next().unwrap().unwrap().path();
+        assert_eq!(std::fs::read_to_string(gap).unwrap().lines().count(), 2, "{point}: the gap's index");
+    }
+}

@@ -190,3 +190,55 @@ async fn three_runners_never_exceed_the_days_calls_together() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_keep_the_token_ledger_exact_and_under_its_cap() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let remote = bare_remote(&env);
+    // Each call may take its prompt plus 4000 tokens: about two fit at once under the cap.
+    let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\n  tokens_per_day: 12000\npolicy:\n  gaps:\n    skip_after_failures: 0";
+    let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let p = runner_pipeline(&env, &model, name, state);
+            let text = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 4000\n");
+            std::fs::write(&p, text).unwrap();
+            (clone_of(&env, &remote, &format!("runner-{name}")), p)
+        })
+        .collect();
+    let handles: Vec<_> = runners
+        .into_iter()
+        .map(|(repo, p)| {
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| Run::from(prbot(&["run", "--json"], &repo, &p).output().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let runs: Vec<Run> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut charged = 0;
+    for run in &runs {
+        let r = run.record();
+        assert!(
+            matches!(r["outcome"].as_str().unwrap(), "dry_run" | "skipped_cost"),
+            "{}\n{}",
+            r["reason"],
+            run.stderr
+        );
+        for c in r["model_calls"].as_array().into_iter().flatten() {
+            charged += c["prompt_tokens"].as_u64().unwrap() + c["completion_tokens"].as_u64().unwrap();
+        }
+    }
+    let ledger: Value = serde_json::from_str(&git(
+        &remote,
+        &["show", &format!("refs/prbot/state:cost-{}.json", chrono::Utc::now().format("%Y-%m-%d"))],
+    ))
+    .unwrap();
+    assert_eq!(ledger["tokens"].as_u64().unwrap(), charged, "the ledger and the records disagree: {ledger}");
+    assert!(charged <= 12_000, "{charged} tokens against tokens_per_day: 12000");
+    assert!(charged > 0, "no call was made at all");
+}
