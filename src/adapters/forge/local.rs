@@ -1,7 +1,8 @@
 //! A forge with no network: the branch lives in the user's repository as a ref, and each
 //! pull request is a JSON file in prbot's state directory (`pulls/<number>.json`).
 //! A maintainer can close one by setting its `state` to `closed`, and leave review
-//! feedback by adding a string to its `comments`.
+//! feedback by adding a string to its `comments`. `pulls/heads.json` indexes the PRs by
+//! head, so a cycle reads only its gap's PR files, not every one.
 
 use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::infra::fsutil;
@@ -9,6 +10,15 @@ use crate::infra::git::Git;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// `pulls/heads.json`: which PR numbers each head has, and the next number.
+const INDEX: &str = "heads.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    heads: std::collections::BTreeMap<String, Vec<u64>>,
+    next: u64,
+}
 
 pub struct LocalForge {
     repo_root: PathBuf,
@@ -43,14 +53,56 @@ impl LocalForge {
         self.dir.join(format!("{number}.json"))
     }
 
+    /// Every PR, by reading every file: only to rebuild the index.
     fn all(&self) -> Vec<LocalPr> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         let mut prs: Vec<LocalPr> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json") && e.file_name() != INDEX)
+            .filter_map(|e| serde_json::from_slice(&fsutil::read_regular(&e.path()).ok()?).ok())
+            .collect();
+        prs.sort_by_key(|p| p.number);
+        prs
+    }
+
+    /// One PR, by its number.
+    fn one(&self, number: u64) -> Option<LocalPr> {
+        serde_json::from_slice(&fsutil::read_regular(&self.path(number)).ok()?).ok()
+    }
+
+    /// The heads' PR numbers, from `pulls/heads.json`; rebuilt from the files when missing.
+    /// Only prbot creates PR files, so a head's numbers never change once written;
+    /// state and comments, which a maintainer edits, are always read from the PR's file.
+    fn index(&self) -> Index {
+        let path = self.dir.join(INDEX);
+        if let Some(index) = fsutil::read_regular(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            return index;
+        }
+        let mut index = Index::default();
+        for pr in self.all() {
+            index.heads.entry(pr.head.clone()).or_default().push(pr.number);
+            index.next = index.next.max(pr.number + 1);
+        }
+        index
+    }
+
+    fn save_index(&self, index: &Index) -> Result<(), ForgeError> {
+        let path = self.dir.join(INDEX);
+        let json = serde_json::to_vec_pretty(index).expect("the index serialises");
+        fsutil::write_atomic(&path, &json)
+            .map_err(|source| ForgeError::LocalIo { path: path.display().to_string(), source })
+    }
+
+    /// The PRs of heads that `pick` keeps.
+    fn of_heads(&self, pick: impl Fn(&str) -> bool) -> Vec<LocalPr> {
+        let index = self.index();
+        let mut prs: Vec<LocalPr> = index
+            .heads
+            .iter()
+            .filter(|(head, _)| pick(head))
+            .flat_map(|(_, numbers)| numbers.iter().filter_map(|n| self.one(*n)))
             .collect();
         prs.sort_by_key(|p| p.number);
         prs
@@ -75,9 +127,7 @@ impl LocalForge {
     fn edit(&self, number: u64, f: impl FnOnce(&mut LocalPr)) -> Result<RemotePr, ForgeError> {
         let _guard = self.lock.lock().unwrap();
         let mut pr = self
-            .all()
-            .into_iter()
-            .find(|p| p.number == number)
+            .one(number)
             .ok_or_else(|| ForgeError::Other(format!("local PR #{number} does not exist")))?;
         f(&mut pr);
         pr.updated_at = chrono::Utc::now();
@@ -98,28 +148,30 @@ impl Forge for LocalForge {
     }
 
     async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
-        let mine = self.all().into_iter().filter(|p| p.head == branch && p.base == base);
+        let mine = self.of_heads(|h| h == branch).into_iter().filter(|p| p.base == base);
         Ok(super::speaking_pr(mine.map(|p| self.remote(&p)).collect()))
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
         Ok(self
-            .all()
+            .of_heads(|h| h.starts_with(prefix))
             .iter()
-            .filter(|p| p.state == PrState::Open && p.head.starts_with(prefix))
+            .filter(|p| p.state == PrState::Open)
             .map(|p| self.remote(p))
             .collect())
     }
 
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {
         let _guard = self.lock.lock().unwrap();
-        let all = self.all();
-        if all.iter().any(|p| p.state == PrState::Open && p.head == pr.head && p.base == pr.base) {
+        let mut index = self.index();
+        let mine = self.of_heads(|h| h == pr.head);
+        if mine.iter().any(|p| p.state == PrState::Open && p.base == pr.base) {
             return Err(ForgeError::AlreadyExists);
         }
         let now = chrono::Utc::now();
+        let number = index.next.max(1);
         let record = LocalPr {
-            number: all.iter().map(|p| p.number).max().unwrap_or(0) + 1,
+            number,
             title: pr.title.clone(),
             body: pr.body.clone(),
             head: pr.head.clone(),
@@ -132,6 +184,9 @@ impl Forge for LocalForge {
             updated_at: now,
         };
         self.save(&record)?;
+        index.heads.entry(record.head.clone()).or_default().push(number);
+        index.next = number + 1;
+        self.save_index(&index)?;
         Ok(self.remote(&record))
     }
 
@@ -147,7 +202,7 @@ impl Forge for LocalForge {
     }
 
     async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
-        let Some(pr) = self.all().into_iter().find(|p| p.number == number) else {
+        let Some(pr) = self.one(number) else {
             return Err(ForgeError::Other(format!(
                 "there is no local PR #{number} in {}",
                 self.dir.display()
@@ -192,5 +247,37 @@ impl Forge for LocalForge {
     ) -> Result<(), ForgeError> {
         // The commit already sits on a branch of the user's repository.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(head: &str) -> PrRequest {
+        PrRequest { title: "t".into(), body: "b".into(), head: head.into(), base: "main".into() }
+    }
+
+    #[tokio::test]
+    async fn a_gaps_lookup_reads_its_own_pr_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let forge = LocalForge::new(dir.path(), dir.path());
+        for i in 0..20 {
+            forge.create_draft(&request(&format!("prbot/gap-{i}"))).await.unwrap();
+        }
+        // A file the lookup would choke on, were it read: only gap-3's files may be.
+        std::fs::write(dir.path().join("pulls/7.json"), "not json").unwrap();
+        let found = forge.pr_for_branch("prbot/gap-3", "main").await.unwrap().unwrap();
+        assert_eq!(found.number, 4);
+        assert!(matches!(forge.create_draft(&request("prbot/gap-3")).await, Err(ForgeError::AlreadyExists)));
+        // A maintainer closes it in the file; the index still finds it, with its state.
+        let path = dir.path().join("pulls/4.json");
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"open\"", "\"closed\"");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(forge.pr_for_branch("prbot/gap-3", "main").await.unwrap().unwrap().state, PrState::Closed);
+        assert_eq!(forge.create_draft(&request("prbot/gap-3")).await.unwrap().number, 21);
+        // Without the index, it is rebuilt from the files.
+        std::fs::remove_file(dir.path().join("pulls").join(INDEX)).unwrap();
+        assert_eq!(forge.pr_for_branch("prbot/gap-3", "main").await.unwrap().unwrap().number, 21);
     }
 }
