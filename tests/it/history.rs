@@ -9,18 +9,7 @@ async fn history_and_stats_read_the_records() {
     let model = Model::good().await;
     env.run(&model, &Pipeline::default().tests(&["exit 1"])).expect("tests_failed", 0);
     let ok = env.run(&model, &Pipeline::default()).expect("ok", 0);
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .arg("--repo")
-            .arg(&env.repo)
-            .arg("--pipeline")
-            .arg(&env.pipeline_path)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| cli(&env, args);
     let h = cli(&["history"]);
     let lines: Vec<&str> = h.lines().collect();
     assert_eq!(lines.len(), 3, "{h}");

@@ -6,6 +6,31 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+/// Three runners' clones of `remote`, each with its own pipeline and `settings`.
+fn three_runners(env: &Env, model: &Model, remote: &Path, settings: &str) -> Vec<(PathBuf, PathBuf)> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            (clone_of(env, remote, &format!("runner-{name}")), runner_pipeline(env, model, name, settings))
+        })
+        .collect()
+}
+
+/// Three cycles one after the other on each runner, the runners side by side.
+fn three_cycles_each(runners: Vec<(PathBuf, PathBuf)>) -> Vec<Run> {
+    let handles: Vec<_> = runners
+        .into_iter()
+        .map(|(repo, p)| {
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| Run::from(prbot(&["run", "--json"], &repo, &p).output().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_runners_share_one_budget_and_one_history_through_the_remote() {
     let env = Env::new();
@@ -56,13 +81,7 @@ async fn concurrent_runners_and_readers_lose_no_record() {
     let model = Model::good().await;
     let remote = bare_remote(&env);
     let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\npolicy:\n  gaps:\n    skip_after_failures: 0";
-    let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            let dir = clone_of(&env, &remote, &format!("runner-{name}"));
-            (dir, runner_pipeline(&env, &model, name, state))
-        })
-        .collect();
+    let runners = three_runners(&env, &model, &remote, state);
     // Readers loop on runner a's clone, whose state dir its cycles write to.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = ["stats", "history"]
@@ -154,24 +173,7 @@ async fn three_runners_never_exceed_the_days_calls_together() {
     let model = Model::good().await;
     let remote = bare_remote(&env);
     let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 5\npolicy:\n  gaps:\n    skip_after_failures: 0";
-    let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            (clone_of(&env, &remote, &format!("runner-{name}")), runner_pipeline(&env, &model, name, state))
-        })
-        .collect();
-    // Each runner runs three cycles one after the other; the runners run side by side.
-    let handles: Vec<_> = runners
-        .into_iter()
-        .map(|(repo, p)| {
-            std::thread::spawn(move || {
-                (0..3)
-                    .map(|_| Run::from(prbot(&["run", "--json"], &repo, &p).output().unwrap()))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let runs: Vec<Run> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let runs = three_cycles_each(three_runners(&env, &model, &remote, state));
     let calls = model.requests().await.len();
     assert!(calls <= 5, "{calls} model calls against calls_per_day: 5");
     let ledger: Value = serde_json::from_str(&git(
@@ -198,28 +200,14 @@ async fn three_runners_keep_the_token_ledger_exact_and_under_its_cap() {
     let remote = bare_remote(&env);
     // Each call may take its prompt plus 4000 tokens: about two fit at once under the cap.
     let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\n  tokens_per_day: 12000\npolicy:\n  gaps:\n    skip_after_failures: 0";
-    let runners: Vec<(PathBuf, PathBuf)> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            let p = runner_pipeline(&env, &model, name, state);
-            let text = std::fs::read_to_string(&p)
-                .unwrap()
-                .replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 4000\n");
-            std::fs::write(&p, text).unwrap();
-            (clone_of(&env, &remote, &format!("runner-{name}")), p)
-        })
-        .collect();
-    let handles: Vec<_> = runners
-        .into_iter()
-        .map(|(repo, p)| {
-            std::thread::spawn(move || {
-                (0..3)
-                    .map(|_| Run::from(prbot(&["run", "--json"], &repo, &p).output().unwrap()))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let runs: Vec<Run> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let runners = three_runners(&env, &model, &remote, state);
+    for (_, p) in &runners {
+        let text = std::fs::read_to_string(p)
+            .unwrap()
+            .replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 4000\n");
+        std::fs::write(p, text).unwrap();
+    }
+    let runs = three_cycles_each(runners);
     let mut charged = 0;
     for run in &runs {
         let r = run.record();

@@ -56,12 +56,8 @@ impl Gitea {
     pub fn new(config: &ForgeConfig, token: String) -> Result<Gitea, ForgeError> {
         let web = config.web_url().expect("validated: gitea has a url");
         let repo = config.repo.clone().expect("validated: gitea has a repo");
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!("token {token}")).map_err(|_| {
-            ForgeError::Other(format!(
-                "the token in ${} holds characters that cannot go in an HTTP header (a trailing newline?); store it without them",
-                config.token_var().unwrap_or_default()
-            ))
-        })?;
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("token {token}"))
+            .map_err(|_| ForgeError::Other("the forge token cannot go in an HTTP header".into()))?;
         auth.set_sensitive(true);
         let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
         let http = reqwest::Client::builder()

@@ -57,12 +57,6 @@ impl GitHub {
         let web = config.web_url().expect("github has a url");
         let api = config.api_base().expect("github has an API");
         let repo = config.repo.clone().expect("validated: github has a repo");
-        if token.chars().any(|c| c.is_control()) {
-            return Err(ForgeError::Other(format!(
-                "the token in ${} holds characters that cannot go in an HTTP header (a trailing newline?); store it without them",
-                config.token_var().unwrap_or_default()
-            )));
-        }
         let octo = octocrab::Octocrab::builder()
             .base_uri(api.as_str())
             .map_err(|e| ForgeError::Other(format!("forge.api_url `{api}` is not a usable address: {e}")))?

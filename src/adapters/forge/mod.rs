@@ -137,7 +137,14 @@ pub fn from_config(
 ) -> Result<Arc<dyn Forge>, ForgeError> {
     let token = || {
         let var = config.token_var().expect("remote forges have a token variable");
-        std::env::var(&var).ok().filter(|t| !t.is_empty()).ok_or(ForgeError::NoToken(var))
+        let token =
+            std::env::var(&var).ok().filter(|t| !t.is_empty()).ok_or(ForgeError::NoToken(var.clone()))?;
+        if token.chars().any(char::is_control) {
+            return Err(ForgeError::Other(format!(
+                "the token in ${var} holds characters that cannot go in an HTTP header (a trailing newline?); store it without them"
+            )));
+        }
+        Ok(token)
     };
     Ok(match config.kind {
         ForgeKind::Local => Arc::new(local::LocalForge::new(repo_root, state_dir)),
