@@ -230,3 +230,50 @@ async fn three_runners_keep_the_token_ledger_exact_and_under_its_cap() {
     assert!(charged <= 12_000, "{charged} tokens against tokens_per_day: 12000");
     assert!(charged > 0, "no call was made at all");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_keep_the_dollar_ledger_exact_and_under_its_cap() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let remote = bare_remote(&env);
+    // $1 per million tokens: a call's worst case (prompt + 4000 tokens) is about half a
+    // cent, so about two fit at once under a cent.
+    let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\n  usd_per_day: 0.01\npolicy:\n  gaps:\n    skip_after_failures: 0";
+    let runners = three_runners(&env, &model, &remote, state);
+    for (_, p) in &runners {
+        let text = std::fs::read_to_string(p)
+            .unwrap()
+            .replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 4000\n")
+            .replace(
+                &format!("    api_key_env: {MODEL_KEY_ENV}\n"),
+                &format!("    api_key_env: {MODEL_KEY_ENV}\n    prices:\n      qwen2.5-coder:7b: {{price_per_mtok_in: 1, price_per_mtok_out: 1}}\n"),
+            );
+        std::fs::write(p, text).unwrap();
+    }
+    let runs = three_cycles_each(runners);
+    let mut charged = 0.0;
+    for run in &runs {
+        let r = run.record();
+        assert!(
+            matches!(r["outcome"].as_str().unwrap(), "dry_run" | "skipped_cost"),
+            "{}\n{}",
+            r["reason"],
+            run.stderr
+        );
+        charged += r["model_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["usd"].as_f64().unwrap())
+            .sum::<f64>();
+    }
+    let ledger: Value = serde_json::from_str(&git(
+        &remote,
+        &["show", &format!("refs/prbot/state:cost-{}.json", chrono::Utc::now().format("%Y-%m-%d"))],
+    ))
+    .unwrap();
+    let usd = ledger["usd"].as_f64().unwrap();
+    assert!((usd - charged).abs() < 1e-9, "the ledger says ${usd}, the records ${charged}");
+    assert!(usd <= 0.01 + 1e-12, "${usd} against usd_per_day: 0.01");
+    assert!(charged > 0.0, "no call was made at all");
+}

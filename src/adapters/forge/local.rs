@@ -18,6 +18,16 @@ const INDEX: &str = "heads.json";
 struct Index {
     heads: std::collections::BTreeMap<String, Vec<u64>>,
     next: u64,
+    /// Each PR's state as its file said when last read, with the file's modification
+    /// time: a file not touched since is not read again.
+    #[serde(default)]
+    states: std::collections::BTreeMap<u64, (PrState, u128)>,
+}
+
+/// A file's modification time in nanoseconds, if it can be read.
+fn modified(path: &Path) -> Option<u128> {
+    let t = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos())
 }
 
 pub struct LocalForge {
@@ -108,11 +118,22 @@ impl LocalForge {
         prs
     }
 
+    /// Writes a PR's file and notes it in the index. Called with `self.lock` held.
     fn save(&self, pr: &LocalPr) -> Result<(), ForgeError> {
         let path = self.path(pr.number);
         let json = serde_json::to_vec_pretty(pr).expect("PR record serialises");
         fsutil::write_atomic(&path, &json)
-            .map_err(|source| ForgeError::LocalIo { path: path.display().to_string(), source })
+            .map_err(|source| ForgeError::LocalIo { path: path.display().to_string(), source })?;
+        let mut index = self.index();
+        let numbers = index.heads.entry(pr.head.clone()).or_default();
+        if !numbers.contains(&pr.number) {
+            numbers.push(pr.number);
+        }
+        index.next = index.next.max(pr.number + 1);
+        if let Some(m) = modified(&path) {
+            index.states.insert(pr.number, (pr.state, m));
+        }
+        self.save_index(&index)
     }
 
     fn remote(&self, p: &LocalPr) -> RemotePr {
@@ -153,17 +174,34 @@ impl Forge for LocalForge {
     }
 
     async fn open_prs(&self, prefix: &str) -> Result<Vec<RemotePr>, ForgeError> {
-        Ok(self
-            .of_heads(|h| h.starts_with(prefix))
-            .iter()
-            .filter(|p| p.state == PrState::Open)
-            .map(|p| self.remote(p))
-            .collect())
+        // States from the index; only a PR file changed since (a maintainer closed it) is read.
+        let index = self.index();
+        let mut open = Vec::new();
+        for (head, numbers) in index.heads.iter().filter(|(h, _)| h.starts_with(prefix)) {
+            for n in numbers {
+                let path = self.path(*n);
+                let state = match (index.states.get(n), modified(&path)) {
+                    (Some((state, at)), Some(now)) if *at == now => Some(*state),
+                    (_, Some(_)) => self.one(*n).map(|p| p.state),
+                    (_, None) => None,
+                };
+                if state == Some(PrState::Open) {
+                    open.push(RemotePr {
+                        number: *n,
+                        url: format!("file://{}", path.display()),
+                        state: PrState::Open,
+                        head: head.clone(),
+                    });
+                }
+            }
+        }
+        open.sort_by_key(|p| p.number);
+        Ok(open)
     }
 
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError> {
         let _guard = self.lock.lock().unwrap();
-        let mut index = self.index();
+        let index = self.index();
         let mine = self.of_heads(|h| h == pr.head);
         if mine.iter().any(|p| p.state == PrState::Open && p.base == pr.base) {
             return Err(ForgeError::AlreadyExists);
@@ -184,9 +222,6 @@ impl Forge for LocalForge {
             updated_at: now,
         };
         self.save(&record)?;
-        index.heads.entry(record.head.clone()).or_default().push(number);
-        index.next = number + 1;
-        self.save_index(&index)?;
         Ok(self.remote(&record))
     }
 
@@ -276,6 +311,16 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         assert_eq!(forge.pr_for_branch("prbot/gap-3", "main").await.unwrap().unwrap().state, PrState::Closed);
         assert_eq!(forge.create_draft(&request("prbot/gap-3")).await.unwrap().number, 21);
+        // open_prs reads no file the index has seen unchanged: garbage written under the
+        // old modification time goes unread; a file changed since is read again.
+        let p10 = dir.path().join("pulls/10.json");
+        let when = std::fs::metadata(&p10).unwrap().modified().unwrap();
+        std::fs::write(&p10, "not json either").unwrap();
+        std::fs::File::options().write(true).open(&p10).unwrap().set_modified(when).unwrap();
+        let open: Vec<u64> = forge.open_prs("prbot/").await.unwrap().iter().map(|p| p.number).collect();
+        assert!(open.contains(&10), "an unchanged PR file was read again: {open:?}");
+        assert!(!open.contains(&4), "a PR a maintainer closed is listed open: {open:?}");
+        assert!(!open.contains(&7), "an unreadable, changed PR file is listed: {open:?}");
         // Without the index, it is rebuilt from the files.
         std::fs::remove_file(dir.path().join("pulls").join(INDEX)).unwrap();
         assert_eq!(forge.pr_for_branch("prbot/gap-3", "main").await.unwrap().unwrap().number, 21);
