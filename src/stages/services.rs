@@ -16,49 +16,9 @@ use crate::infra::workspace::{Repo, Workspace};
 use crate::state::budget::Budget;
 use crate::state::store::Store;
 use chrono::{DateTime, Utc};
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Held for the whole cycle; the kernel drops it if the process dies, so a killed run's
-/// lock is taken over by the next one.
-pub struct RunLock {
-    _file: File,
-}
-
-impl RunLock {
-    pub fn acquire(state_dir: &std::path::Path) -> Result<RunLock, End> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|e| End::internal("cannot create the state directory", e))?;
-        let path = state_dir.join("run.lock");
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| End::internal("cannot open the run lock", e))?;
-        match file.try_lock() {
-            Ok(()) => {
-                let _ = file.set_len(0);
-                let _ = writeln!(file, "{}", std::process::id());
-                Ok(RunLock { _file: file })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                let holder = holder.trim();
-                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
-                Err(End::new(
-                    Outcome::SkippedLocked,
-                    format!("another prbot cycle{who} is running on this repository"),
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(End::internal("cannot take the run lock", e)),
-        }
-    }
-}
 
 /// A temp file this old was left by a killed write.
 const STALE_TEMP_SECS: u64 = 3600;
@@ -82,7 +42,7 @@ pub struct Services {
     /// The running stage's time limit: its `timeout`, else its kind's default.
     pub stage_timeout: Duration,
 
-    lock: Option<RunLock>,
+    lock: Option<crate::state::RunLock>,
     base_commit: Option<String>,
     workspace: Option<Workspace>,
     /// The backend chosen at the start of the cycle, when the pipeline runs project code.
@@ -148,7 +108,16 @@ impl Services {
     /// Takes the repository's run lock, once per cycle.
     pub fn lock(&mut self) -> Result<(), End> {
         if self.lock.is_none() {
-            self.lock = Some(RunLock::acquire(&self.state_dir)?);
+            self.lock = Some(crate::state::RunLock::acquire(&self.state_dir).map_err(|e| match e {
+                crate::state::LockError::Held(holder) => {
+                    let who = holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+                    End::new(
+                        Outcome::SkippedLocked,
+                        format!("another prbot cycle{who} is running on this repository"),
+                    )
+                }
+                crate::state::LockError::Io(e) => End::internal("cannot take the run lock", e),
+            })?);
             let work_dir = std::fs::canonicalize(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone());
             crate::infra::process::end_leftovers(&work_dir);
             self.sweep_leftovers();
