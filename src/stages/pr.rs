@@ -152,6 +152,9 @@ impl Pr<'_> {
                 Ok(p) => Ok((p, true)),
                 // Someone opened it between the lookup and now: use theirs.
                 Err(ForgeError::AlreadyExists) => match f.pr_for_branch(&req.head, &req.base).await? {
+                    // This cycle's own create, which timed out but went through: its body
+                    // names this cycle. Created by prbot, and nothing to refresh.
+                    Some(p) if p.state == PrState::Open && p.body == req.body => Ok((p, true)),
                     Some(p) if p.state == PrState::Open => refresh(p).await,
                     _ => Err(ForgeError::Other(
                         "the forge says a PR for this branch exists, but none is open".into(),

@@ -177,3 +177,18 @@ fn a_stage_run_out_of_order_is_an_internal_error_not_a_panic() {
     assert_eq!(outcome, Outcome::InternalError);
     assert!(reason.contains("prbot bug"), "{reason}");
 }
+
+#[test]
+fn a_create_that_timed_out_but_went_through_counts_as_created() {
+    let mut f = fixture(PICK_AND_PR, MemForge::new());
+    *f.forge.race_on_create.lock().unwrap() = true;
+    *f.forge.race_is_own.lock().unwrap() = true;
+    let progress = f.changed();
+    let step = f.run(StageKind::Pr, &progress);
+    assert!(matches!(step.flow, super::Flow::Next(_)), "{:?}", step.flow);
+    let pr = step.produced.published.expect("published").pr.expect("a PR");
+    assert!(pr.created, "prbot's own PR counted as someone else's");
+    let prs = f.forge.prs.lock().unwrap();
+    assert_eq!(prs.len(), 1);
+    assert!(prs[0].comments.is_empty(), "its own new PR got an update comment");
+}

@@ -17,6 +17,8 @@ pub struct ApiPr {
     merged: bool,
     merged_at: Option<String>,
     head: ApiBranch,
+    #[serde(default)]
+    body: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -33,7 +35,7 @@ impl From<ApiPr> for super::RemotePr {
             (_, true) => PrState::Merged,
             _ => PrState::Closed,
         };
-        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name }
+        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, body: p.body.unwrap_or_default() }
     }
 }
 

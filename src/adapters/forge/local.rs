@@ -142,6 +142,7 @@ impl LocalForge {
             url: format!("file://{}", self.path(p.number).display()),
             state: p.state,
             head: p.head.clone(),
+            body: p.body.clone(),
         }
     }
 
@@ -191,6 +192,7 @@ impl Forge for LocalForge {
                         url: format!("file://{}", path.display()),
                         state: PrState::Open,
                         head: head.clone(),
+                        body: String::new(),
                     });
                 }
             }

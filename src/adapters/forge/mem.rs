@@ -21,6 +21,8 @@ pub(crate) struct MemForge {
     pub pushes: Mutex<Vec<(String, String)>>,
     /// The next `create_draft` says the PR exists and, like a racing runner, opens it.
     pub race_on_create: Mutex<bool>,
+    /// The racing PR is this runner's own create, which timed out but went through.
+    pub race_is_own: Mutex<bool>,
     pub can_push: bool,
 }
 
@@ -38,7 +40,8 @@ impl MemForge {
     fn add(&self, head: &str, base: &str, state: PrState) -> RemotePr {
         let mut prs = self.prs.lock().unwrap();
         let number = prs.len() as u64 + 1;
-        let pr = RemotePr { number, url: format!("mem://pulls/{number}"), state, head: head.to_string() };
+        let pr =
+            RemotePr { number, url: format!("mem://pulls/{number}"), state, head: head.to_string(), body: String::new() };
         prs.push(MemPr {
             pr: pr.clone(),
             base: base.to_string(),
@@ -78,6 +81,13 @@ impl Forge for MemForge {
         if race || exists {
             if race {
                 self.add(&req.head, &req.base, PrState::Open);
+                // A create that timed out but went through carries this request's body.
+                if std::mem::take(&mut *self.race_is_own.lock().unwrap()) {
+                    let mut prs = self.prs.lock().unwrap();
+                    let last = prs.last_mut().expect("just added");
+                    last.body = req.body.clone();
+                    last.pr.body = req.body.clone();
+                }
             }
             return Err(ForgeError::AlreadyExists);
         }

@@ -38,6 +38,8 @@ pub struct RemotePr {
     pub url: String,
     pub state: PrState,
     pub head: String,
+    /// The description, when the forge's answer carried it.
+    pub body: String,
 }
 
 /// A comment on a PR's conversation.
