@@ -169,10 +169,18 @@ pub struct PrRef {
     /// False when the cycle updated a PR that was already open.
     #[serde(default)]
     pub created: bool,
-    /// The newest PR comment id prbot had seen when it pushed: comments by others with a
-    /// greater id are new review feedback.
+    /// The newest PR comment ids prbot had seen when it pushed: comments by others with a
+    /// greater id of their kind are new review feedback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feedback_seen: Option<u64>,
+    pub feedback_seen: Option<SeenIds>,
+}
+
+/// The newest id seen of each kind of PR comment (each kind has its own ids).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeenIds {
+    pub comments: u64,
+    pub reviews: u64,
+    pub inline: u64,
 }
 
 /// The short form kept in the indexes.
@@ -193,7 +201,7 @@ pub struct Summary {
     pub pr_created: bool,
     /// See [`PrRef::feedback_seen`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feedback_seen: Option<u64>,
+    pub feedback_seen: Option<SeenIds>,
     /// The commit this cycle put on the gap's branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,

@@ -63,7 +63,11 @@ fn pick(cx: &mut Services) -> Result<Picked, End> {
 
 enum Verdict {
     Pass(String),
-    Go { feedback: Vec<crate::adapters::forge::Comment>, comments_seen: u64, branch_at: Option<String> },
+    Go {
+        feedback: Vec<crate::adapters::forge::Comment>,
+        comments_seen: crate::domain::records::SeenIds,
+        branch_at: Option<String>,
+    },
 }
 
 /// What the gap's PR says, when a pr stage will run. A merged PR, or one a maintainer
@@ -74,7 +78,7 @@ fn on_the_forge(
     gap: &crate::domain::prd::Gap,
     recent: &[crate::domain::records::Summary],
 ) -> Result<Verdict, End> {
-    let go = Verdict::Go { feedback: Vec::new(), comments_seen: 0, branch_at: None };
+    let go = Verdict::Go { feedback: Vec::new(), comments_seen: Default::default(), branch_at: None };
     let Some(recreate_closed) = cx.pipeline.pr_settings().map(|s| s.recreate_closed) else {
         return Ok(go);
     };
@@ -108,14 +112,18 @@ fn on_the_forge(
         let forge = forge.clone();
         cx.forge_call(async move { forge.comments(number).await })?
     };
-    let comments_seen = comments.iter().map(|c| c.id).max().unwrap_or(0);
+    let comments_seen = seen_ids(&comments);
     let branch_at = match super::pr::ownership(cx, &forge, gap, recent, number, &comments)? {
         Ok(at) => at,
         Err(why) => return Ok(Verdict::Pass(format!("its PR #{number} ({}): {why}", open.url))),
     };
     // The newest cycle that pushed to this PR says which comments it had seen.
-    let seen = recent.iter().find(|s| s.pr_number == Some(number)).and_then(|s| s.feedback_seen).unwrap_or(0);
-    let mut feedback: Vec<_> = comments.into_iter().filter(|c| !c.by_prbot() && c.id > seen).collect();
+    let seen =
+        recent.iter().find(|s| s.pr_number == Some(number)).and_then(|s| s.feedback_seen).unwrap_or_default();
+    let mut feedback: Vec<_> =
+        comments.into_iter().filter(|c| !c.by_prbot() && c.id > *id_of(&seen, c.kind)).collect();
+    // Newest first, whatever their kind.
+    feedback.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     if feedback.is_empty() {
         return Ok(Verdict::Pass(format!(
             "its PR #{number} ({}) waits for review: nobody commented since prbot's last push",
@@ -124,4 +132,35 @@ fn on_the_forge(
     }
     feedback.reverse();
     Ok(Verdict::Go { feedback, comments_seen, branch_at })
+}
+
+/// The newest id of each kind among `comments`.
+fn seen_ids(comments: &[crate::adapters::forge::Comment]) -> crate::domain::records::SeenIds {
+    let mut seen = crate::domain::records::SeenIds::default();
+    for c in comments {
+        let slot = id_of_mut(&mut seen, c.kind);
+        *slot = (*slot).max(c.id);
+    }
+    seen
+}
+
+fn id_of(seen: &crate::domain::records::SeenIds, kind: crate::adapters::forge::CommentKind) -> &u64 {
+    use crate::adapters::forge::CommentKind::*;
+    match kind {
+        Conversation => &seen.comments,
+        Review => &seen.reviews,
+        Inline => &seen.inline,
+    }
+}
+
+fn id_of_mut(
+    seen: &mut crate::domain::records::SeenIds,
+    kind: crate::adapters::forge::CommentKind,
+) -> &mut u64 {
+    use crate::adapters::forge::CommentKind::*;
+    match kind {
+        Conversation => &mut seen.comments,
+        Review => &mut seen.reviews,
+        Inline => &mut seen.inline,
+    }
 }

@@ -18,8 +18,8 @@ pub(crate) struct Picked {
     /// Review feedback on the gap's open PR since prbot's last push, newest first: the
     /// reason the gap was picked again.
     pub feedback: Vec<crate::adapters::forge::Comment>,
-    /// The newest comment id on the gap's PR when it was picked (0 without a PR).
-    pub comments_seen: u64,
+    /// The newest comment ids on the gap's PR when it was picked (0s without a PR).
+    pub comments_seen: crate::domain::records::SeenIds,
     /// Where the gap's branch may be when prbot pushes: the commit prbot last pushed (or
     /// one a maintainer handed back); `None` when the branch must not exist yet.
     pub branch_at: Option<String>,

@@ -83,7 +83,7 @@ impl Fixture {
                 gap,
                 prior: Vec::new(),
                 feedback: Vec::new(),
-                comments_seen: 0,
+                comments_seen: Default::default(),
                 branch_at: None,
             }),
             ..Progress::default()

@@ -602,3 +602,23 @@ async fn messages_say_what_to_check() {
         assert_eq!(repo_reads, 1, "{flavor:?}: the repository was read {repo_reads} times in one cycle");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_review_with_line_comments_brings_a_revision_that_sees_them() {
+    for flavor in BOTH {
+        let s = Setup::new(flavor).await;
+        s.run(&s.pipeline()).expect("ok", 0);
+        let state = if flavor == Flavor::Github { "CHANGES_REQUESTED" } else { "REQUEST_CHANGES" };
+        s.forge.review_with(1, state, "", &[("greet.sh", 1, "Say hello to the moon too.")]);
+        s.run(&s.pipeline()).expect("ok", 0);
+        let prompt = s.model.prompts().await.pop().unwrap();
+        assert!(prompt.contains("(requested changes)"), "{flavor:?}: the review is not in the prompt");
+        assert!(
+            prompt.contains("on greet.sh:1") && prompt.contains("Say hello to the moon too."),
+            "{flavor:?}: the line comment is not in the prompt"
+        );
+        // Answered: without anything new, the gap waits again.
+        s.run(&s.pipeline()).expect("skipped_no_gap", 0);
+        assert_eq!(s.model.requests().await.len(), 2, "{flavor:?}");
+    }
+}

@@ -132,7 +132,22 @@ impl Forge for Gitea {
     }
 
     async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
-        self.rest.comments(number, "limit=50").await
+        use super::CommentKind::*;
+        let what = "reading the PR's comments and reviews";
+        let mut all = self
+            .rest
+            .comment_list(what, &format!("/issues/{number}/comments"), "limit=50", Conversation)
+            .await?;
+        let reviews = self.rest.all_pages(what, &format!("/pulls/{number}/reviews"), "limit=50").await?;
+        for r in &reviews {
+            all.extend(http::comment(what, r, Review)?);
+        }
+        // Gitea serves a review's line comments under the review.
+        for id in reviews.iter().filter_map(|r| r["id"].as_u64()) {
+            let route = format!("/pulls/{number}/reviews/{id}/comments");
+            all.extend(self.rest.comment_list(what, &route, "limit=50", Inline).await?);
+        }
+        Ok(all)
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

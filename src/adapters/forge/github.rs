@@ -127,7 +127,21 @@ impl Forge for GitHub {
     }
 
     async fn comments(&self, number: u64) -> Result<Vec<super::Comment>, ForgeError> {
-        self.rest.comments(number, "per_page=100").await
+        use super::CommentKind::*;
+        let what = "reading the PR's comments and reviews";
+        let mut all = self
+            .rest
+            .comment_list(what, &format!("/issues/{number}/comments"), "per_page=100", Conversation)
+            .await?;
+        all.extend(
+            self.rest.comment_list(what, &format!("/pulls/{number}/reviews"), "per_page=100", Review).await?,
+        );
+        all.extend(
+            self.rest
+                .comment_list(what, &format!("/pulls/{number}/comments"), "per_page=100", Inline)
+                .await?,
+        );
+        Ok(all)
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

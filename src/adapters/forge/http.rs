@@ -35,7 +35,13 @@ impl From<ApiPr> for super::RemotePr {
             (_, true) => PrState::Merged,
             _ => PrState::Closed,
         };
-        super::RemotePr { number: p.number, url: p.html_url, state, head: p.head.name, body: p.body.unwrap_or_default() }
+        super::RemotePr {
+            number: p.number,
+            url: p.html_url,
+            state,
+            head: p.head.name,
+            body: p.body.unwrap_or_default(),
+        }
     }
 }
 
@@ -154,29 +160,60 @@ impl Rest {
 }
 
 impl Rest {
-    /// A PR's conversation: Gitea and GitHub both serve it as the issue's comments.
-    pub async fn comments(&self, number: u64, size: &str) -> Result<Vec<super::Comment>, ForgeError> {
-        let what = "reading the PR's comments";
-        let items = self.all_pages(what, &format!("/issues/{number}/comments"), size).await?;
-        items
-            .into_iter()
-            .map(|v| {
-                let id = v["id"].as_u64().ok_or_else(|| ForgeError::Shape {
-                    what: what.into(),
-                    detail: format!(
-                        "a comment without a numeric `id`: {}",
-                        crate::infra::text::one_line(&v.to_string(), 120)
-                    ),
-                })?;
-                Ok(super::Comment {
-                    id,
-                    author: v["user"]["login"].as_str().unwrap_or("someone").to_string(),
-                    body: v["body"].as_str().unwrap_or_default().to_string(),
-                    created_at: v["created_at"].as_str().unwrap_or_default().to_string(),
-                })
-            })
-            .collect()
+    /// A list of comments at `route`, over all its pages, as `kind`.
+    pub async fn comment_list(
+        &self,
+        what: &str,
+        route: &str,
+        size: &str,
+        kind: super::CommentKind,
+    ) -> Result<Vec<super::Comment>, ForgeError> {
+        let items = self.all_pages(what, route, size).await?;
+        items.into_iter().filter_map(|v| comment(what, &v, kind).transpose()).collect()
     }
+}
+
+/// One comment of a forge's JSON; `None` for a review that says nothing.
+pub fn comment(
+    what: &str,
+    v: &Value,
+    kind: super::CommentKind,
+) -> Result<Option<super::Comment>, ForgeError> {
+    use super::CommentKind;
+    let id = v["id"].as_u64().ok_or_else(|| ForgeError::Shape {
+        what: what.into(),
+        detail: format!(
+            "a comment without a numeric `id`: {}",
+            crate::infra::text::one_line(&v.to_string(), 120)
+        ),
+    })?;
+    let mut body = v["body"].as_str().unwrap_or_default().trim().to_string();
+    if kind == CommentKind::Review {
+        // GitHub says CHANGES_REQUESTED, Gitea REQUEST_CHANGES.
+        let requested = matches!(v["state"].as_str(), Some("CHANGES_REQUESTED" | "REQUEST_CHANGES"));
+        if body.is_empty() && !requested {
+            return Ok(None);
+        }
+        if requested {
+            body = format!("(requested changes) {body}").trim_end().to_string();
+        }
+    }
+    let line = v["line"].as_u64().or(v["original_line"].as_u64()).or(v["position"].as_u64());
+    let place = match (kind, v["path"].as_str()) {
+        (CommentKind::Inline, Some(path)) => Some(match line {
+            Some(l) => format!("{path}:{l}"),
+            None => path.to_string(),
+        }),
+        _ => None,
+    };
+    Ok(Some(super::Comment {
+        id,
+        kind,
+        author: v["user"]["login"].as_str().unwrap_or("someone").to_string(),
+        body,
+        created_at: v["created_at"].as_str().or(v["submitted_at"].as_str()).unwrap_or_default().to_string(),
+        place,
+    }))
 }
 
 #[derive(Debug)]

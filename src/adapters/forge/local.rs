@@ -251,6 +251,8 @@ impl Forge for LocalForge {
             .enumerate()
             .map(|(i, body)| super::Comment {
                 id: i as u64 + 1,
+                kind: super::CommentKind::Conversation,
+                place: None,
                 author: if body.contains(super::BOT_MARK) { "prbot".into() } else { "maintainer".into() },
                 body,
                 created_at: pr.updated_at.to_rfc3339(),

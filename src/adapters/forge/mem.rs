@@ -40,8 +40,13 @@ impl MemForge {
     fn add(&self, head: &str, base: &str, state: PrState) -> RemotePr {
         let mut prs = self.prs.lock().unwrap();
         let number = prs.len() as u64 + 1;
-        let pr =
-            RemotePr { number, url: format!("mem://pulls/{number}"), state, head: head.to_string(), body: String::new() };
+        let pr = RemotePr {
+            number,
+            url: format!("mem://pulls/{number}"),
+            state,
+            head: head.to_string(),
+            body: String::new(),
+        };
         prs.push(MemPr {
             pr: pr.clone(),
             base: base.to_string(),
@@ -129,6 +134,8 @@ impl Forge for MemForge {
             .enumerate()
             .map(|(i, body)| super::Comment {
                 id: i as u64 + 1,
+                kind: super::CommentKind::Conversation,
+                place: None,
                 author: if body.contains(super::BOT_MARK) { "prbot".into() } else { "maintainer".into() },
                 body: body.clone(),
                 created_at: String::new(),

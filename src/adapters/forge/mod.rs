@@ -42,14 +42,29 @@ pub struct RemotePr {
     pub body: String,
 }
 
-/// A comment on a PR's conversation.
+/// Where on a PR a comment was made; each kind has its own ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentKind {
+    /// The PR's conversation.
+    Conversation,
+    /// A review's summary (or a bare "changes requested").
+    Review,
+    /// A review comment on a line of the change.
+    Inline,
+}
+
+/// A comment on a PR: its conversation, a review, or a line of the change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comment {
-    /// The forge's id: ids grow with time, so "newer than the last seen id" means new.
+    /// The forge's id: ids of a kind grow with time, so "newer than the last seen id of
+    /// its kind" means new.
     pub id: u64,
+    pub kind: CommentKind,
     pub author: String,
     pub body: String,
     pub created_at: String,
+    /// `file:line` for an inline review comment.
+    pub place: Option<String>,
 }
 
 /// A maintainer's comment that hands a branch someone else committed to back to prbot.
@@ -106,7 +121,8 @@ pub trait Forge: Send + Sync {
     async fn create_draft(&self, pr: &PrRequest) -> Result<RemotePr, ForgeError>;
     async fn update(&self, number: u64, title: &str, body: &str) -> Result<RemotePr, ForgeError>;
     async fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;
-    /// The comments on PR `number`'s conversation, oldest first.
+    /// The comments on PR `number`: its conversation, its reviews and their inline
+    /// comments, each kind oldest first.
     async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError>;
     /// Puts labels on a PR by name; returns the names the forge doesn't know.
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError>;

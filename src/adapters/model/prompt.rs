@@ -29,7 +29,9 @@ pub fn feedback_block(comments: &[crate::adapters::forge::Comment]) -> Option<St
         "Review feedback on this gap's open PR since your last change (newest first). Revise the change to answer it; your proposal replaces the whole previous change, relative to the files shown:\n",
     );
     for c in comments {
-        let entry = format!("- @{} at {} (comment {}): {}\n", c.author, c.created_at, c.id, c.body.trim());
+        let place = c.place.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
+        let entry =
+            format!("- @{} at {}{place} (comment {}): {}\n", c.author, c.created_at, c.id, c.body.trim());
         if s.len() + entry.len() > MAX_BYTES {
             s.push_str("- …(older comments left out)\n");
             break;

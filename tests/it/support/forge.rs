@@ -34,6 +34,16 @@ pub struct FakePr {
     pub draft: bool,
     pub labels: Vec<String>,
     pub comments: Vec<String>,
+    pub reviews: Vec<FakeReview>,
+}
+
+/// A review: its state, summary, and comments on lines (path, line, text).
+#[derive(Clone, Debug)]
+pub struct FakeReview {
+    pub id: u64,
+    pub state: String,
+    pub body: String,
+    pub inline: Vec<(u64, String, u64, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +52,38 @@ pub struct Seen {
     pub path: String,
     pub authorization: String,
     pub body: String,
+}
+
+/// `GET .../pulls/{n}/reviews`, `.../pulls/{n}/reviews/{id}/comments` (Gitea) and
+/// `.../pulls/{n}/comments` (GitHub): a PR's reviews and their line comments.
+pub(super) fn review_routes(s: &State, base: &str, rest: &str, flavor: Flavor) -> Option<Response> {
+    let tail = rest.strip_prefix("/pulls/")?;
+    let (n, what) = tail.split_once('/')?;
+    let pr = s.prs.iter().find(|p| p.number.to_string() == n)?;
+    let user = json!({"login": "maintainer", "id": 7});
+    let inline_json = |(id, path, line, text): &(u64, String, u64, String)| match flavor {
+        Flavor::Github => {
+            json!({"id": id, "body": text, "path": path, "line": line, "original_line": line, "user": user, "created_at": "2026-01-01T00:00:00Z", "html_url": format!("{base}/{OWNER}/{NAME}/pull/{n}#discussion_r{id}")})
+        }
+        Flavor::Gitea => {
+            json!({"id": id, "body": text, "path": path, "position": line, "original_position": line, "user": user, "created_at": "2026-01-01T00:00:00Z", "html_url": format!("{base}/{OWNER}/{NAME}/pulls/{n}#issuecomment-{id}")})
+        }
+    };
+    match what {
+        "reviews" => Some(reply(
+            200,
+            Value::Array(pr.reviews.iter().map(|r| json!({"id": r.id, "body": r.body, "state": r.state, "user": user, "submitted_at": "2026-01-01T00:00:00Z"})).collect()),
+        )),
+        "comments" if flavor == Flavor::Github => Some(reply(
+            200,
+            Value::Array(pr.reviews.iter().flat_map(|r| r.inline.iter().map(inline_json)).collect()),
+        )),
+        _ => {
+            let id = what.strip_prefix("reviews/")?.strip_suffix("/comments")?;
+            let r = pr.reviews.iter().find(|r| r.id.to_string() == id)?;
+            (flavor == Flavor::Gitea).then(|| reply(200, Value::Array(r.inline.iter().map(inline_json).collect())))
+        }
+    }
 }
 
 /// A canned answer: status, headers, message.
@@ -95,6 +137,7 @@ impl State {
             draft,
             labels,
             comments: Vec::new(),
+            reviews: Vec::new(),
         };
         self.prs.push(pr.clone());
         pr
@@ -194,6 +237,25 @@ impl FakeForge {
         let pr = s.prs.last_mut().expect("just opened");
         (pr.open, pr.merged) = (open, merged);
         number
+    }
+
+    /// A maintainer's review of PR `number`: `state` as the forge spells it, a summary,
+    /// and comments on lines (path, line, text).
+    pub fn review_with(&self, number: u64, state: &str, body: &str, inline: &[(&str, u64, &str)]) {
+        let mut s = self.state.lock().unwrap();
+        // Review ids and review-comment ids have their own sequences, as on the forges.
+        let next_review = s.prs.iter().map(|p| p.reviews.len() as u64).sum::<u64>() + 1;
+        let mut next_inline =
+            s.prs.iter().flat_map(|p| &p.reviews).map(|r| r.inline.len() as u64).sum::<u64>() + 1;
+        let pr = s.prs.iter_mut().find(|p| p.number == number).expect("the PR exists");
+        let inline = inline
+            .iter()
+            .map(|(path, line, text)| {
+                next_inline += 1;
+                (next_inline - 1, path.to_string(), *line, text.to_string())
+            })
+            .collect();
+        pr.reviews.push(FakeReview { id: next_review, state: state.into(), body: body.into(), inline });
     }
 
     /// A maintainer's comment on PR `number`: review feedback.

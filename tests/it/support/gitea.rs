@@ -88,6 +88,11 @@ pub(super) fn routes(
             paged(all, q, "limit", s.page_cap, base, &format!("/api/v1/repos/{OWNER}/{NAME}/labels"), true)
         }
         _ => {
+            if method == Method::GET {
+                if let Some(r) = review_routes(s, base, rest, Flavor::Gitea) {
+                    return r;
+                }
+            }
             if let Some(bh) = rest.strip_prefix("/pulls/") {
                 if method == Method::GET {
                     if let Some((b, h)) = bh.split_once('/') {

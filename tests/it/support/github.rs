@@ -86,6 +86,11 @@ pub(super) fn routes(
                     None => not_found(Flavor::Github, base),
                 };
             }
+            if method == Method::GET {
+                if let Some(r) = review_routes(s, base, rest, Flavor::Github) {
+                    return r;
+                }
+            }
             if let Some(n) = rest.strip_prefix("/pulls/") {
                 if method == Method::PATCH {
                     if let Some(p) = s.edit_pr(n, body, false) {
