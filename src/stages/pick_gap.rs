@@ -125,6 +125,15 @@ fn on_the_forge(
     // Newest first, whatever their kind.
     feedback.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     if feedback.is_empty() {
+        // A branch that no longer merges into the base is rebuilt on the new base.
+        let conflicts = match (&branch_at, &base_tip) {
+            (Some(tip), Some(base)) => conflicts_with(cx, tip, base),
+            _ => false,
+        };
+        if conflicts {
+            tracing::info!("its PR #{number} conflicts with the base: rebuilding the change on it");
+            return Ok(Verdict::Go { feedback, comments_seen, branch_at });
+        }
         return Ok(Verdict::Pass(format!(
             "its PR #{number} ({}) waits for review: nobody commented since prbot's last push",
             open.url
@@ -163,4 +172,25 @@ fn id_of_mut(
         Review => &mut seen.reviews,
         Inline => &mut seen.inline,
     }
+}
+
+/// Whether `tip` no longer merges cleanly into `base`, by git's own merge of the two (in
+/// memory). `false` when git cannot tell, for instance when a commit is not here.
+fn conflicts_with(cx: &Services, tip: &str, base: &str) -> bool {
+    let git = cx.repo.git(&cx.cancel);
+    let here = |c: &str| git.query(["cat-file", "-e", &format!("{c}^{{commit}}")]).ok().flatten().is_some();
+    if !here(tip) || !here(base) {
+        return false;
+    }
+    // `merge-tree --write-tree` exits 1 on conflicts, 0 on a clean merge. The trees it
+    // writes go to a temp object folder, never into the repository's.
+    let Ok(scratch) = tempfile::tempdir() else { return false };
+    let env = [
+        ("GIT_OBJECT_DIRECTORY".to_string(), scratch.path().display().to_string()),
+        ("GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(), cx.repo.git_dir.join("objects").display().to_string()),
+    ];
+    matches!(
+        git.run_with_env(["merge-tree", "--write-tree", "--name-only", base, tip], &env),
+        Err(crate::infra::git::GitError::Failed { ref status, .. }) if status == "exit status 1"
+    )
 }

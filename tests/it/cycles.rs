@@ -125,3 +125,25 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     assert!(fresh.exists(), "a write that may still be in flight was swept");
     assert!(procs_with("sleep 3102").is_empty(), "the killed cycle's test still runs");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_pr_that_conflicts_with_the_base_is_rebuilt_on_it() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let first = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    // main moves on and touches the same line: the PR's branch no longer merges.
+    env.write("greet.sh", "echo hi there\n");
+    env.commit("a maintainer's change to the greeting");
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    assert_eq!(r["pr"]["number"], first["pr"]["number"]);
+    assert_eq!(r["pr"]["created"], false);
+    assert_eq!(
+        git(&env.repo, &["rev-parse", &format!("{}^", r["commit"].as_str().unwrap())]),
+        git(&env.repo, &["rev-parse", "main"]),
+        "not rebuilt on the new base"
+    );
+    // A change elsewhere does not conflict: the gap waits.
+    env.write("notes.txt", "unrelated\n");
+    env.commit("an unrelated change");
+    env.run(&model, &Pipeline::default()).expect("skipped_no_gap", 0);
+}
