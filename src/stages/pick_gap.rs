@@ -187,7 +187,10 @@ fn conflicts_with(cx: &Services, tip: &str, base: &str) -> bool {
     let Ok(scratch) = tempfile::tempdir() else { return false };
     let env = [
         ("GIT_OBJECT_DIRECTORY".to_string(), scratch.path().display().to_string()),
-        ("GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(), cx.repo.git_dir.join("objects").display().to_string()),
+        (
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES".to_string(),
+            cx.repo.git_dir.join("objects").display().to_string(),
+        ),
     ];
     matches!(
         git.run_with_env(["merge-tree", "--write-tree", "--name-only", base, tip], &env),

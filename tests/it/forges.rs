@@ -511,6 +511,10 @@ async fn a_wrong_repo_or_base_ends_the_cycle_before_any_model_call() {
             .run(&Pipeline::default().stages(&with("      base: main\n")).settings(&wrong_repo))
             .expect("pr_failed", 1);
         assert!(r["reason"].as_str().unwrap().contains("forge.repo"), "{flavor:?}: {}", r["reason"]);
+        // A wrong token, with recreate_closed (which once skipped the closed-PR lookup).
+        let p = s.pipeline().stages(&with("      recreate_closed: true\n"));
+        let r = s.env.run_with(&s.model, &p, &[(TOKEN_ENV, "not-the-token")]).expect("pr_failed", 1);
+        assert!(r["reason"].as_str().unwrap().contains(TOKEN_ENV), "{flavor:?}: {}", r["reason"]);
         assert!(
             s.model.requests().await.is_empty(),
             "{flavor:?}: the model was asked before the forge was checked"
