@@ -193,87 +193,60 @@ async fn three_runners_never_exceed_the_days_calls_together() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn three_runners_keep_the_token_ledger_exact_and_under_its_cap() {
+/// Three runners, three cycles each, against `budget` with calls of at most `max_tokens`
+/// and `prices`; every cycle ends `dry_run` or `skipped_cost`. Returns what the records
+/// say the calls were charged (tokens, dollars) and the day's ledger on the ref.
+async fn three_runners_on_a_budget(budget: &str, prices: &str) -> ((u64, f64), Value) {
     let env = Env::new();
     let model = Model::good().await;
     let remote = bare_remote(&env);
-    // Each call may take its prompt plus 4000 tokens: about two fit at once under the cap.
-    let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\n  tokens_per_day: 12000\npolicy:\n  gaps:\n    skip_after_failures: 0";
-    let runners = three_runners(&env, &model, &remote, state);
-    for (_, p) in &runners {
-        let text = std::fs::read_to_string(p)
-            .unwrap()
-            .replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 4000\n");
-        std::fs::write(p, text).unwrap();
-    }
-    let runs = three_cycles_each(runners);
-    let mut charged = 0;
-    for run in &runs {
-        let r = run.record();
-        assert!(
-            matches!(r["outcome"].as_str().unwrap(), "dry_run" | "skipped_cost"),
-            "{}\n{}",
-            r["reason"],
-            run.stderr
-        );
-        for c in r["model_calls"].as_array().into_iter().flatten() {
-            charged += c["prompt_tokens"].as_u64().unwrap() + c["completion_tokens"].as_u64().unwrap();
-        }
-    }
-    let ledger: Value = serde_json::from_str(&git(
-        &remote,
-        &["show", &format!("refs/prbot/state:cost-{}.json", chrono::Utc::now().format("%Y-%m-%d"))],
-    ))
-    .unwrap();
-    assert_eq!(ledger["tokens"].as_u64().unwrap(), charged, "the ledger and the records disagree: {ledger}");
-    assert!(charged <= 12_000, "{charged} tokens against tokens_per_day: 12000");
-    assert!(charged > 0, "no call was made at all");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn three_runners_keep_the_dollar_ledger_exact_and_under_its_cap() {
-    let env = Env::new();
-    let model = Model::good().await;
-    let remote = bare_remote(&env);
-    // $1 per million tokens: a call's worst case (prompt + 4000 tokens) is about half a
-    // cent, so about two fit at once under a cent.
-    let state = "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\n  usd_per_day: 0.01\npolicy:\n  gaps:\n    skip_after_failures: 0";
-    let runners = three_runners(&env, &model, &remote, state);
+    let state = format!(
+        "state:\n  backend: git\n  remote: origin\nbudget:\n  calls_per_day: 100\n{budget}policy:\n  gaps:\n    skip_after_failures: 0"
+    );
+    let runners = three_runners(&env, &model, &remote, &state);
     for (_, p) in &runners {
         let text = std::fs::read_to_string(p)
             .unwrap()
             .replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      max_tokens: 4000\n")
             .replace(
                 &format!("    api_key_env: {MODEL_KEY_ENV}\n"),
-                &format!("    api_key_env: {MODEL_KEY_ENV}\n    prices:\n      qwen2.5-coder:7b: {{price_per_mtok_in: 1, price_per_mtok_out: 1}}\n"),
+                &format!("    api_key_env: {MODEL_KEY_ENV}\n{prices}"),
             );
         std::fs::write(p, text).unwrap();
     }
-    let runs = three_cycles_each(runners);
-    let mut charged = 0.0;
-    for run in &runs {
+    let (mut tokens, mut usd) = (0, 0.0);
+    for run in three_cycles_each(runners) {
         let r = run.record();
-        assert!(
-            matches!(r["outcome"].as_str().unwrap(), "dry_run" | "skipped_cost"),
-            "{}\n{}",
-            r["reason"],
-            run.stderr
-        );
-        charged += r["model_calls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| c["usd"].as_f64().unwrap())
-            .sum::<f64>();
+        let outcome = r["outcome"].as_str().unwrap();
+        assert!(matches!(outcome, "dry_run" | "skipped_cost"), "{}\n{}", r["reason"], run.stderr);
+        for c in r["model_calls"].as_array().into_iter().flatten() {
+            tokens += c["prompt_tokens"].as_u64().unwrap() + c["completion_tokens"].as_u64().unwrap();
+            usd += c["usd"].as_f64().unwrap();
+        }
     }
-    let ledger: Value = serde_json::from_str(&git(
-        &remote,
-        &["show", &format!("refs/prbot/state:cost-{}.json", chrono::Utc::now().format("%Y-%m-%d"))],
-    ))
-    .unwrap();
-    let usd = ledger["usd"].as_f64().unwrap();
-    assert!((usd - charged).abs() < 1e-9, "the ledger says ${usd}, the records ${charged}");
-    assert!(usd <= 0.01 + 1e-12, "${usd} against usd_per_day: 0.01");
-    assert!(charged > 0.0, "no call was made at all");
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let ledger =
+        serde_json::from_str(&git(&remote, &["show", &format!("refs/prbot/state:cost-{day}.json")])).unwrap();
+    ((tokens, usd), ledger)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_keep_the_token_ledger_exact_and_under_its_cap() {
+    // Each call may take its prompt plus 4000 tokens: about two fit at once under the cap.
+    let ((tokens, _), ledger) = three_runners_on_a_budget("  tokens_per_day: 12000\n", "").await;
+    assert_eq!(ledger["tokens"].as_u64().unwrap(), tokens, "the ledger and the records disagree: {ledger}");
+    assert!(tokens <= 12_000, "{tokens} tokens against tokens_per_day: 12000");
+    assert!(tokens > 0, "no call was made at all");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_keep_the_dollar_ledger_exact_and_under_its_cap() {
+    // $1 per million tokens: a call's worst case (prompt + 4000 tokens) is about half a
+    // cent, so about two fit at once under a cent.
+    let prices = "    prices:\n      qwen2.5-coder:7b: {price_per_mtok_in: 1, price_per_mtok_out: 1}\n";
+    let ((_, usd), ledger) = three_runners_on_a_budget("  usd_per_day: 0.01\n", prices).await;
+    let charged = ledger["usd"].as_f64().unwrap();
+    assert!((charged - usd).abs() < 1e-9, "the ledger says ${charged}, the records ${usd}");
+    assert!(charged <= 0.01 + 1e-12, "${charged} against usd_per_day: 0.01");
+    assert!(usd > 0.0, "no call was made at all");
 }
