@@ -245,19 +245,7 @@ impl Forge for LocalForge {
                 self.dir.display()
             )));
         };
-        Ok(pr
-            .comments
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| super::Comment {
-                id: i as u64 + 1,
-                kind: super::CommentKind::Conversation,
-                place: None,
-                author: if body.contains(super::BOT_MARK) { "prbot".into() } else { "maintainer".into() },
-                body,
-                created_at: pr.updated_at.to_rfc3339(),
-            })
-            .collect())
+        Ok(super::Comment::from_texts(&pr.comments, &pr.updated_at.to_rfc3339()))
     }
 
     async fn add_labels(&self, number: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

@@ -129,18 +129,7 @@ impl Forge for MemForge {
         let prs = self.prs.lock().unwrap();
         let p =
             prs.iter().find(|p| p.pr.number == number).ok_or_else(|| ForgeError::Other("no PR".into()))?;
-        Ok(p.comments
-            .iter()
-            .enumerate()
-            .map(|(i, body)| super::Comment {
-                id: i as u64 + 1,
-                kind: super::CommentKind::Conversation,
-                place: None,
-                author: if body.contains(super::BOT_MARK) { "prbot".into() } else { "maintainer".into() },
-                body: body.clone(),
-                created_at: String::new(),
-            })
-            .collect())
+        Ok(super::Comment::from_texts(&p.comments, ""))
     }
 
     async fn add_labels(&self, _: u64, names: &[String]) -> Result<Vec<String>, ForgeError> {

@@ -77,6 +77,26 @@ impl Comment {
     pub fn by_prbot(&self) -> bool {
         self.body.contains(BOT_MARK)
     }
+
+    /// A conversation kept as plain strings (the local and in-memory forges): ids by
+    /// position, and the author told by prbot's mark.
+    pub(crate) fn from_texts<'a>(
+        texts: impl IntoIterator<Item = &'a String>,
+        created_at: &str,
+    ) -> Vec<Comment> {
+        texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Comment {
+                id: i as u64 + 1,
+                kind: CommentKind::Conversation,
+                author: if body.contains(BOT_MARK) { "prbot" } else { "maintainer" }.to_string(),
+                body: body.clone(),
+                created_at: created_at.to_string(),
+                place: None,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
