@@ -18,6 +18,10 @@ pub(crate) mod serve;
 pub(crate) mod stages;
 pub(crate) mod state;
 
+/// The fuzz targets' properties, for `fuzz/` and the corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 // The library's public surface: the binary's entry point, and what the benches and the
 // integration tests measure directly.
 pub use adapters::model::context::{choose as choose_context, tokens, Tree};

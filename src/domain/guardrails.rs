@@ -34,8 +34,7 @@ pub struct Guardrails {
 impl Guardrails {
     /// `protected` holds the pipeline file and the PRD, when they live in the repository.
     pub fn new(protected: impl IntoIterator<Item = String>) -> Self {
-        let protected =
-            protected.into_iter().filter_map(|p| normalise(&p).ok()).map(|p| p.to_lowercase()).collect();
+        let protected = protected.into_iter().filter_map(|p| normalise(&p).ok()).map(|p| fold(&p)).collect();
         Guardrails { protected }
     }
 
@@ -48,8 +47,7 @@ impl Guardrails {
             return Err(format!("`{raw}` ends with a slash: name a file, not a folder"));
         }
         let path = normalise(raw)?;
-        let lower = path.to_lowercase();
-        if let Some(why) = self.forbidden(&lower) {
+        if let Some(why) = self.forbidden(&fold(&path)) {
             return Err(format!("`{raw}` {why}"));
         }
         // Any symlink on the way could lead the write elsewhere, inside or outside the tree.
@@ -69,10 +67,15 @@ impl Guardrails {
         Ok(RepoPath(path))
     }
 
-    fn forbidden(&self, lower: &str) -> Option<&'static str> {
-        let parts: Vec<&str> = lower.split('/').collect();
+    /// `folded` is a path as [`fold`] gives it.
+    fn forbidden(&self, folded: &str) -> Option<&'static str> {
+        let parts: Vec<&str> = folded.split('/').collect();
         let name = *parts.last().unwrap_or(&"");
-        if parts.contains(&".git") {
+        // Windows drops a trailing dot or space: `.git.` is `.git` there.
+        if parts.iter().any(|p| p.ends_with(['.', ' '])) {
+            return Some("has a name ending in a dot or a space, which Windows would silently drop");
+        }
+        if parts.iter().any(|p| matches!(*p, ".git" | "git~1")) {
             return Some("is inside `.git/`");
         }
         if is_ci_entry_point(&parts) {
@@ -87,7 +90,7 @@ impl Guardrails {
         if parts.len() == 2 && parts[0] == "docs" && (name.starts_with("adr-") || name == "decisions.md") {
             return Some("is a decision record, which only maintainers write");
         }
-        if self.protected.iter().any(|p| p == lower) {
+        if self.protected.iter().any(|p| p == folded) {
             return Some("is the PRD or the pipeline file, which only maintainers write");
         }
         None
@@ -144,6 +147,18 @@ fn is_secret(name: &str) -> bool {
         )
 }
 
+/// The path as a case-insensitive file system could read it, for comparing with the
+/// protected names: lower case (Unicode), without the code points HFS+ ignores (so
+/// `.g\u{200c}it` is `.git` on a Mac). NTFS's short name `git~1` is matched by name.
+pub(crate) fn fold(path: &str) -> String {
+    path.chars().filter(|c| !hfs_ignores(*c)).collect::<String>().to_lowercase()
+}
+
+/// The code points HFS+ drops when it compares names (the list git's `is_hfs_dotgit` uses).
+fn hfs_ignores(c: char) -> bool {
+    matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}')
+}
+
 /// `a//b/./c` becomes `a/b/c`; `..`, empty paths and odd characters are refused.
 fn normalise(raw: &str) -> Result<String, String> {
     if raw.contains('\0') || raw.contains('\\') {
@@ -157,6 +172,9 @@ fn normalise(raw: &str) -> Result<String, String> {
         match part {
             "" | "." => {}
             ".." => return Err(format!("`{raw}` contains `..`; paths may not leave their folder")),
+            p if p.chars().any(char::is_control) => {
+                return Err(format!("`{}` contains a control character", raw.escape_default()))
+            }
             p => parts.push(p),
         }
     }
@@ -200,6 +218,18 @@ mod tests {
             "",
             "./",
             "a\\b",
+            ".g\u{200c}it/config",
+            "\u{feff}.GIT/hooks/x",
+            "GIT~1/config",
+            ".git./config",
+            ".git /config",
+            ".. /x",
+            "docs/PRD.md.",
+            ".gith\u{200d}ub/workflows/x.yml",
+            "Docs/prd\u{200e}.md",
+            "a\nb",
+            // Found by fuzzing: a trailing space hidden behind a code point HFS+ ignores.
+            " \u{200c}",
         ] {
             assert!(g().check(root.path(), bad).is_err(), "{bad} passed");
         }

@@ -6,6 +6,7 @@ mod context; // what the prompt shows of the repository
 mod cycles; // cycles over time: back to back, cancelled, killed
 mod exactness; // the commit is exactly the approved change
 mod forges; // the pr stage against Gitea and GitHub fakes
+mod fuzz_corpora; // the fuzzers' corpora, replayed through their properties
 mod history; // history, stats, demo
 mod init_workflows; // the shipped workflows and prbot init
 mod models; // the model ladder, retries, repairs, escalation, edits

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 600) one after another, new inputs kept in
+# fuzz/work/<target>, and prints one line per target: runs, coverage, crash or not.
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=${1:-600}
+targets=(reply edits prd path_guard pipeline webhook)
+cargo +nightly fuzz build -O >/dev/null
+printf '%-11s %12s %8s %8s %9s  %s\n' target runs exec/s cov ft result
+for t in "${targets[@]}"; do
+  mkdir -p "work/$t"
+  log="work/$t.log"
+  status=ok
+  cargo +nightly fuzz run -O "$t" "work/$t" "corpus/$t" -- \
+    -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status="CRASH (see $log)"
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
+  speed=$(grep -oE '^stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
+  cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
+  ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
+  printf '%-11s %12s %8s %8s %9s  %s\n' "$t" "${runs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "$status"
+done
