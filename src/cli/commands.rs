@@ -26,6 +26,10 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
             clap_complete::generate(shell, &mut cmd, "prbot", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Schema => {
+            print!("{}", crate::config::schema());
+            Ok(0)
+        }
         Command::Man => {
             let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(cmd)

@@ -11,8 +11,10 @@ fn pipeline(forge: InitForge) -> String {
         InitForge::Gitea => ("gitea", "https://gitea.example.com   # your server", "GITEA_TOKEN"),
         InitForge::Github => ("github", "https://github.com", "GITHUB_TOKEN"),
     };
+    let modeline = crate::config::SCHEMA_MODELINE;
     format!(
-        r#"# prbot's pipeline: see the pipeline reference in prbot's README.
+        r#"{modeline}
+# prbot's pipeline: see the pipeline reference in prbot's README.
 # Tag small, well-scoped PRD items for the bot: `- [ ] ... [bot-eligible]`.
 
 prd:
@@ -66,8 +68,9 @@ pub fn run(repo: &Path, forge: InitForge, force: bool) -> Result<i32, CliError> 
         InitForge::Gitea => (".gitea/workflows/prbot.yml", GITEA_WORKFLOW),
         InitForge::Github => (".github/workflows/prbot.yml", GITHUB_WORKFLOW),
     };
-    let files: [(PathBuf, String); 2] = [
+    let files: [(PathBuf, String); 3] = [
         (repo.join("pipelines/default.yml"), pipeline(forge)),
+        (repo.join("pipelines").join(crate::config::SCHEMA_FILE), crate::config::schema()),
         (repo.join(workflow.0), workflow.1.to_string()),
     ];
     let existing: Vec<String> =

@@ -104,6 +104,8 @@ pub enum Command {
     },
     /// Print prbot's man page (roff), e.g. `prbot man > /usr/local/share/man/man1/prbot.1`.
     Man,
+    /// Print the pipeline file's JSON Schema, e.g. `prbot schema > pipelines/prbot.schema.json`.
+    Schema,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

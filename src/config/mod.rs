@@ -42,6 +42,21 @@ pub struct StageSpec {
 /// Where prbot looks for the pipeline file, relative to the repository.
 pub const DEFAULT_PIPELINE: &str = "pipelines/default.yml";
 
+/// The schema's file name, next to the pipelines that point to it.
+pub const SCHEMA_FILE: &str = "prbot.schema.json";
+
+/// The first line of a pipeline file: editors with yaml-language-server (VS Code's YAML
+/// extension, Helix, Neovim) then complete and check it against the schema beside it.
+pub const SCHEMA_MODELINE: &str = "# yaml-language-server: $schema=prbot.schema.json";
+
+/// The JSON Schema of the pipeline file (draft 2020-12), from the types that parse it.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(settings::RawPipeline);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    text.push('\n');
+    text
+}
+
 impl StageSpec {
     /// The stage's `timeout`, else its kind's default (the model's answer 3 min, the tests
     /// 20 min, a `run:` step 10 min); `None` for stages that run nothing long.

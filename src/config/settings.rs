@@ -1,47 +1,63 @@
 //! The pipeline file as written: serde shapes with defaults, unknown keys refused.
 
-use serde::{Deserialize, Deserializer};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Pipeline", title = "prbot pipeline")]
 pub struct RawPipeline {
+    /// The PRD that holds the gaps, and the tag that makes an item eligible.
     #[serde(default)]
     pub prd: PrdConfig,
+    /// Where records, the ledger and locks live.
     #[serde(default)]
     pub state: StateConfig,
+    /// The commit cycles start from, and where prbot's own worktree lives.
     #[serde(default)]
     pub workspace: WorkspaceConfig,
+    /// Hard daily caps on model use, per UTC day.
     #[serde(default)]
     pub budget: BudgetConfig,
+    /// OpenAI-compatible endpoints by name; a model is referenced as `name/model`.
     #[serde(default = "default_providers")]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Where PRs are opened: a local forge (branches only), Gitea/Forgejo or GitHub.
     #[serde(default)]
     pub forge: ForgeConfig,
+    /// The author of prbot's commits.
     #[serde(default)]
     pub bot: BotConfig,
+    /// An optional service that receives each cycle's record.
     #[serde(default)]
     pub observer: ObserverConfig,
+    /// When cycles may run, which gaps and changes are allowed, whether PRs open.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Settings of `prbot serve`: webhooks and `POST /run`.
     #[serde(default)]
     pub serve: ServeConfig,
+    /// How the test stage and `run:` steps are confined.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// The stages of a cycle, in order.
     pub stages: Vec<RawStage>,
 }
 
 /// How project commands (tests, `run:` steps) are confined.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SandboxConfig {
+    /// Which confinement.
     pub backend: SandboxBackend,
     /// More host folders the commands may read, e.g. a toolchain outside `/usr`.
     pub read_only: Vec<PathBuf>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxBackend {
     /// bwrap where it can create namespaces, else Landlock, else the cycle stops.
@@ -53,7 +69,40 @@ pub enum SandboxBackend {
     Off,
 }
 
-/// `sandbox: auto` or `sandbox: {backend: auto, read_only: [...]}`.
+/// `sandbox: auto` or `sandbox: {backend: auto, read_only: [...]}`: the schema says both.
+impl JsonSchema for SandboxConfig {
+    fn schema_name() -> Cow<'static, str> {
+        "SandboxConfig".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let backend = g.subschema_for::<SandboxBackend>();
+        schemars::json_schema!({
+            "description": "How project commands (tests, `run:` steps) are confined: a backend, or a mapping with `backend` and `read_only`.",
+            "anyOf": [
+                backend,
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "backend": {
+                            "description": "Which confinement.",
+                            "allOf": [backend],
+                            "default": "auto"
+                        },
+                        "read_only": {
+                            "description": "More host folders the commands may read, e.g. a toolchain outside `/usr`; absolute paths.",
+                            "type": "array",
+                            "items": {"type": "string", "pattern": "^/"},
+                            "default": []
+                        }
+                    }
+                }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for SandboxConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -91,10 +140,12 @@ impl<'de> Deserialize<'de> for SandboxConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrdConfig {
+    /// The PRD, relative to the repository root.
     pub path: PathBuf,
+    /// The text that marks an unchecked task item as one prbot may take.
     pub tag: String,
 }
 
@@ -104,7 +155,7 @@ impl Default for PrdConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     /// `dir` keeps state in a folder; `git` also keeps it on a ref of the remote, for
@@ -131,14 +182,16 @@ impl Default for StateConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum StateBackend {
+    /// A folder on this machine.
     Dir,
+    /// A folder, mirrored to a ref of the remote.
     Git,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkspaceConfig {
     /// The commit each cycle starts from.
@@ -154,10 +207,12 @@ impl Default for WorkspaceConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetConfig {
+    /// Model calls per UTC day, failed ones included.
     pub calls_per_day: u64,
+    /// Prompt and completion tokens per UTC day.
     pub tokens_per_day: u64,
     /// Dollars per UTC day, counted with the providers' `prices`.
     pub usd_per_day: Option<f64>,
@@ -170,9 +225,10 @@ impl Default for BudgetConfig {
 }
 
 /// An OpenAI-compatible endpoint, named in `providers:` and referenced as `name/model`.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
+    /// The API's base, up to and including `/v1`.
     pub base_url: String,
     /// The variable holding the API key; none sends no `Authorization` header.
     #[serde(default)]
@@ -185,7 +241,7 @@ pub struct ProviderConfig {
     pub prices: BTreeMap<String, Price>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     /// Dollars per million prompt tokens.
@@ -206,18 +262,22 @@ pub fn default_providers() -> BTreeMap<String, ProviderConfig> {
     )])
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ForgeKind {
+    /// Branches in this repository; the PR is a record, nothing is pushed.
     #[default]
     Local,
+    /// Gitea or Forgejo.
     Gitea,
+    /// github.com or GitHub Enterprise.
     Github,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForgeConfig {
+    /// Which forge.
     pub kind: ForgeKind,
     /// The server's web address, which is also where git pushes go:
     /// `{url}/{owner}/{name}.git`. Default for github: https://github.com.
@@ -232,7 +292,9 @@ pub struct ForgeConfig {
     pub token_env: Option<String>,
     /// Gitea marks drafts by a title prefix, one of the server's WORK_IN_PROGRESS_PREFIXES.
     pub draft_prefix: String,
-    #[serde(deserialize_with = "duration")]
+    /// How long one API request may take.
+    #[serde(deserialize_with = "duration", serialize_with = "human")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Retries after a 429, a 5xx, a timeout or a connection error.
     pub retries: usize,
@@ -285,10 +347,12 @@ impl ForgeConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct BotConfig {
+    /// The commits' author name.
     pub name: String,
+    /// The commits' author email.
     pub email: String,
 }
 
@@ -298,26 +362,32 @@ impl Default for BotConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObserverConfig {
+    /// Each record is POSTed here as JSON, after it is written.
     pub url: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
+    /// When cycles may run.
     pub run: RunPolicy,
+    /// Which gaps may be picked.
     pub gaps: GapPolicy,
+    /// What a proposal may change, on top of the fixed guardrails.
     pub proposal: ProposalPolicy,
+    /// Whether PRs are opened.
     pub pr: PrPolicy,
     /// An executable asked for every decision after the settings above allowed it.
     pub command: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunPolicy {
+    /// `false` ends every cycle at the guard, as `skipped`.
     pub enabled: bool,
     /// UTC hours in which cycles may run, as `[first, last]`, inclusive.
     pub utc_hours: Option<[u32; 2]>,
@@ -331,7 +401,7 @@ impl Default for RunPolicy {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct GapPolicy {
     /// A gap whose last N attempts all failed is passed over. 0 never skips.
@@ -346,10 +416,12 @@ impl Default for GapPolicy {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProposalPolicy {
+    /// The most files one proposal may touch.
     pub max_files: usize,
+    /// The most bytes one proposal may change, counted over all its files.
     pub max_bytes_changed: usize,
     /// When non-empty, every path must match one of these globs.
     pub allow: Vec<String>,
@@ -363,9 +435,10 @@ impl Default for ProposalPolicy {
     }
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrPolicy {
+    /// `false` stops before the pr stage; the change is committed on its branch only.
     pub open: bool,
 }
 
@@ -376,7 +449,7 @@ impl Default for PrPolicy {
 }
 
 /// What `prbot serve` listens for.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     /// The variable holding the webhooks' HMAC secret.
@@ -388,7 +461,8 @@ pub struct ServeConfig {
     /// The largest webhook body accepted, in bytes.
     pub max_body_bytes: usize,
     /// On SIGTERM, how long a running cycle may go on before it is cancelled.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "human")]
+    #[schemars(with = "String")]
     pub grace: Duration,
 }
 
@@ -404,7 +478,7 @@ impl Default for ServeConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnPush {
     /// Only pushes that change the PRD file.
@@ -413,14 +487,20 @@ pub enum OnPush {
     Any,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum StageKind {
+    /// Checks the pause file, the budget, the run lock, a clean tree and the policy.
     Guard,
+    /// Chooses the gap to work on.
     PickGap,
+    /// Asks the model for a change.
     Propose,
+    /// Applies the change under the guardrails.
     Apply,
+    /// Runs the project's tests, in the sandbox.
     Test,
+    /// Opens or updates the draft PR.
     Pr,
 }
 
@@ -437,23 +517,34 @@ impl StageKind {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Stage", transform = stage_rules)]
 pub struct RawStage {
+    /// A unique name for the stage in records and errors. Default: `uses` or `run-N`.
     pub id: Option<String>,
+    /// A label for people.
     pub name: Option<String>,
+    /// A built-in stage. Give this or `run`.
     pub uses: Option<StageKind>,
+    /// A shell command run in the workspace, in the sandbox. Give this or `uses`.
     pub run: Option<String>,
-    #[serde(rename = "with")]
+    /// The stage's settings; which keys depends on `uses` (or `run`).
+    #[serde(rename = "with", default)]
+    #[schemars(schema_with = "stage_with")]
     pub with: Option<serde_yaml::Value>,
+    /// `false` keeps the stage in the file without running it. Default: `true`.
     pub enabled: Option<bool>,
+    /// How long the stage may take, e.g. `90s`, `20m`.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>", extend("examples" = ["90s", "20m", "1h 30m"]))]
     pub timeout: Option<Duration>,
+    /// Go on to the next stage when a `run:` step fails. Default: `false`.
     #[serde(rename = "continue-on-error")]
     pub continue_on_error: Option<bool>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardSettings {
     /// Relative to the repository root.
@@ -466,11 +557,11 @@ impl Default for GuardSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PickGapSettings {}
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProposeSettings {
     /// The ladder: `provider/model` references tried in order when a call fails.
@@ -486,6 +577,7 @@ pub struct ProposeSettings {
     pub context_tokens: usize,
     /// How many earlier attempts on the gap the prompt shows.
     pub prior_attempts: usize,
+    /// The sampling temperature sent with each call.
     pub temperature: f32,
     /// The reply's cap in tokens, sent as `max_tokens`; the budget reserves it before
     /// each call. A reply cut off at the cap is a failed call.
@@ -507,11 +599,11 @@ impl Default for ProposeSettings {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApplySettings {}
 
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TestSettings {
     /// Shell commands run in order; empty means detect (`cargo test`, `bun test`).
@@ -523,14 +615,14 @@ pub struct TestSettings {
 }
 
 /// `with:` of a `run:` step.
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSettings {
     /// Let the command reach the network (it always has its own loopback).
     pub network: bool,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrSettings {
     /// The branch PRs target. Default: the forge's default branch (the current branch
@@ -550,6 +642,59 @@ impl Default for PrSettings {
     fn default() -> Self {
         PrSettings { base: None, labels: Vec::new(), max_open: 3, max_per_day: 5, recreate_closed: false }
     }
+}
+
+/// Every stage kind with the type of its `with:`, for the schema.
+fn stage_settings(g: &mut SchemaGenerator) -> Vec<(StageKind, Schema)> {
+    vec![
+        (StageKind::Guard, g.subschema_for::<GuardSettings>()),
+        (StageKind::PickGap, g.subschema_for::<PickGapSettings>()),
+        (StageKind::Propose, g.subschema_for::<ProposeSettings>()),
+        (StageKind::Apply, g.subschema_for::<ApplySettings>()),
+        (StageKind::Test, g.subschema_for::<TestSettings>()),
+        (StageKind::Pr, g.subschema_for::<PrSettings>()),
+    ]
+}
+
+/// `with:` is a mapping whose keys `uses:` decides; [`stage_rules`] says which.
+fn stage_with(g: &mut SchemaGenerator) -> Schema {
+    let mut rules: Vec<serde_json::Value> = stage_settings(g)
+        .into_iter()
+        .map(|(kind, settings)| {
+            serde_json::json!({
+                "if": {"required": ["uses"], "properties": {"uses": {"const": kind.as_str()}}},
+                "then": {"properties": {"with": settings}}
+            })
+        })
+        .collect();
+    let run = g.subschema_for::<RunSettings>();
+    rules.push(serde_json::json!({"if": {"required": ["run"]}, "then": {"properties": {"with": run}}}));
+    schemars::json_schema!({
+        "description": "The stage's settings; which keys depends on `uses` (or `run`).",
+        "type": ["object", "null"],
+        "x-prbot-stage-rules": rules
+    })
+}
+
+/// Moves the rules [`stage_with`] made up to the stage, where `uses` can be seen.
+fn stage_rules(schema: &mut Schema) {
+    let rules = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("with"))
+        .and_then(|w| w.as_object_mut())
+        .and_then(|w| w.remove("x-prbot-stage-rules"));
+    if let Some(rules) = rules {
+        schema.insert("allOf".into(), rules);
+    }
+    // Exactly one of `uses` and `run`.
+    schema.insert(
+        "oneOf".into(),
+        serde_json::json!([{"required": ["uses"]}, {"required": ["run"]}]),
+    );
+}
+
+fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
