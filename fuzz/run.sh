@@ -6,14 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
 targets=(reply edits prd path_guard pipeline webhook)
-cargo +nightly fuzz build -O >/dev/null
+cargo +nightly fuzz build -O 2>/dev/null
+bin=target/x86_64-unknown-linux-gnu/release
 printf '%-11s %12s %8s %8s %9s  %s\n' target runs exec/s cov ft result
 for t in "${targets[@]}"; do
   mkdir -p "work/$t"
   log="work/$t.log"
   status=ok
-  cargo +nightly fuzz run -O "$t" "work/$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status="CRASH (see $log)"
+  "$bin/$t" -artifact_prefix="work/$t-" -max_total_time="$seconds" -print_final_stats=1 \
+    "work/$t" "corpus/$t" >"$log" 2>&1 || status="CRASH (see $log)"
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
   runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
   speed=$(grep -oE '^stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)

@@ -15,6 +15,16 @@ use std::path::{Path, PathBuf};
 pub struct Repo {
     pub root: PathBuf,
     pub git_dir: PathBuf,
+    /// What `HEAD` was when prbot started; `None` before the first commit.
+    pub head: Option<Head>,
+}
+
+/// The user's `HEAD`, as discovery saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub commit: String,
+    /// `refs/heads/<name>`, or `None` when detached.
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +43,21 @@ impl Repo {
         if !dir.is_dir() {
             return Err(RepoError::NotARepo(dir.to_path_buf()));
         }
-        // One git process in the common case: the common git dir and the top level. A bare
-        // repository has no top level, so that call fails; only then ask which it is.
-        let asked = ["rev-parse", "--path-format=absolute", "--git-common-dir", "--show-toplevel"];
-        let Some(out) = git.query(asked)? else {
+        // One git process in the common case: the common git dir, the top level and HEAD
+        // (its commit and branch; the trailing `--` keeps a file called HEAD from making it
+        // ambiguous). Before the first commit that fails, and a bare repository has no top
+        // level: only then ask which it is.
+        let paths = ["rev-parse", "--path-format=absolute", "--git-common-dir", "--show-toplevel"];
+        let with_head = [&paths[..], &["HEAD", "--symbolic-full-name", "HEAD", "--"]].concat();
+        if let Some(out) = git.query(with_head)? {
+            let lines: Vec<&str> = out.lines().collect();
+            if let [git_dir, root, commit, name, ..] = lines[..] {
+                let branch = name.starts_with("refs/heads/").then(|| name.to_string());
+                let head = Some(Head { commit: commit.to_string(), branch });
+                return Ok(Repo { root: PathBuf::from(root), git_dir: PathBuf::from(git_dir), head });
+            }
+        }
+        let Some(out) = git.query(paths)? else {
             if git.query(["rev-parse", "--is-bare-repository"])?.as_deref() == Some("true") {
                 return Err(RepoError::Bare(dir.to_path_buf()));
             }
@@ -46,11 +67,17 @@ impl Repo {
         let (Some(git_dir), Some(root)) = (lines.next(), lines.next()) else {
             return Err(RepoError::NotARepo(dir.to_path_buf()));
         };
-        Ok(Repo { root: PathBuf::from(root), git_dir: PathBuf::from(git_dir) })
+        Ok(Repo { root: PathBuf::from(root), git_dir: PathBuf::from(git_dir), head: None })
     }
 
     pub fn git(&self, cancel: &Cancel) -> Git {
         Git::new(&self.root, cancel.clone())
+    }
+
+    /// The same repository with HEAD read again; when that fails, with HEAD unknown, so
+    /// that whoever needs it asks git (and reports what git says).
+    pub fn refreshed(&self) -> Repo {
+        Repo::discover(&self.root).unwrap_or_else(|_| Repo { head: None, ..self.clone() })
     }
 
     /// Where prbot's records and ledgers live unless the pipeline says otherwise.
@@ -111,7 +138,13 @@ pub struct Workspace {
     repo_git: Git,
     /// The user's object store, where prbot's commits are written.
     objects: PathBuf,
+    /// What the index changes against the base, as the last `status` read it; `None`
+    /// once the index has changed since (or before any read).
+    staged: std::sync::Mutex<Option<Vec<Staged>>>,
 }
+
+/// A path the index changes against the base: (path, file mode, added).
+pub type Staged = (String, String, bool);
 
 impl Workspace {
     /// Makes `work_dir/worktree` a clean checkout of `base_commit` (a commit id, resolved
@@ -159,7 +192,16 @@ impl Workspace {
             crate::infra::fsutil::write_atomic(&alternates, line.as_bytes())
                 .map_err(|e| io_failed("set up the clone", e))?;
         }
-        let ws = Workspace { path, git_dir, cache_dir, base_commit, git, repo_git, objects };
+        let ws = Workspace {
+            path,
+            git_dir,
+            cache_dir,
+            base_commit,
+            git,
+            repo_git,
+            objects,
+            staged: std::sync::Mutex::new(None),
+        };
         ws.reset()?;
         Ok(ws)
     }
@@ -210,16 +252,30 @@ impl Workspace {
         &self.git
     }
 
-    /// Tracked files at the base commit, each with its blob id.
+    /// Tracked files at the base commit, each with its blob id. The list is kept in the
+    /// cache folder under the base's id, so a cycle on an unchanged base asks git nothing.
     pub fn files_with_blobs(&self) -> Result<Vec<(String, String)>, GitError> {
-        let out = self.git.run(["ls-files", "-s", "-z"])?;
-        // `<mode> <blob> <stage>\t<path>`
-        Ok(out
+        let kept = self.cache_dir.join("base-files");
+        let header = format!("{}\n", self.base_commit);
+        let listing = match std::fs::read_to_string(&kept) {
+            Ok(text) if text.starts_with(&header) => text[header.len()..].to_string(),
+            _ => {
+                let out = self.git.run(["ls-tree", "-r", "-z", "--full-tree", &self.base_commit])?;
+                let text = format!("{header}{out}");
+                if let Err(e) = crate::infra::fsutil::write_atomic(&kept, text.as_bytes()) {
+                    tracing::warn!("cannot keep the file list in {}: {e}", kept.display());
+                }
+                out
+            }
+        };
+        // `<mode> <type> <object>\t<path>`; submodules (`commit`) are not files.
+        Ok(listing
             .split('\0')
             .filter_map(|entry| {
                 let (meta, path) = entry.split_once('\t')?;
-                let blob = meta.split(' ').nth(1)?;
-                Some((path.to_string(), blob.to_string()))
+                let mut meta = meta.split(' ');
+                let (_, kind, blob) = (meta.next()?, meta.next()?, meta.next()?);
+                (kind == "blob").then(|| (path.to_string(), blob.to_string()))
             })
             .collect())
     }
@@ -233,13 +289,30 @@ impl Workspace {
         }
         let mut args = vec!["--literal-pathspecs".to_string(), "add".into(), "-A".into(), "--".into()];
         args.extend(paths.iter().cloned());
+        *self.staged.lock().expect("not poisoned") = None;
         self.git.run_with_env(args, &self.objects_env()).map(|_| ())
     }
 
-    /// Tracked files whose content in the tree differs from what was staged.
+    /// Tracked files whose content in the tree differs from what was staged. The same
+    /// read says what the index changes against the base, kept for [`Self::committed_files`].
     pub fn unstaged(&self) -> Result<Vec<String>, GitError> {
-        let out = self.git.run(["diff", "--name-only", "--no-renames", "-z"])?;
-        Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        // `1 XY sub mH mI mW hH hI path`: X is the index against HEAD (the base), Y the tree
+        // against the index.
+        let out = self.git.run(["status", "--porcelain=v2", "-z", "--untracked-files=no", "--no-renames"])?;
+        let (mut unstaged, mut staged) = (Vec::new(), Vec::new());
+        for entry in out.split('\0').filter(|e| !e.is_empty()) {
+            let fields: Vec<&str> = entry.splitn(9, ' ').collect();
+            let ["1", xy, _, _, index_mode, _, _, _, path] = fields[..] else { continue };
+            let (x, y) = (xy.as_bytes()[0], xy.as_bytes().get(1).copied().unwrap_or(b'.'));
+            if x != b'.' {
+                staged.push((path.to_string(), index_mode.to_string(), x == b'A'));
+            }
+            if y != b'.' {
+                unstaged.push(path.to_string());
+            }
+        }
+        *self.staged.lock().expect("not poisoned") = Some(staged);
+        Ok(unstaged)
     }
 
     /// Puts `paths` back to their staged content.
@@ -266,14 +339,6 @@ impl Workspace {
         message: &str,
         (name, email): (&str, &str),
     ) -> Result<String, GitError> {
-        let reference = format!("refs/heads/{branch}");
-        if self.repo_git.query(["symbolic-ref", "-q", "HEAD"])?.as_deref() == Some(reference.as_str()) {
-            return Err(GitError::Failed {
-                args: format!("update-ref {reference}"),
-                status: "refused".into(),
-                stderr: format!("`{branch}` is checked out in your working tree; prbot will not move it under you. Switch to another branch first"),
-            });
-        }
         let args = [
             "-c".to_string(),
             format!("user.name={name}"),
@@ -289,13 +354,33 @@ impl Workspace {
             "-".into(),
         ];
         self.git.run_full(args, Some(message.as_bytes().to_vec()), &self.objects_env())?;
-        let sha = self.git.run(["rev-parse", "HEAD"])?;
-        self.repo_git.run(["update-ref", "-m", "prbot: cycle commit", &reference, &sha])?;
-        Ok(sha)
+        // The clone's HEAD is detached: its file holds the new commit's id.
+        let head = std::fs::read_to_string(self.git_dir.join("HEAD")).unwrap_or_default();
+        let sha = match head.trim() {
+            id if matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit()) => id.to_string(),
+            _ => self.git.run(["rev-parse", "HEAD"])?,
+        };
+        // `branch -f` refuses a branch checked out in any of the user's worktrees, where
+        // moving it would change what they see.
+        match self.repo_git.run(["branch", "-f", "--end-of-options", branch, &sha]) {
+            Err(GitError::Failed { stderr, args, .. }) if stderr.contains("used by worktree") => {
+                Err(GitError::Failed {
+                    args,
+                    status: "refused".into(),
+                    stderr: format!("`{branch}` is checked out in one of your worktrees; prbot will not move it under you. Switch to another branch first"),
+                })
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(sha),
+        }
     }
 
-    /// What `commit` changes against the base: (path, file mode, added).
-    pub fn committed_files(&self, commit: &str) -> Result<Vec<(String, String, bool)>, GitError> {
+    /// What `commit` changes against the base: (path, file mode, added). The commit is the
+    /// index, so what the last `status` read of it is the answer when nothing was staged since.
+    pub fn committed_files(&self, commit: &str) -> Result<Vec<Staged>, GitError> {
+        if let Some(staged) = self.staged.lock().expect("not poisoned").clone() {
+            return Ok(staged);
+        }
         let out = self.git.run([
             "diff-tree",
             "-r",

@@ -193,7 +193,9 @@ async fn wait_worker(app: &App) {
 /// The one worker: runs queued cycles one after another.
 async fn work(app: Arc<App>, cancel: Cancel) {
     while app.queue.next().await {
-        let (pipeline, repo, c) = (app.pipeline.clone(), app.repo.clone(), cancel.clone());
+        // HEAD moves between cycles: each starts from what it is now.
+        let repo = app.repo.refreshed();
+        let (pipeline, c) = (app.pipeline.clone(), cancel.clone());
         let handle = tokio::runtime::Handle::current();
         let done = tokio::task::spawn_blocking(move || runner::run_cycle(pipeline, repo, c, handle)).await;
         let outcome = match done {

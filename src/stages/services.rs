@@ -168,11 +168,15 @@ impl Services {
             return Ok(c.clone());
         }
         let base = &self.pipeline.workspace.base;
-        let c = self
-            .repo
-            .git(&self.cancel)
-            .run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])
-            .map_err(|e| End::internal(&format!("workspace.base `{base}` is not a commit"), e))?;
+        let c = match &self.repo.head {
+            // Discovery already read HEAD.
+            Some(head) if base == "HEAD" => head.commit.clone(),
+            _ => self
+                .repo
+                .git(&self.cancel)
+                .run(["rev-parse", "--verify", "--end-of-options", &format!("{base}^{{commit}}")])
+                .map_err(|e| End::internal(&format!("workspace.base `{base}` is not a commit"), e))?,
+        };
         self.base_commit = Some(c.clone());
         Ok(c)
     }
@@ -222,7 +226,7 @@ impl Services {
     pub fn forge(&mut self) -> Result<Arc<dyn Forge>, End> {
         if self.forge.is_none() {
             let f =
-                crate::adapters::forge::from_config(&self.pipeline.forge, &self.repo.root, &self.state_dir)
+                crate::adapters::forge::from_config(&self.pipeline.forge, &self.repo, &self.state_dir)
                     .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
             self.forge = Some(f);
         }

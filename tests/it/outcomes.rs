@@ -361,3 +361,25 @@ async fn a_base_that_is_not_a_commit_is_an_internal_error_with_a_record() {
     assert_reason(&r, "no-such-branch");
     assert!(env.state().join("cycles").join(format!("{}.json", r["cycle_id"].as_str().unwrap())).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_branch_checked_out_in_a_worktree_of_the_user_is_not_moved() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let p = Pipeline::default().without_pr();
+    env.run(&model, &p).expect("dry_run", 0);
+    let branch = git(&env.repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/prbot/"]);
+    let branch = branch.trim();
+    let tip = git(&env.repo, &["rev-parse", branch]);
+    // The user works on prbot's branch in a second worktree, with a change of their own.
+    let wt = env.tmp.path().join("their-worktree");
+    git(&env.repo, &["worktree", "add", "--quiet", wt.to_str().unwrap(), branch]);
+    std::fs::write(wt.join("greet.sh"), "#!/bin/sh\necho mine\n").unwrap();
+    std::fs::write(env.repo.join("greet.sh"), "#!/bin/sh\necho hello\n").unwrap();
+    git(&env.repo, &["commit", "--quiet", "-am", "the base moves on"]);
+    let r = env.run(&model, &p);
+    assert_ne!(r.outcome(), "dry_run", "{}", r.stdout);
+    assert!(r.stdout.contains("checked out in one of your worktrees"), "{}", r.stdout);
+    assert_eq!(git(&env.repo, &["rev-parse", branch]), tip, "the branch moved under the user");
+    assert_eq!(std::fs::read_to_string(wt.join("greet.sh")).unwrap(), "#!/bin/sh\necho mine\n");
+}

@@ -7,6 +7,7 @@
 use super::{Forge, ForgeError, PrRequest, PrState, RemotePr, RepoInfo};
 use crate::infra::fsutil;
 use crate::infra::git::Git;
+use crate::infra::workspace::{Head, Repo};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,6 +33,8 @@ fn modified(path: &Path) -> Option<u128> {
 
 pub struct LocalForge {
     repo_root: PathBuf,
+    /// The user's HEAD when the cycle started: the default branch, and its tip.
+    head: Option<Head>,
     dir: PathBuf,
     /// Serialises read-modify-write of the PR files within this process.
     lock: Mutex<()>,
@@ -55,8 +58,13 @@ pub struct LocalPr {
 }
 
 impl LocalForge {
-    pub fn new(repo_root: &Path, state_dir: &Path) -> Self {
-        LocalForge { repo_root: repo_root.to_path_buf(), dir: state_dir.join("pulls"), lock: Mutex::new(()) }
+    pub fn new(repo: &Repo, state_dir: &Path) -> Self {
+        LocalForge {
+            repo_root: repo.root.clone(),
+            head: repo.head.clone(),
+            dir: state_dir.join("pulls"),
+            lock: Mutex::new(()),
+        }
     }
 
     fn path(&self, number: u64) -> PathBuf {
@@ -161,12 +169,9 @@ impl LocalForge {
 #[async_trait::async_trait]
 impl Forge for LocalForge {
     async fn repo_info(&self) -> Result<RepoInfo, ForgeError> {
-        let git = Git::new(&self.repo_root, crate::infra::process::Cancel::new());
-        let branch = git
-            .query(["symbolic-ref", "--short", "-q", "HEAD"])
-            .map_err(|e| ForgeError::Other(e.to_string()))?
-            .unwrap_or_else(|| "HEAD".into());
-        Ok(RepoInfo { default_branch: branch, can_push: true })
+        // The branch checked out when the cycle started, as discovery read it.
+        let branch = self.head.as_ref().and_then(|h| h.branch.as_deref()?.strip_prefix("refs/heads/"));
+        Ok(RepoInfo { default_branch: branch.unwrap_or("HEAD").to_string(), can_push: true })
     }
 
     async fn pr_for_branch(&self, branch: &str, base: &str) -> Result<Option<RemotePr>, ForgeError> {
@@ -260,6 +265,10 @@ impl Forge for LocalForge {
     }
 
     async fn branch_tip(&self, _: &Git, branch: &str) -> Result<Option<String>, ForgeError> {
+        let reference = format!("refs/heads/{branch}");
+        if let Some(head) = self.head.as_ref().filter(|h| h.branch.as_deref() == Some(reference.as_str())) {
+            return Ok(Some(head.commit.clone()));
+        }
         let git = Git::new(&self.repo_root, crate::infra::process::Cancel::new());
         git.query(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}^{{commit}}")])
             .map_err(|e| ForgeError::Other(e.to_string()))
@@ -288,7 +297,8 @@ mod tests {
     #[tokio::test]
     async fn a_gaps_lookup_reads_its_own_pr_files_only() {
         let dir = tempfile::tempdir().unwrap();
-        let forge = LocalForge::new(dir.path(), dir.path());
+        let repo = Repo { root: dir.path().into(), git_dir: dir.path().join(".git"), head: None };
+        let forge = LocalForge::new(&repo, dir.path());
         for i in 0..20 {
             forge.create_draft(&request(&format!("prbot/gap-{i}"))).await.unwrap();
         }

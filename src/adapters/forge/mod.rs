@@ -170,7 +170,7 @@ pub(crate) fn speaking_pr(prs: Vec<RemotePr>) -> Option<RemotePr> {
 /// The forge a pipeline names. The token is read here and never leaves the forge.
 pub fn from_config(
     config: &ForgeConfig,
-    repo_root: &Path,
+    repo: &crate::infra::workspace::Repo,
     state_dir: &Path,
 ) -> Result<Arc<dyn Forge>, ForgeError> {
     let token = || {
@@ -185,7 +185,7 @@ pub fn from_config(
         Ok(token)
     };
     Ok(match config.kind {
-        ForgeKind::Local => Arc::new(local::LocalForge::new(repo_root, state_dir)),
+        ForgeKind::Local => Arc::new(local::LocalForge::new(repo, state_dir)),
         ForgeKind::Gitea => Arc::new(gitea::Gitea::new(config, token()?)?),
         ForgeKind::Github => Arc::new(github::GitHub::new(config, token()?)?),
     })

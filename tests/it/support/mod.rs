@@ -207,6 +207,7 @@ impl Env {
 }
 
 /// The stage list and top-level settings of a test pipeline.
+#[derive(Clone)]
 pub struct Pipeline {
     pub settings: String,
     pub stages: String,
