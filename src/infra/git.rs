@@ -80,6 +80,21 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        let out = self.run_bytes(args, stdin, extra_env)?;
+        Ok(String::from_utf8_lossy(&out).trim_end().to_string())
+    }
+
+    /// Runs git and returns its stdout as it wrote it: for object contents.
+    pub fn run_bytes<I, S>(
+        &self,
+        args: I,
+        stdin: Option<Vec<u8>>,
+        extra_env: &[(String, String)],
+    ) -> Result<Vec<u8>, GitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         // git needs an existing folder to start in; a vanished worktree must not make
         // prbot's own clean-up fail.
@@ -93,9 +108,9 @@ impl Git {
         env.extend(extra_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         cmd.env = Some(env);
         cmd.stdin = stdin;
-        let out = process::run(cmd, &self.cancel)?;
+        let (out, stdout) = process::run_bytes(cmd, &self.cancel)?;
         if out.success() {
-            Ok(out.stdout.trim_end().to_string())
+            Ok(stdout)
         } else {
             Err(GitError::Failed {
                 args: args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),

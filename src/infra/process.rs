@@ -177,6 +177,13 @@ pub struct SpawnError {
 
 /// Runs a command to completion, its timeout or a cancellation, whichever comes first.
 pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
+    let (mut finished, stdout) = run_bytes(cmd, cancel)?;
+    finished.stdout = String::from_utf8_lossy(&stdout).into_owned();
+    Ok(finished)
+}
+
+/// Like [`run`], with stdout as the bytes the command wrote (`Finished::stdout` is empty).
+pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>), SpawnError> {
     let mut expr = duct::cmd(cmd.program, &cmd.args)
         .dir(cmd.dir)
         .stdout_capture()
@@ -217,15 +224,16 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
     // Whatever the leader did, leave no stray grandchildren behind.
     kill_group(pgid);
     let output = output.map_err(|source| SpawnError { program: cmd.program.to_string(), source })?;
-    Ok(Finished {
+    let finished = Finished {
         code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stdout: String::new(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         timed_out,
         cancelled: cancel.is_cancelled(),
         duration: started.elapsed(),
         log: None,
-    })
+    };
+    Ok((finished, output.stdout))
 }
 
 /// Runs in the child between fork and exec, e.g. to enter a Landlock domain.

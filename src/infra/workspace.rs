@@ -143,6 +143,16 @@ pub struct Workspace {
     staged: std::sync::Mutex<Option<Vec<Staged>>>,
 }
 
+/// A file of the base commit, as `ls-tree` lists it.
+#[derive(Debug, Clone)]
+pub struct TrackedFile {
+    pub path: String,
+    pub blob: String,
+    pub size: u64,
+    /// A symbolic link: its blob is the link's target.
+    pub link: bool,
+}
+
 /// A path the index changes against the base: (path, file mode, added).
 pub type Staged = (String, String, bool);
 
@@ -252,15 +262,15 @@ impl Workspace {
         &self.git
     }
 
-    /// Tracked files at the base commit, each with its blob id. The list is kept in the
-    /// cache folder under the base's id, so a cycle on an unchanged base asks git nothing.
-    pub fn files_with_blobs(&self) -> Result<Vec<(String, String)>, GitError> {
+    /// Tracked files at the base commit. The list is kept in the cache folder under the
+    /// base's id, so a cycle on an unchanged base asks git nothing.
+    pub fn tracked_files(&self) -> Result<Vec<TrackedFile>, GitError> {
         let kept = self.cache_dir.join("base-files");
-        let header = format!("{}\n", self.base_commit);
+        let header = format!("prbot-base-files 1 {}\n", self.base_commit);
         let listing = match std::fs::read_to_string(&kept) {
             Ok(text) if text.starts_with(&header) => text[header.len()..].to_string(),
             _ => {
-                let out = self.git.run(["ls-tree", "-r", "-z", "--full-tree", &self.base_commit])?;
+                let out = self.git.run(["ls-tree", "-r", "-l", "-z", "--full-tree", &self.base_commit])?;
                 let text = format!("{header}{out}");
                 if let Err(e) = crate::infra::fsutil::write_atomic(&kept, text.as_bytes()) {
                     tracing::warn!("cannot keep the file list in {}: {e}", kept.display());
@@ -268,16 +278,58 @@ impl Workspace {
                 out
             }
         };
-        // `<mode> <type> <object>\t<path>`; submodules (`commit`) are not files.
+        // `<mode> <type> <object> <size>\t<path>`, the size padded; submodules (`commit`)
+        // are not files.
         Ok(listing
             .split('\0')
             .filter_map(|entry| {
                 let (meta, path) = entry.split_once('\t')?;
-                let mut meta = meta.split(' ');
-                let (_, kind, blob) = (meta.next()?, meta.next()?, meta.next()?);
-                (kind == "blob").then(|| (path.to_string(), blob.to_string()))
+                let mut meta = meta.split_whitespace();
+                let (mode, kind, blob, size) = (meta.next()?, meta.next()?, meta.next()?, meta.next()?);
+                (kind == "blob").then(|| TrackedFile {
+                    path: path.to_string(),
+                    blob: blob.to_string(),
+                    size: size.parse().unwrap_or(u64::MAX),
+                    link: mode == "120000",
+                })
             })
             .collect())
+    }
+
+    /// The contents of `blobs`, read in one `git cat-file --batch`, in their order; `None`
+    /// for an object that is not there.
+    pub fn blob_contents(&self, blobs: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input: Vec<u8> = blobs.iter().flat_map(|b| [b.as_bytes(), b"\n"].concat()).collect();
+        let out = self.git.run_bytes(["cat-file", "--batch"], Some(input), &[])?;
+        // `<oid> <type> <size>\n<contents>\n` per object, `<oid> missing\n` for none.
+        let mut found = Vec::with_capacity(blobs.len());
+        let mut at = 0;
+        for blob in blobs {
+            let bad = || GitError::Failed {
+                args: "cat-file --batch".into(),
+                status: "unreadable output".into(),
+                stderr: format!("at {blob}"),
+            };
+            let nl = out[at..].iter().position(|b| *b == b'\n').ok_or_else(bad)? + at;
+            let header = std::str::from_utf8(&out[at..nl]).map_err(|_| bad())?;
+            let mut fields = header.split(' ');
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(id), Some(_), Some(size)) if id == *blob => {
+                    let size: usize = size.parse().map_err(|_| bad())?;
+                    let body = out.get(nl + 1..nl + 1 + size).ok_or_else(bad)?;
+                    found.push(Some(body.to_vec()));
+                    at = nl + 1 + size + 1;
+                }
+                _ => {
+                    found.push(None);
+                    at = nl + 1;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Stages `paths` as they are in the tree now: the approved state of the change.
@@ -486,4 +538,44 @@ fn remove_any(p: &Path) -> std::io::Result<()> {
 
 fn io_failed(what: &str, e: std::io::Error) -> GitError {
     GitError::Failed { args: what.to_string(), status: "I/O error".into(), stderr: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn the_base_is_listed_and_read_from_the_object_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        git(&root, &["init", "--quiet", "-b", "main"]);
+        std::fs::write(root.join("src/a b.rs"), "fn a() {}\n").unwrap();
+        std::fs::write(root.join("bin.dat"), b"\x00\xff\x01not text").unwrap();
+        std::os::unix::fs::symlink("src/a b.rs", root.join("link")).unwrap();
+        git(&root, &["add", "."]);
+        git(&root, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "init"]);
+        let repo = Repo::discover(&root).unwrap();
+        let head = repo.head.clone().expect("a commit");
+        assert_eq!(head.branch.as_deref(), Some("refs/heads/main"));
+        let ws = Workspace::prepare(&repo, &tmp.path().join("work"), &head.commit, &Cancel::new()).unwrap();
+        let files = ws.tracked_files().unwrap();
+        let names: Vec<(&str, u64, bool)> = files.iter().map(|f| (f.path.as_str(), f.size, f.link)).collect();
+        assert_eq!(names, [("bin.dat", 11, false), ("link", 10, true), ("src/a b.rs", 10, false)]);
+        // Kept under the base's id: a changed tree does not change the list of the base.
+        std::fs::remove_file(ws.path.join("bin.dat")).unwrap();
+        assert_eq!(ws.tracked_files().unwrap().len(), 3);
+        let missing = "0".repeat(head.commit.len());
+        let ids = [files[2].blob.as_str(), missing.as_str(), files[0].blob.as_str()];
+        let got = ws.blob_contents(&ids).unwrap();
+        assert_eq!(got[0].as_deref(), Some(&b"fn a() {}\n"[..]));
+        assert_eq!(got[1], None);
+        assert_eq!(got[2].as_deref(), Some(&b"\x00\xff\x01not text"[..]));
+    }
 }

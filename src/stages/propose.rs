@@ -106,9 +106,30 @@ impl Propose<'_> {
         let root = ws.path.clone();
         let (ws_git, base_commit) = (ws.git().clone(), ws.base_commit.clone());
         let cache_path = ws.cache_dir.join("context-terms");
-        let with_blobs = ws.files_with_blobs()?;
-        let all: Vec<String> = with_blobs.iter().map(|(p, _)| p.clone()).collect();
-        let blobs: std::collections::HashMap<String, String> = with_blobs.into_iter().collect();
+        let tracked = ws.tracked_files()?;
+        let mut cache = context::TermCache::load(&cache_path);
+        // What the cache lacks is read from the object store in one process, not file by
+        // file from the tree.
+        let mut budget_left = context::INDEX_TOTAL_BYTES as u64;
+        let missing: Vec<&str> = tracked
+            .iter()
+            .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(&f.blob))
+            .filter(|f| !context::excluded(&f.path))
+            .take_while(|f| {
+                budget_left = budget_left.saturating_sub(f.size);
+                budget_left > 0
+            })
+            .map(|f| f.blob.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let contents = ws.blob_contents(&missing)?;
+            for (blob, body) in missing.iter().zip(&contents) {
+                cache.add(blob, body.as_deref());
+            }
+        }
+        let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
+        let blobs: std::collections::HashMap<String, String> =
+            tracked.into_iter().map(|f| (f.path, f.blob)).collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
@@ -134,7 +155,6 @@ impl Propose<'_> {
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
-        let mut cache = context::TermCache::load(&cache_path);
         let tree = context::Tree { root: &root, files: &all, blobs: Some(&blobs) };
         let ctx =
             context::choose(&tree, Some(&mut cache), gap, &touched, std::slice::from_ref(&prd_path), budget);

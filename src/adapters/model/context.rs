@@ -108,9 +108,9 @@ const K1: f64 = 1.2;
 const B: f64 = 0.9;
 
 /// Files larger than this are ranked by their path alone.
-const INDEX_BYTES: usize = 1024 * 1024;
+pub const INDEX_BYTES: usize = 1024 * 1024;
 /// The ranking reads at most this much in all.
-const INDEX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+pub const INDEX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
 /// One file as the ranking sees it: how often each query term occurs, and its length.
 struct Doc {
@@ -186,6 +186,17 @@ impl TermCache {
             }
         }
         TermCache { path: path.to_path_buf(), text, stored, added: HashMap::new() }
+    }
+
+    pub fn has(&self, blob: &str) -> bool {
+        self.get(blob).is_some()
+    }
+
+    /// Counts the terms of a blob's contents; `None` (binary, unreadable) ranks it by path.
+    pub fn add(&mut self, blob: &str, contents: Option<&[u8]>) {
+        let text = contents.filter(|b| !b.contains(&0)).and_then(|b| std::str::from_utf8(b).ok());
+        let counts = text.map_or_else(|| "-".to_string(), content_counts);
+        self.added.insert(blob.to_string(), counts);
     }
 
     fn get(&self, blob: &str) -> Option<&str> {
