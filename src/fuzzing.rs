@@ -39,7 +39,10 @@ pub fn reply(data: &[u8]) {
                     (Some(_), None) => {}
                     (None, Some(e)) => {
                         assert!(!f.is_new, "accepted edits of a new file");
-                        assert!(!e.is_empty() && e.iter().all(|e| !e.search.is_empty()), "accepted an empty edit");
+                        assert!(
+                            !e.is_empty() && e.iter().all(|e| !e.search.is_empty()),
+                            "accepted an empty edit"
+                        );
                     }
                     _ => panic!("accepted a file with both or neither of content and edits"),
                 }
@@ -99,7 +102,8 @@ fn assert_only_region_changed(old: &str, e: &Edit, new: &str) {
             return false;
         }
         let (before, after) = (lines[..at].concat(), lines[at + wanted.len()..].concat());
-        let Some(middle) = new.strip_prefix(before.as_str()).and_then(|m| m.strip_suffix(after.as_str())) else {
+        let Some(middle) = new.strip_prefix(before.as_str()).and_then(|m| m.strip_suffix(after.as_str()))
+        else {
             return false;
         };
         middle == e.replace || middle.strip_suffix('\n') == Some(e.replace.as_str())
@@ -155,7 +159,8 @@ pub fn path_guard(data: &[u8]) {
     }
     let first = parts[0];
     assert!(
-        !(parts.len() > 1 && matches!(first, ".github" | ".gitea" | ".forgejo" | ".circleci" | ".woodpecker")),
+        !(parts.len() > 1
+            && matches!(first, ".github" | ".gitea" | ".forgejo" | ".circleci" | ".woodpecker")),
         "{raw:?} is a CI entry point"
     );
     assert!(!matches!(folded.as_str(), "docs/prd.md" | "pipelines/default.yml"), "{raw:?} is protected");
@@ -203,6 +208,9 @@ pub fn webhook(data: &[u8]) {
     }
     if let Ok(Verdict::Range { .. }) = &verdict {
         let listed = payload["commits"].as_array().map_or(0, Vec::len) as u64;
-        assert!(payload["total_commits"].as_u64().is_some_and(|t| t > listed), "a range without missing commits");
+        assert!(
+            payload["total_commits"].as_u64().is_some_and(|t| t > listed),
+            "a range without missing commits"
+        );
     }
 }

@@ -26,6 +26,9 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
             clap_complete::generate(shell, &mut cmd, "prbot", &mut std::io::stdout());
             Ok(0)
         }
+        Command::Doctor { target, json, probe_models, write_check } => {
+            crate::cli::doctor::run(crate::cli::doctor::Options { target, json, probe_models, write_check })
+        }
         Command::Schema => {
             print!("{}", crate::config::schema());
             Ok(0)

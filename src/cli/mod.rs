@@ -2,6 +2,7 @@
 
 pub(crate) mod commands;
 pub(crate) mod demo;
+pub(crate) mod doctor;
 pub(crate) mod init;
 
 use clap::{Parser, Subcommand};
@@ -104,6 +105,24 @@ pub enum Command {
     },
     /// Print prbot's man page (roff), e.g. `prbot man > /usr/local/share/man/man1/prbot.1`.
     Man,
+    /// Check that a repository is ready for cycles: git, the pipeline, the PRD, the sandbox,
+    /// the models, the forge, the state, the budget. Exits 0 when every required check
+    /// passes, 1 otherwise.
+    Doctor {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also ask each model of the ladder whether it answers (`GET /models`, else a
+        /// one-token request charged to the budget).
+        #[arg(long)]
+        probe_models: bool,
+        /// With the git state backend, also push to a scratch ref next to the state ref
+        /// (and delete it) to check that the remote takes writes.
+        #[arg(long)]
+        write_check: bool,
+    },
     /// Print the pipeline file's JSON Schema, e.g. `prbot schema > pipelines/prbot.schema.json`.
     Schema,
 }

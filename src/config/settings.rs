@@ -687,10 +687,7 @@ fn stage_rules(schema: &mut Schema) {
         schema.insert("allOf".into(), rules);
     }
     // Exactly one of `uses` and `run`.
-    schema.insert(
-        "oneOf".into(),
-        serde_json::json!([{"required": ["uses"]}, {"required": ["run"]}]),
-    );
+    schema.insert("oneOf".into(), serde_json::json!([{"required": ["uses"]}, {"required": ["run"]}]));
 }
 
 fn human<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -78,6 +78,16 @@ impl<'a> Policy<'a> {
 
     /// Why a gap is passed over, or `None` to take it.
     pub fn skip_gap(&self, gap: &crate::domain::prd::Gap, recent: &[Summary]) -> Option<String> {
+        if let Some(why) = self.skip_gap_by_settings(gap, recent) {
+            return Some(why);
+        }
+        let d = self.ask("skip_gap", serde_json::json!({ "gap": gap, "recent": recent }));
+        // For this decision, "allow" means "take the gap".
+        (!d.allow).then(|| format!("policy command: {}", d.reason))
+    }
+
+    /// Why the settings alone pass a gap over, without asking the policy command.
+    pub fn skip_gap_by_settings(&self, gap: &crate::domain::prd::Gap, recent: &[Summary]) -> Option<String> {
         if self.config.gaps.exclude.iter().any(|e| gap.id == *e || gap.id.starts_with(e.as_str())) {
             return Some("excluded by policy.gaps.exclude".into());
         }
@@ -86,9 +96,7 @@ impl<'a> Policy<'a> {
             let outcomes: Vec<&str> = recent.iter().take(n).map(|s| s.outcome.as_str()).collect();
             return Some(format!("its last {n} attempts all failed ({})", outcomes.join(", ")));
         }
-        let d = self.ask("skip_gap", serde_json::json!({ "gap": gap, "recent": recent }));
-        // For this decision, "allow" means "take the gap".
-        (!d.allow).then(|| format!("policy command: {}", d.reason))
+        None
     }
 
     pub fn score_proposal(&self, score: &ProposalScore<'_>) -> Decision {

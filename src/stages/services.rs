@@ -225,9 +225,8 @@ impl Services {
     /// the cycle `pr_failed`.
     pub fn forge(&mut self) -> Result<Arc<dyn Forge>, End> {
         if self.forge.is_none() {
-            let f =
-                crate::adapters::forge::from_config(&self.pipeline.forge, &self.repo, &self.state_dir)
-                    .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
+            let f = crate::adapters::forge::from_config(&self.pipeline.forge, &self.repo, &self.state_dir)
+                .map_err(|e| End::new(Outcome::PrFailed, e.to_string()))?;
             self.forge = Some(f);
         }
         Ok(self.forge.clone().expect("just set"))

@@ -122,6 +122,24 @@ impl GitState {
         Ok(Some(sha?))
     }
 
+    /// Whether the remote takes a push: a commit of an empty tree, holding nothing of the
+    /// repository's, goes to a scratch ref beside the state ref, which is deleted again.
+    /// The state ref is not touched.
+    pub fn write_check(&self) -> Result<(), StateError> {
+        let empty = self.git.run_full(["hash-object", "-t", "tree", "-w", "--stdin"], Some(Vec::new()), &[]);
+        let empty = empty.map_err(|e| self.fail(e))?;
+        let commit = self.git.run_full(
+            ["commit-tree", &empty, "-m", "prbot doctor: a write check, deleted at once"],
+            None,
+            &self.env(None),
+        );
+        let commit = commit.map_err(|e| self.fail(e))?;
+        let scratch = format!("{}-doctor-{}", self.reference, std::process::id());
+        self.run(&["push", "--quiet", "--", &self.remote, &format!("{commit}:{scratch}")])?;
+        self.run(&["push", "--quiet", "--", &self.remote, &format!(":{scratch}")])?;
+        Ok(())
+    }
+
     /// Reads a file of a state commit: `None` when the commit has no such path; any other
     /// failure is an error, never an empty file.
     pub fn read(&self, commit: &str, path: &str) -> Result<Option<String>, StateError> {

@@ -7,7 +7,10 @@ use std::path::Path;
 fn every_committed_fuzz_input_still_holds_its_properties() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for target in prbot::fuzzing::TARGETS {
-        assert!(root.join("fuzz_targets").join(format!("{target}.rs")).is_file(), "no fuzz target for {target}");
+        assert!(
+            root.join("fuzz_targets").join(format!("{target}.rs")).is_file(),
+            "no fuzz target for {target}"
+        );
         let dir = root.join("corpus").join(target);
         let mut inputs: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -4,6 +4,7 @@
 mod architecture; // the layers of src/ import one way
 mod context; // what the prompt shows of the repository
 mod cycles; // cycles over time: back to back, cancelled, killed
+mod doctor; // prbot doctor: ready, and each broken setting
 mod exactness; // the commit is exactly the approved change
 mod forges; // the pr stage against Gitea and GitHub fakes
 mod fuzz_corpora; // the fuzzers' corpora, replayed through their properties

@@ -168,7 +168,10 @@ fn check_jsonschema(files: &[std::path::PathBuf]) -> (bool, String) {
         .args(files)
         .output()
         .expect("check-jsonschema runs: install it (`pip install check-jsonschema`), as .ci/run does");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[test]

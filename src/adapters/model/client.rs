@@ -151,6 +151,49 @@ impl ModelClient {
         ModelClient { http, providers, budget, charged: Default::default() }
     }
 
+    /// The models a provider offers (`GET /models`): free, and never charged.
+    pub async fn list_models(
+        &self,
+        provider_name: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ModelError> {
+        let provider = self
+            .providers
+            .get(provider_name)
+            .ok_or_else(|| ModelError::Shape(format!("no provider `{provider_name}`")))?;
+        let url = format!("{}/models", provider.base_url);
+        let mut req = self.http.get(&url).timeout(timeout);
+        if let Some(key) = &provider.api_key {
+            req = req.bearer_auth(key);
+        }
+        for (k, v) in &provider.headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ModelError::Timeout(timeout)
+            } else {
+                ModelError::Transport { url: url.clone(), detail: crate::infra::retry::describe(&e) }
+            }
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let body = crate::infra::text::one_line(&text, 300);
+            return Err(ModelError::Status { status: status.as_u16(), body, retry_after: None });
+        }
+        #[derive(Deserialize)]
+        struct Listed {
+            data: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            id: String,
+        }
+        let listed: Listed = serde_json::from_str(&text).map_err(|e| ModelError::Shape(e.to_string()))?;
+        Ok(listed.data.into_iter().map(|e| e.id).collect())
+    }
+
     /// The charges of the requests sent since the last call, oldest first.
     pub fn take_charged(&self) -> Vec<Charged> {
         std::mem::take(&mut *self.charged.lock().unwrap_or_else(|e| e.into_inner()))
