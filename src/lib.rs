@@ -4,7 +4,7 @@
 //! apply, test, pr, and `run:` steps), ends in one outcome and leaves a JSON record.
 //!
 //! The folders are the layers, each using only those below it:
-//! `cli` and `serve` (entry points) → `engine` (runs a cycle) → `stages` → `adapters`
+//! `cli` and `serve` (entry points) and `report` (the HTML page both serve) → `engine` (runs a cycle) → `stages` → `adapters`
 //! (forge, model, sandbox) → `state` (records, ledger, state ref) → `domain` (rules and
 //! record shapes) → `config` (the pipeline file) → `infra` (processes, git, files, secrets).
 
@@ -14,6 +14,7 @@ pub(crate) mod config;
 pub(crate) mod domain;
 pub(crate) mod engine;
 pub(crate) mod infra;
+pub(crate) mod report;
 pub(crate) mod serve;
 pub(crate) mod stages;
 pub(crate) mod state;

@@ -29,6 +29,7 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
         Command::Doctor { target, json, probe_models, write_check } => {
             crate::cli::doctor::run(crate::cli::doctor::Options { target, json, probe_models, write_check })
         }
+        Command::Report { target, out, days } => report(&target, &out, days),
         Command::Schema => {
             print!("{}", crate::config::schema());
             Ok(0)
@@ -184,6 +185,28 @@ fn history(
             gap
         );
     }
+    Ok(0)
+}
+
+fn report(target: &Target, out: &std::path::Path, days: u32) -> Result<i32, CliError> {
+    let repo = Repo::discover(&target.repo)?;
+    let path = pipeline_path(&repo, &target.pipeline);
+    // Like `stats`, it reads the default state folder when there is no pipeline file.
+    let (store, budget, limits, skip_after) = if target.pipeline.is_none() && !path.exists() {
+        let dir = repo.default_state_dir();
+        let defaults = crate::config::settings::BudgetConfig::default();
+        let budget = crate::state::budget::Budget::new(&dir, defaults);
+        (Store::new(&dir), budget, None, crate::config::settings::GapPolicy::default().skip_after_failures)
+    } else {
+        let pipeline = Pipeline::load(&path)?;
+        let state = crate::state::open(&pipeline, &repo);
+        let skip = pipeline.policy.gaps.skip_after_failures;
+        (state.store, state.budget, Some(pipeline.budget.clone()), skip)
+    };
+    let html = crate::report::render(&store.for_reading()?, &budget, limits, skip_after, days)?;
+    crate::infra::fsutil::write_atomic(out, html.as_bytes())
+        .map_err(|e| CliError::Other(format!("cannot write {}: {e}", out.display())))?;
+    println!("wrote {}", out.display());
     Ok(0)
 }
 

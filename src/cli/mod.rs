@@ -123,6 +123,17 @@ pub enum Command {
         #[arg(long)]
         write_check: bool,
     },
+    /// Write one self-contained HTML page of the bot's cycles, outcomes, costs and gaps.
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// Where to write the page.
+        #[arg(long, default_value = "prbot-report.html")]
+        out: PathBuf,
+        /// How many UTC days the charts cover, today included.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        days: u32,
+    },
     /// Print the pipeline file's JSON Schema, e.g. `prbot schema > pipelines/prbot.schema.json`.
     Schema,
 }
@@ -146,6 +157,8 @@ pub enum CliError {
     Serve(#[from] crate::serve::ServeError),
     #[error(transparent)]
     Secret(#[from] crate::infra::secrets::WeakSecret),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// Bad input on the command line.
     #[error("{0}")]
     Usage(String),
@@ -158,7 +171,7 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Pipeline(_) | CliError::Repo(_) | CliError::Secret(_) | CliError::Usage(_) => 2,
-            CliError::Records(_) | CliError::Serve(_) | CliError::Other(_) => 1,
+            CliError::Records(_) | CliError::Report(_) | CliError::Serve(_) | CliError::Other(_) => 1,
         }
     }
 }

@@ -205,6 +205,16 @@ pub struct Summary {
     /// The commit this cycle put on the gap's branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// How long each stage that ran took, for `prbot report`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stage_ms: Vec<StageTime>,
+}
+
+/// One stage's time in a [`Summary`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StageTime {
+    pub id: String,
+    pub ms: u64,
 }
 
 impl Record {
@@ -221,6 +231,12 @@ impl Record {
             pr_created: self.pr.as_ref().is_some_and(|p| p.created),
             feedback_seen: self.pr.as_ref().and_then(|p| p.feedback_seen),
             commit: self.commit.clone(),
+            stage_ms: self
+                .stages
+                .iter()
+                .filter(|s| !matches!(s.status, StageStatus::Disabled | StageStatus::NotReached))
+                .map(|s| StageTime { id: s.id.clone(), ms: s.duration_ms })
+                .collect(),
         }
     }
 }

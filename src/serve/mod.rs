@@ -143,6 +143,7 @@ async fn serve(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))
+        .route("/report", get(report))
         // The hooks read their bodies themselves, to answer 413 and count it.
         .layer(DefaultBodyLimit::disable())
         .with_state((app.clone(), max_body));
@@ -359,6 +360,38 @@ async fn metrics(State((app, _)): State<AppState>) -> impl IntoResponse {
     s.push_str("# HELP prbot_last_cycle_timestamp_seconds When the last cycle ended (Unix time; 0 before the first).\n# TYPE prbot_last_cycle_timestamp_seconds gauge\n");
     s.push_str(&format!("prbot_last_cycle_timestamp_seconds {}\n", app.last_cycle.load(Ordering::SeqCst)));
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s)
+}
+
+/// The page `prbot report` writes; `?days=N` (1 to 3660, default 30) sets the window.
+async fn report(
+    State((app, _)): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let days = match query.as_deref().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("days=")) {
+        None => 30,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n @ 1..=3660) => n,
+            _ => {
+                return (StatusCode::BAD_REQUEST, "days must be a whole number from 1 to 3660\n")
+                    .into_response()
+            }
+        },
+    };
+    let app = app.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let state = crate::state::open(&app.pipeline, &app.repo);
+        let store = state.store.for_reading().map_err(crate::report::ReportError::from)?;
+        let skip_after = app.pipeline.policy.gaps.skip_after_failures;
+        crate::report::render(&store, &state.budget, Some(app.pipeline.budget.clone()), skip_after, days)
+    })
+    .await;
+    match made {
+        Ok(Ok(html)) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 async fn stats(State((app, _)): State<AppState>) -> Response {

@@ -247,6 +247,24 @@ impl Budget {
         Ledger { day: day.format("%Y-%m-%d").to_string(), ..Ledger::default() }
     }
 
+    /// The ledgers of `days`, in their order; the state ref is fetched once for all.
+    pub fn ledgers(&self, days: &[NaiveDate]) -> Result<Vec<Ledger>, BudgetError> {
+        if let Some(git) = &self.git {
+            let commit = git.fetch()?;
+            return days
+                .iter()
+                .map(|day| {
+                    let Some(commit) = &commit else { return Ok(Self::empty(*day)) };
+                    match git.read(commit, &Self::file_name(*day))? {
+                        Some(text) => parse(&self.ledger_path(*day), text.as_bytes()),
+                        None => Ok(Self::empty(*day)),
+                    }
+                })
+                .collect();
+        }
+        days.iter().map(|d| self.read(*d)).collect()
+    }
+
     fn read(&self, day: NaiveDate) -> Result<Ledger, BudgetError> {
         let path = self.ledger_path(day);
         if let Some(git) = &self.git {

@@ -367,6 +367,32 @@ impl Store {
         Ok(all)
     }
 
+    /// Every cycle that started at or after `since`, newest first: read from the end of
+    /// `cycles.jsonl`, so the cost follows the window, not the history.
+    pub fn since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<Summary>, RecordError> {
+        if let Some(text) = self.snapshot_text("cycles.jsonl")? {
+            return Ok(text
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<Summary>(l).ok())
+                .take_while(|s| s.started_at >= since)
+                .collect());
+        }
+        let path = self.log_path();
+        let mut out = Vec::new();
+        fsutil::lines_from_end(&path, |line| match serde_json::from_str::<Summary>(line) {
+            Ok(s) if s.started_at < since => false,
+            Ok(s) => {
+                out.push(s);
+                true
+            }
+            Err(_) => true,
+        })
+        .map_err(|source| RecordError::Read { path: path.clone(), source })?;
+        Ok(out)
+    }
+
     /// The totals: `stats.json` when it is as new as `cycles.jsonl`, else counted from it.
     pub fn stats(&self) -> Result<Stats, RecordError> {
         if let Some(log) = self.snapshot_text("cycles.jsonl")? {

@@ -13,6 +13,7 @@ mod init_workflows; // the shipped workflows and prbot init
 mod models; // the model ladder, retries, repairs, escalation, edits
 mod outcomes; // each way one cycle can end
 mod pipeline_file; // validation of the pipeline file
+mod report; // prbot report: the page and its numbers
 mod sandbox; // containment of project commands
 mod serve; // prbot serve
 mod speed; // what a cycle costs in processes

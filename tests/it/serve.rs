@@ -284,6 +284,14 @@ async fn manual_runs_health_and_stats() {
         client.get(format!("{}/stats", server.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["cycles"], 1, "{stats}");
     assert_eq!(server.metric("prbot_cycles_total", "outcome=\"dry_run\"").await, 1);
+    // The report page, as `prbot report` writes it.
+    let page = client.get(format!("{}/report?days=7", server.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<td id="total-cycles">1</td>"#) && html.matches("<svg ").count() == 5, "{html}");
+    let bad = client.get(format!("{}/report?days=0", server.url)).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]
