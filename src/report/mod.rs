@@ -18,7 +18,13 @@ pub enum ReportError {
     #[error(transparent)]
     Records(#[from] RecordError),
     #[error(transparent)]
-    Budget(#[from] crate::state::budget::BudgetError),
+    Budget(Box<crate::state::budget::BudgetError>),
+}
+
+impl From<crate::state::budget::BudgetError> for ReportError {
+    fn from(e: crate::state::budget::BudgetError) -> Self {
+        ReportError::Budget(Box::new(e))
+    }
 }
 
 /// What the page shows; gathered once, then rendered.
@@ -165,14 +171,13 @@ fn page(d: &Data) -> String {
     let s = &d.stats;
     let _ = write!(
         html,
-        r#"<table class="totals"><tr><th>Cycles</th><td id="total-cycles">{}</td></tr><tr><th>PRs opened</th><td id="total-prs">{}</td></tr><tr><th>Share that opened a PR</th><td id="pr-share" data-value="{}">{:.1}%</td></tr></table>
-"#,
+        r#"<table class="totals"><tr><th>Cycles</th><td id="total-cycles">{}</td></tr><tr><th>PRs opened</th><td id="total-prs">{}</td></tr><tr><th>Share that opened a PR</th><td id="pr-share" data-value="{}">{:.1}%</td></tr></table>"#,
         s.cycles,
         s.prs_opened,
         s.pr_share,
         s.pr_share * 100.0
     );
-    html.push_str("<h2>Cycles</h2>\n");
+    html.push_str("\n<h2>Cycles</h2>\n");
     html.push_str(&svg::bars("cycles-per-day", "Cycles per day, by outcome", &labels, &series, None));
     html.push_str(&svg::share_line("pr-share-per-day", "Share of cycles that opened a PR", &labels, &share));
     html.push_str("\n<h2>Cost</h2>\n");

@@ -123,7 +123,7 @@ pub fn bars(id: &str, title: &str, labels: &[String], series: &[Series], cap: Op
     let mut out = String::new();
     open(&mut out, id, title);
     y_axis(&mut out, max);
-    for i in 0..labels.len() {
+    for (i, label) in labels.iter().enumerate() {
         let mut y = H - BOTTOM;
         for s in series {
             let h = scale(s.values[i]);
@@ -135,7 +135,7 @@ pub fn bars(id: &str, title: &str, labels: &[String], series: &[Series], cap: Op
                     LEFT + slot * i as f64 + slot * 0.1,
                     slot * 0.8,
                     s.color,
-                    esc(&labels[i]),
+                    esc(label),
                     exact(s.values[i]),
                     esc(s.name)
                 );
