@@ -6,12 +6,14 @@
 #
 #   bash bench/state.sh [sizes, default "1000 100000"]
 set -euo pipefail
+# shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"
 sizes=${1:-"1000 100000"}
 
 repo="$work/repo"
 mkdir -p "$repo/docs"
 git -C "$repo" init --quiet -b main
+# shellcheck disable=SC2016 # backticks are Markdown
 printf '# PRD\n\n- [ ] Make `greet.sh` say hello to the world [bot-eligible]\n' > "$repo/docs/PRD.md"
 echo 'echo hi' > "$repo/greet.sh"
 git -C "$repo" add . && git -C "$repo" -c user.name=b -c user.email=b@b commit --quiet -m init

@@ -199,7 +199,7 @@ impl Pipeline {
 
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline, PipelineError> {
         let fail = |problems| PipelineError { file: path.to_path_buf(), problems };
-        let raw: RawPipeline = serde_yaml::from_str(text).map_err(|e| fail(vec![yaml_problem(&e)]))?;
+        let raw: RawPipeline = serde_yaml::from_str(text).map_err(|e| fail(vec![yaml_problem(&e, text)]))?;
         let mut problems = Vec::new();
         let stages = validate_stages(raw.stages, &mut problems);
         validate_settings(&raw.policy, &raw.providers, &mut problems);
@@ -271,7 +271,33 @@ impl Pipeline {
     }
 }
 
-fn yaml_problem(e: &serde_yaml::Error) -> Problem {
+/// The line where a second YAML document begins: the shortest run of lines from the top
+/// that already holds two (found by halving, since more lines never hold fewer).
+fn second_document_line(text: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let documents = |k: usize| serde_yaml::Deserializer::from_str(&lines[..k].concat()).take(2).count();
+    if documents(lines.len()) < 2 {
+        return None;
+    }
+    let (mut lo, mut hi) = (1, lines.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if documents(mid) >= 2 {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
+}
+
+fn yaml_problem(e: &serde_yaml::Error, text: &str) -> Problem {
+    if e.location().is_none() && e.to_string().contains("more than one document") {
+        return Problem {
+            place: Place::LineCol(second_document_line(text).unwrap_or(1), 1),
+            message: "a second YAML document begins here (after `---`, or where the top-level mapping starts over); a pipeline file is one mapping".into(),
+        };
+    }
     let mut message = e.to_string();
     // The location goes in front, in the usual file:line:col form.
     if let Some(idx) = message.find(" at line ") {

@@ -23,6 +23,9 @@ fn yaml_errors_name_the_file_and_the_place() {
         ("stages:\n  - uses: test\n    with:\n      comands: [x]\n", "p.yml: stage #1 (id: test): with: unknown field `comands`"),
         ("stages:\n  - run: echo\n    uses: guard\n", "has both `uses:` and `run:`"),
         ("stages: [\n", "p.yml:2:1"),
+        // Found by fuzzing: a second document had no place.
+        ("stages: []\n---\nx: 1\n", "p.yml:2:1: a second YAML document begins here"),
+        ("# c\n    stages:\n  - uses: guard\n", "p.yml:3:1: a second YAML document"),
     ];
     for (yaml, want) in cases {
         let (code, stderr) = validate(yaml);
