@@ -68,12 +68,14 @@ pub fn render(
 fn outcome_color(o: &str, k: usize) -> &'static str {
     const FAILED: [&str; 8] =
         ["#c62828", "#ef6c00", "#ad1457", "#6a1b9a", "#d84315", "#f9a825", "#4e342e", "#283593"];
+    const SKIPPED: [&str; 4] = ["#9e9e9e", "#616161", "#cfd8dc", "#78909c"];
     match o {
         "ok" => "#2e7d32",
         "dry_run" => "#00897b",
+        "cycle_noop" => "#aed581",
         "cancelled" => "#795548",
-        "pr_skipped_by_policy" => "#bdbdbd",
-        o if o.starts_with("skipped") => "#9e9e9e",
+        "pr_skipped_by_policy" => "#b0bec5",
+        o if o.starts_with("skipped") => SKIPPED[k % SKIPPED.len()],
         _ => FAILED[k % FAILED.len()],
     }
 }
