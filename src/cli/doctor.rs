@@ -495,11 +495,16 @@ fn check_budget(r: &mut Report, pipeline: &Pipeline, state: &crate::state::State
     match state.budget.today_ledger() {
         Ok(l) => {
             let mut detail = format!(
-                "today (UTC): {} of {} calls, {} of {} tokens",
-                l.calls, b.calls_per_day, l.tokens, b.tokens_per_day
+                "today (UTC): {} of {} calls used ({} left), {} of {} tokens ({} left)",
+                l.calls,
+                b.calls_per_day,
+                b.calls_per_day.saturating_sub(l.calls),
+                l.tokens,
+                b.tokens_per_day,
+                b.tokens_per_day.saturating_sub(l.tokens)
             );
             if let Some(cap) = b.usd_per_day {
-                detail.push_str(&format!(", ${:.4} of ${cap:.4}", l.usd));
+                detail.push_str(&format!(", ${:.4} of ${cap:.4} (${:.4} left)", l.usd, (cap - l.usd).max(0.0)));
             }
             match state.budget.check() {
                 Ok(_) => r.pass("budget", detail),

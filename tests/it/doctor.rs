@@ -120,6 +120,10 @@ async fn each_broken_setting_is_named_with_what_to_do() {
     let d = doctor(&env, &model, &base, &[], &[(MODEL_KEY_ENV, "abc")]);
     d.failed("secrets", MODEL_KEY_ENV, "long secrets");
 
+    let d = doctor(&env, &model, &base.clone().settings("budget: {calls_per_day: 0}"), &[], &[]);
+    assert_eq!(d.check("budget")["status"], "warn", "{}", d.text);
+    assert!(d.check("budget")["detail"].as_str().unwrap().contains("0 of 0 calls used (0 left)"), "{}", d.text);
+
     env.write("bot.paused", "");
     let d = doctor(&env, &model, &base, &[], &[]);
     assert_eq!(d.check("pause file")["status"], "warn", "{}", d.text);
