@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS (default 600) one after another, new inputs kept in
-# fuzz/work/<target>, and prints one line per target: runs, coverage, crash or not.
+# Runs the fuzz targets (default: all) for SECONDS each (default 600), one after another,
+# new inputs kept in fuzz/work/<target>, and prints one line per target: runs, speed,
+# coverage (edges, features), crash or not.
+#
+#   bash fuzz/run.sh [SECONDS [TARGET...]]
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-600}
 targets=(reply edits prd path_guard pipeline webhook)
+if [ "$#" -gt 1 ]; then
+  targets=("${@:2}")
+fi
 cargo +nightly fuzz build -O 2>/dev/null
 bin=target/x86_64-unknown-linux-gnu/release
 printf '%-11s %12s %8s %8s %9s  %s\n' target runs exec/s cov ft result

@@ -153,9 +153,8 @@ fn checks_of_a_pipeline(r: &mut Report, repo: &Repo, pipeline: &Pipeline, opts: 
 }
 
 fn check_git(r: &mut Report) {
-    let out = duct::cmd!("git", "--version").stdout_capture().stderr_null().unchecked().run();
-    let Ok(out) = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()) else {
-        r.fail("git", "git is not on PATH", "install git (2.38 or later)");
+    let Ok(out) = crate::infra::git::Git::new("/", Cancel::new()).run(["--version"]) else {
+        r.fail("git", "git cannot be run (is it on PATH?)", "install git (2.38 or later)");
         return;
     };
     let numbers: Vec<u32> = out
