@@ -49,8 +49,8 @@ impl Report {
         detail: impl Into<String>,
         hint: Option<String>,
     ) {
-        // Whatever a server or a command said, no secret is printed.
-        let detail = crate::infra::secrets::redact_known(&detail.into());
+        // Whatever a server or a command said, no secret is printed, and it fits a line.
+        let detail = crate::infra::text::one_line(&crate::infra::secrets::redact_known(&detail.into()), 500);
         self.checks.push(Check { name: name.into(), status, detail, hint });
     }
     fn pass(&mut self, name: &str, detail: impl Into<String>) {
@@ -147,8 +147,11 @@ fn checks_of_a_pipeline(r: &mut Report, repo: &Repo, pipeline: &Pipeline, opts: 
     let state = crate::state::open(pipeline, repo);
     check_models(r, &rt, pipeline, &state, opts.probe_models);
     check_forge(r, &rt, repo, pipeline, &state.dir);
-    check_state(r, repo, pipeline, &state, opts.write_check);
-    check_budget(r, pipeline, &state);
+    if check_state(r, repo, pipeline, &state, opts.write_check) {
+        check_budget(r, pipeline, &state);
+    } else {
+        r.skip("budget", "the ledger lives on the state ref, which cannot be read");
+    }
     check_pause(r, repo, pipeline);
 }
 
@@ -451,7 +454,14 @@ fn check_forge(
     }
 }
 
-fn check_state(r: &mut Report, repo: &Repo, pipeline: &Pipeline, state: &crate::state::State, write: bool) {
+/// Whether the state can be read.
+fn check_state(
+    r: &mut Report,
+    repo: &Repo,
+    pipeline: &Pipeline,
+    state: &crate::state::State,
+    write: bool,
+) -> bool {
     let dir = &state.dir;
     if let Err(e) = std::fs::create_dir_all(dir) {
         r.fail(
@@ -459,25 +469,29 @@ fn check_state(r: &mut Report, repo: &Repo, pipeline: &Pipeline, state: &crate::
             format!("cannot create {}: {e}", dir.display()),
             "set state.dir to a folder prbot may write",
         );
-        return;
+        return false;
     }
     if pipeline.state.backend == StateBackend::Dir {
         r.pass("state", format!("records and ledgers in {}", dir.display()));
-        return;
+        return true;
     }
-    let Some(remote) = crate::state::remote::for_pipeline(pipeline, repo, dir) else { return };
+    let Some(remote) = crate::state::remote::for_pipeline(pipeline, repo, dir) else { return true };
     let (reference, name) = (&pipeline.state.reference, &pipeline.state.remote);
     match remote.fetch() {
         Ok(Some(c)) => r.pass("state ref", format!("{name} {reference} is readable, at {c:.12}")),
         Ok(None) => r.pass("state ref", format!("{name} has no {reference} yet; the first cycle makes it")),
         Err(e) => {
-            r.fail("state ref", e.to_string(), "check state.remote and that the token can fetch from it");
-            return;
+            r.fail(
+                "state ref",
+                e.to_string(),
+                "check state.remote (a remote's name or URL) and that the token can fetch from it",
+            );
+            return false;
         }
     }
     if !write {
         r.skip("state write", "not tried (pass --write-check to push to a scratch ref and delete it)");
-        return;
+        return true;
     }
     match remote.write_check() {
         Ok(()) => r.pass("state write", format!("{name} takes pushes next to {reference}")),
@@ -487,6 +501,7 @@ fn check_state(r: &mut Report, repo: &Repo, pipeline: &Pipeline, state: &crate::
             "give the token push access, and allow refs outside refs/heads on the remote",
         ),
     }
+    true
 }
 
 fn check_budget(r: &mut Report, pipeline: &Pipeline, state: &crate::state::State) {
@@ -503,7 +518,11 @@ fn check_budget(r: &mut Report, pipeline: &Pipeline, state: &crate::state::State
                 b.tokens_per_day.saturating_sub(l.tokens)
             );
             if let Some(cap) = b.usd_per_day {
-                detail.push_str(&format!(", ${:.4} of ${cap:.4} (${:.4} left)", l.usd, (cap - l.usd).max(0.0)));
+                detail.push_str(&format!(
+                    ", ${:.4} of ${cap:.4} (${:.4} left)",
+                    l.usd,
+                    (cap - l.usd).max(0.0)
+                ));
             }
             match state.budget.check() {
                 Ok(_) => r.pass("budget", detail),

@@ -122,7 +122,11 @@ async fn each_broken_setting_is_named_with_what_to_do() {
 
     let d = doctor(&env, &model, &base.clone().settings("budget: {calls_per_day: 0}"), &[], &[]);
     assert_eq!(d.check("budget")["status"], "warn", "{}", d.text);
-    assert!(d.check("budget")["detail"].as_str().unwrap().contains("0 of 0 calls used (0 left)"), "{}", d.text);
+    assert!(
+        d.check("budget")["detail"].as_str().unwrap().contains("0 of 0 calls used (0 left)"),
+        "{}",
+        d.text
+    );
 
     env.write("bot.paused", "");
     let d = doctor(&env, &model, &base, &[], &[]);
@@ -221,4 +225,6 @@ async fn the_git_state_ref_is_read_and_written_only_when_asked() {
     let p = Pipeline::default().settings("state: {backend: git, remote: nowhere}");
     let d = doctor(&env, &model, &p, &[], &[]);
     d.failed("state ref", "nowhere", "state.remote");
+    assert_eq!(d.check("budget")["status"], "skip", "the ledger is on the unreadable ref:\n{}", d.text);
+    assert!(d.text.lines().all(|l| !l.starts_with("fatal")), "a detail ran over lines:\n{}", d.text);
 }
