@@ -126,36 +126,61 @@ impl Doc {
         Doc::from_counts(path, &text.map(content_counts).unwrap_or_default(), query)
     }
 
-    /// `counts` is a file's contents as [`content_counts`] writes them.
+    /// `counts` is a file's contents as [`content_counts`] writes them. Only the query's
+    /// terms are looked up in it: a warm cycle ranks every file from these strings.
     fn from_counts(path: &str, counts: &str, query: &[String]) -> Doc {
         let mut tf = vec![0u32; query.len()];
         let mut len = 0;
-        let mut add = |term: &str, n: u32| {
-            len += n;
-            if let Some(i) = query.iter().position(|q| q == term) {
+        for t in tokens(path) {
+            len += PATH_BOOST;
+            if let Some(i) = query.iter().position(|q| *q == t) {
+                tf[i] += PATH_BOOST;
+            }
+        }
+        // `<total> <term>:<count> <term>:<count> ...`; terms hold neither ` ` nor `:`.
+        if let Some((total, pairs)) = counts.split_once(' ') {
+            len += total.parse::<u32>().unwrap_or(0);
+            let pairs = pairs.as_bytes();
+            for (i, q) in query.iter().enumerate() {
+                let Some(n) = count_of(pairs, q.as_bytes()) else { continue };
                 tf[i] += n;
             }
-        };
-        for t in tokens(path) {
-            add(&t, PATH_BOOST);
-        }
-        let mut words = counts.split(' ');
-        while let (Some(t), Some(n)) = (words.next(), words.next()) {
-            add(t, n.parse().unwrap_or(1));
         }
         Doc { path: path.to_string(), tf, len }
     }
 }
 
-/// A file's contents as term counts, `term count term count ...` in term order, or `-`
-/// when it is ranked by its path alone (binary, too large).
+/// The count of `term` in `pairs` (`term:count term:count ...`), if it is there.
+fn count_of(pairs: &[u8], term: &[u8]) -> Option<u32> {
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&pairs[from..], term).map(|k| from + k) {
+        let starts = at == 0 || pairs[at - 1] == b' ';
+        let end = at + term.len();
+        if starts && pairs.get(end) == Some(&b':') {
+            let digits = pairs[end + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            return std::str::from_utf8(&pairs[end + 1..end + 1 + digits]).ok()?.parse().ok();
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// A file's contents as term counts, `<total> term:count term:count ...` in term order,
+/// or `-` when it is ranked by its path alone (binary, too large).
 fn content_counts(text: &str) -> String {
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for t in tokens(text) {
         *counts.entry(t).or_default() += 1;
     }
-    let parts: Vec<String> = counts.into_iter().map(|(t, n)| format!("{t} {n}")).collect();
-    parts.join(" ")
+    let total: u32 = counts.values().sum();
+    let mut out = total.to_string();
+    for (t, n) in counts {
+        out.push(' ');
+        out.push_str(&t);
+        out.push(':');
+        out.push_str(&n.to_string());
+    }
+    out
 }
 
 /// Term counts of file contents by blob id, kept in prbot's cache folder, so a warm
@@ -169,7 +194,7 @@ pub struct TermCache {
 }
 
 impl TermCache {
-    const HEADER: &'static str = "prbot-context-terms 2";
+    const HEADER: &'static str = "prbot-context-terms 3";
 
     /// Reads the cache at `path`; a missing or unreadable one starts empty.
     pub fn load(path: &Path) -> TermCache {
@@ -613,6 +638,21 @@ fn read_regular(root: &Path, rel: &str, max: usize) -> Result<String, Unreadable
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_found_by_whole_term_only() {
+        let counts = content_counts("spool pool pool poolsize 77 x77");
+        assert_eq!(counts, "6 77:1 pool:2 poolsize:1 spool:1 x77:1");
+        let pairs = counts.split_once(' ').unwrap().1.as_bytes();
+        assert_eq!(count_of(pairs, b"pool"), Some(2));
+        assert_eq!(count_of(pairs, b"spool"), Some(1));
+        assert_eq!(count_of(pairs, b"77"), Some(1));
+        assert_eq!(count_of(pairs, b"x"), None);
+        assert_eq!(count_of(pairs, b"size"), None);
+        let d = Doc::from_counts("src/pool.rs", &counts, &["pool".into(), "77".into(), "nope".into()]);
+        assert_eq!(d.tf, [2 + PATH_BOOST, 1, 0]);
+        assert_eq!(d.len, 6 + 3 * PATH_BOOST);
+    }
 
     #[test]
     fn tokenises_and_splits_camel_and_snake_case() {
