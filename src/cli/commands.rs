@@ -11,6 +11,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub fn dispatch(command: Command) -> Result<i32, CliError> {
+    if matches!(
+        command,
+        Command::Validate { .. }
+            | Command::History { .. }
+            | Command::Stats { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Schema
+    ) {
+        stop_quietly_when_stdout_closes();
+    }
     match command {
         Command::Run { target, json, dry_run } => run(&target, json, dry_run),
         Command::Validate { file } => validate(file),
@@ -41,6 +52,16 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
                 .map_err(|e| CliError::Other(format!("cannot write the man page: {e}")))?;
             Ok(0)
         }
+    }
+}
+
+/// For commands that only print: `prbot history | head` ends the way `cat` would, by
+/// SIGPIPE, instead of a panic about a broken pipe. Commands that feed children's stdin
+/// keep Rust's default (ignored), so a child that exits early cannot kill a cycle.
+fn stop_quietly_when_stdout_closes() {
+    // SAFETY: restoring the default action of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

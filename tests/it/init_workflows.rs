@@ -143,3 +143,17 @@ fn completions_for_every_shell_and_a_man_page() {
         assert!(man.contains(sub), "the man page does not list `{sub}`");
     }
 }
+
+#[test]
+fn printing_commands_end_quietly_when_the_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["man"][..], &["completions", "fish"], &["schema"]] {
+        // A reader that is already gone, as `| head` is once it has its lines.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN).args(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?}", out.status);
+    }
+}
