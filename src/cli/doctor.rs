@@ -135,7 +135,8 @@ fn checks_of_a_pipeline(r: &mut Report, repo: &Repo, pipeline: &Pipeline, opts: 
         Ok(_) => r.pass("secrets", "every secret set is long enough to redact"),
         Err(e) => r.fail("secrets", e.to_string(), "use real, long secrets: prbot refuses to run with these"),
     }
-    check_prd(r, repo, pipeline);
+    let state = crate::state::open(pipeline, repo);
+    check_prd(r, repo, pipeline, &state);
     check_sandbox(r, repo, pipeline);
     let rt = match crate::infra::runtime::new() {
         Ok(rt) => rt,
@@ -144,7 +145,6 @@ fn checks_of_a_pipeline(r: &mut Report, repo: &Repo, pipeline: &Pipeline, opts: 
             return;
         }
     };
-    let state = crate::state::open(pipeline, repo);
     check_models(r, &rt, pipeline, &state, opts.probe_models);
     check_forge(r, &rt, repo, pipeline, &state.dir);
     if check_state(r, repo, pipeline, &state, opts.write_check) {
@@ -177,7 +177,7 @@ fn check_git(r: &mut Report) {
     }
 }
 
-fn check_prd(r: &mut Report, repo: &Repo, pipeline: &Pipeline) {
+fn check_prd(r: &mut Report, repo: &Repo, pipeline: &Pipeline, state: &crate::state::State) {
     let prd = &pipeline.prd;
     let rel = prd.path.to_string_lossy().trim_start_matches("./").to_string();
     let base = &pipeline.workspace.base;
@@ -202,7 +202,6 @@ fn check_prd(r: &mut Report, repo: &Repo, pipeline: &Pipeline) {
             _ => {}
         }
     }
-    let state = crate::state::open(pipeline, repo);
     let policy =
         crate::domain::policy::Policy::new(&pipeline.policy, &repo.root, Default::default(), Cancel::new());
     let keep = pipeline.policy.gaps.skip_after_failures.max(1);
