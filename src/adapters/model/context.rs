@@ -609,8 +609,13 @@ enum Unreadable {
 fn read_regular(root: &Path, rel: &str, max: usize) -> Result<String, Unreadable> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    let rel = Path::new(rel);
+    // Only plain names: a listing from a cache or a gap's words cannot lead out of the tree.
+    if !rel.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+        return Err(Unreadable::Other);
+    }
     let mut at = root.to_path_buf();
-    for part in Path::new(rel).components() {
+    for part in rel.components() {
         at.push(part);
         let meta = std::fs::symlink_metadata(&at).map_err(|_| Unreadable::Other)?;
         if meta.file_type().is_symlink() {
@@ -833,6 +838,28 @@ mod tests {
         );
         assert_eq!(c.files[0].path, "crates/ignore/src/default_types.rs");
         assert_eq!(c.files[0].pick.why, "named by the gap");
+    }
+
+    #[test]
+    fn a_listed_path_that_leaves_the_tree_is_never_read() {
+        let (dir, mut all) = repo(&[("src/secret_words.rs", "fn hidden() {}\n".into())]);
+        // A file outside the tree that a poisoned file list (or a gap) could name.
+        let outside = dir.path().parent().unwrap().join("prbot-outside-secret_words.txt");
+        std::fs::write(&outside, "secret words outside\n").unwrap();
+        let escape = format!("../{}", outside.file_name().unwrap().to_string_lossy());
+        all.push(escape.clone());
+        all.push(outside.display().to_string());
+        let c = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None },
+            None,
+            &gap(&format!("secret words: see `{escape}`")),
+            &[],
+            &[],
+            2_000,
+        );
+        let _ = std::fs::remove_file(&outside);
+        assert!(c.files.iter().all(|f| !f.text.contains("outside")), "read outside the tree");
+        assert!(c.files.iter().any(|f| f.path == "src/secret_words.rs"));
     }
 
     #[test]
