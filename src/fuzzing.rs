@@ -157,12 +157,15 @@ pub fn path_guard(data: &[u8]) {
         assert!(!part.ends_with(['.', ' ']), "{raw:?} has a name Windows would change");
         assert!(!matches!(*part, ".git" | "git~1"), "{raw:?} reaches .git");
     }
-    let first = parts[0];
-    assert!(
-        !(parts.len() > 1
-            && matches!(first, ".github" | ".gitea" | ".forgejo" | ".circleci" | ".woodpecker")),
-        "{raw:?} is a CI entry point"
-    );
+    // The guard's list of CI entry points, matched here on its own: a folder at the root
+    // with something in it, or a file at the root.
+    for entry in guardrails::CI_ENTRY_POINTS {
+        let hit = match entry.strip_suffix('/') {
+            Some(folder) => folded.starts_with(&format!("{folder}/")),
+            None => folded == entry,
+        };
+        assert!(!hit, "{raw:?} is the CI entry point {entry}");
+    }
     assert!(!matches!(folded.as_str(), "docs/prd.md" | "pipelines/default.yml"), "{raw:?} is protected");
     let name = *parts.last().expect("a path has a name");
     assert!(!name.starts_with(".env") && name != "cargo.lock", "{raw:?} is a secret or the lock file");

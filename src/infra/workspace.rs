@@ -296,16 +296,19 @@ impl Workspace {
             .collect())
     }
 
-    /// The contents of `blobs`, read in one `git cat-file --batch`, in their order; `None`
-    /// for an object that is not there.
-    pub fn blob_contents(&self, blobs: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+    /// Calls `each` with every blob of `blobs` and its contents, read in one
+    /// `git cat-file --batch`, in their order; `None` for an object that is not there.
+    pub fn each_blob(
+        &self,
+        blobs: &[&str],
+        mut each: impl FnMut(&str, Option<&[u8]>),
+    ) -> Result<(), GitError> {
         if blobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let input: Vec<u8> = blobs.iter().flat_map(|b| [b.as_bytes(), b"\n"].concat()).collect();
         let out = self.git.run_bytes(["cat-file", "--batch"], Some(input), &[])?;
         // `<oid> <type> <size>\n<contents>\n` per object, `<oid> missing\n` for none.
-        let mut found = Vec::with_capacity(blobs.len());
         let mut at = 0;
         for blob in blobs {
             let bad = || GitError::Failed {
@@ -320,16 +323,16 @@ impl Workspace {
                 (Some(id), Some(_), Some(size)) if id == *blob => {
                     let size: usize = size.parse().map_err(|_| bad())?;
                     let body = out.get(nl + 1..nl + 1 + size).ok_or_else(bad)?;
-                    found.push(Some(body.to_vec()));
+                    each(blob, Some(body));
                     at = nl + 1 + size + 1;
                 }
                 _ => {
-                    found.push(None);
+                    each(blob, None);
                     at = nl + 1;
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Stages `paths` as they are in the tree now: the approved state of the change.
@@ -573,9 +576,16 @@ mod tests {
         assert_eq!(ws.tracked_files().unwrap().len(), 3);
         let missing = "0".repeat(head.commit.len());
         let ids = [files[2].blob.as_str(), missing.as_str(), files[0].blob.as_str()];
-        let got = ws.blob_contents(&ids).unwrap();
-        assert_eq!(got[0].as_deref(), Some(&b"fn a() {}\n"[..]));
-        assert_eq!(got[1], None);
-        assert_eq!(got[2].as_deref(), Some(&b"\x00\xff\x01not text"[..]));
+        let mut got = Vec::new();
+        ws.each_blob(&ids, |blob, body| got.push((blob.to_string(), body.map(<[u8]>::to_vec)))).unwrap();
+        let want = [
+            (ids[0], Some(&b"fn a() {}\n"[..])),
+            (ids[1], None),
+            (ids[2], Some(&b"\x00\xff\x01not text"[..])),
+        ];
+        assert_eq!(got.len(), 3);
+        for ((blob, body), (id, content)) in got.iter().zip(want) {
+            assert_eq!((blob.as_str(), body.as_deref()), (id, content));
+        }
     }
 }

@@ -109,7 +109,10 @@ fn reason_kind(reason: &str) -> String {
 
 fn page(d: &Data) -> String {
     let labels: Vec<String> = d.days.iter().map(|day| day.format("%m-%d").to_string()).collect();
-    let index_of = |s: &Summary| d.days.iter().position(|day| *day == s.started_at.date_naive());
+    let index_of = |s: &Summary| {
+        let k = (s.started_at.date_naive() - d.days[0]).num_days();
+        usize::try_from(k).ok().filter(|k| *k < d.days.len())
+    };
 
     // Cycles per day, by outcome.
     let mut per_outcome: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

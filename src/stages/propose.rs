@@ -121,12 +121,7 @@ impl Propose<'_> {
             })
             .map(|f| f.blob.as_str())
             .collect();
-        if !missing.is_empty() {
-            let contents = ws.blob_contents(&missing)?;
-            for (blob, body) in missing.iter().zip(&contents) {
-                cache.add(blob, body.as_deref());
-            }
-        }
+        ws.each_blob(&missing, |blob, body| cache.add(blob, body))?;
         let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
         let blobs: std::collections::HashMap<String, String> =
             tracked.into_iter().map(|f| (f.path, f.blob)).collect();
