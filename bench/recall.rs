@@ -11,7 +11,7 @@
 //! whole files only, in score order. Printed as a markdown table.
 
 use prbot::Gap;
-use prbot::{choose_context as choose, tokens, Tree};
+use prbot::{choose_context as choose, tokens, History, Tree};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -52,9 +52,11 @@ impl Tally {
 }
 
 /// The old-side line ranges a commit changed in `file`, 1-based and inclusive; a pure
-/// insertion after line `a` is the range `a..=a+1`, the lines it goes between.
+/// insertion after line `a` is the range `a..=a+1`, the lines it goes between (only `a`
+/// at the end of the file).
 fn changed_lines(git_dir: &Path, parent: &str, commit: &str, file: &str) -> Vec<(usize, usize)> {
     let diff = git(git_dir, &["diff", "-U0", "--no-renames", parent, commit, "--", file]);
+    let lines = git(git_dir, &["show", &format!("{parent}:{file}")]).lines().count();
     diff.lines()
         .filter_map(|l| l.strip_prefix("@@ -"))
         .filter_map(|l| {
@@ -63,7 +65,11 @@ fn changed_lines(git_dir: &Path, parent: &str, commit: &str, file: &str) -> Vec<
                 Some((s, c)) => (s.parse::<usize>().ok()?, c.parse::<usize>().ok()?),
                 None => (old.parse::<usize>().ok()?, 1),
             };
-            Some(if count == 0 { (start.max(1), start + 1) } else { (start, start + count - 1) })
+            Some(if count == 0 {
+                (start.max(1), (start + 1).min(lines.max(1)))
+            } else {
+                (start, start + count - 1)
+            })
         })
         .collect()
 }
@@ -133,6 +139,36 @@ fn baseline(root: &Path, files: &[String], gap: &str, budget: usize) -> Vec<Stri
     out
 }
 
+/// One line per commit on stderr: each gold file's rank, size and how it was shown at 24k.
+fn detail(
+    root: &Path,
+    files: &[String],
+    history: Option<&History>,
+    gap: &Gap,
+    gold: &[String],
+    git_dir: &Path,
+    parent: &str,
+    commit: &str,
+) {
+    let all = choose(&Tree { root, files, blobs: None, history }, None, gap, &[], &[], usize::MAX / 4);
+    let ctx = choose(&Tree { root, files, blobs: None, history }, None, gap, &[], &[], 23_200);
+    let mut line = format!("{:?}", gap.text);
+    for g in gold {
+        let rank = all.files.iter().position(|f| &f.path == g);
+        let size = std::fs::read_to_string(root.join(g)).map(|t| t.len() / 4).unwrap_or(0);
+        let shown = match ctx.files.iter().find(|f| &f.path == g) {
+            Some(f) if f.pick.whole => "WHOLE".to_string(),
+            Some(f) => {
+                let cov = regions_cover(&f.text, &changed_lines(git_dir, parent, commit, g));
+                format!("part{}", if cov { "+" } else { "-" })
+            }
+            None => "-".to_string(),
+        };
+        line.push_str(&format!(" | {g} r{} {}t {shown}", rank.map_or("?".into(), |r| r.to_string()), size));
+    }
+    eprintln!("{line}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let Some(repo) = args.first() else {
@@ -186,9 +222,19 @@ fn main() {
         let files: Vec<String> =
             git(&git_dir, &["ls-tree", "-r", "--name-only", parent]).lines().map(str::to_string).collect();
         let gap = Gap { id: "bench".into(), text: subject.to_string(), line: 1 };
-        for budget in BUDGETS {
+        let log = git(
+            &git_dir,
+            &["log", "--no-merges", "--format=%x1e%s", "--name-only", "-z", "-n", "1000", parent],
+        );
+        let history = (std::env::var_os("RECALL_NO_HISTORY").is_none()).then(|| History::parse(&log));
+        if std::env::var_os("RECALL_DETAIL").is_some() {
+            detail(&root, &files, history.as_ref(), &gap, &gold, &git_dir, parent, commit);
+        }
+        let budgets: &[usize] =
+            if std::env::var_os("RECALL_FAST").is_some() { &BUDGETS[1..2] } else { &BUDGETS };
+        for &budget in budgets {
             // The prompt's own text (system prompt, task) takes about this much.
-            let tree = Tree { root: &root, files: &files, blobs: None };
+            let tree = Tree { root: &root, files: &files, blobs: None, history: history.as_ref() };
             let ctx = choose(&tree, None, &gap, &[], &[], budget.saturating_sub(800));
             let whole: Vec<String> =
                 ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
@@ -201,8 +247,10 @@ fn main() {
                 .map(|f| f.path.clone())
                 .collect();
             ours.entry(budget).or_default().add(&gold, &whole, &part);
-            let b = baseline(&root, &files, subject, budget.saturating_sub(800));
-            base.entry(budget).or_default().add(&gold, &b, &[]);
+            if std::env::var_os("RECALL_FAST").is_none() {
+                let b = baseline(&root, &files, subject, budget.saturating_sub(800));
+                base.entry(budget).or_default().add(&gold, &b, &[]);
+            }
         }
         std::fs::remove_dir_all(&root).unwrap();
         done += 1;
@@ -213,7 +261,8 @@ fn main() {
     println!("| Budget | Context | Every gold file whole | Every gold file, whole or its changed lines | At least one whole | At least one, whole or its changed lines | Mean per-file recall (whole) |");
     println!("|---|---|---|---|---|---|---|");
     for budget in BUDGETS {
-        for (name, t) in [("prbot", &ours[&budget]), ("plain BM25", &base[&budget])] {
+        for (name, t) in [("prbot", ours.get(&budget)), ("plain BM25", base.get(&budget))] {
+            let Some(t) = t else { continue };
             println!(
                 "| {}k | {name} | {} | {} | {} | {} | {:.1}% |",
                 budget / 1000,

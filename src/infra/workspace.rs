@@ -296,6 +296,44 @@ impl Workspace {
             .collect())
     }
 
+    /// The subjects and changed files of the base's newest `depth` commits (merges left
+    /// out), as `git log --format=%x1e%s --name-only -z` prints them. Kept in the cache
+    /// folder under the base's id, like the file list. A shallow repository's boundary is
+    /// copied into the clone first, so the log stops where the history does.
+    pub fn history_log(&self, depth: usize) -> Result<String, GitError> {
+        let kept = self.cache_dir.join("base-history");
+        let header = format!("prbot-base-history 1 {depth} {}\n", self.base_commit);
+        if let Ok(text) = std::fs::read_to_string(&kept) {
+            if let Some(log) = text.strip_prefix(&header) {
+                return Ok(log.to_string());
+            }
+        }
+        let fail = |e| io_failed("copy the repository's shallow boundary", e);
+        let (theirs, ours) = (self.objects.with_file_name("shallow"), self.git_dir.join("shallow"));
+        match std::fs::read(&theirs) {
+            Ok(boundary) => crate::infra::fsutil::write_atomic(&ours, &boundary).map_err(fail)?,
+            Err(_) if ours.exists() => std::fs::remove_file(&ours).map_err(fail)?,
+            Err(_) => {}
+        }
+        let depth = depth.to_string();
+        let log = self.git.run([
+            "log",
+            "--no-merges",
+            "--no-renames",
+            "--format=%x1e%s",
+            "--name-only",
+            "-z",
+            "-n",
+            &depth,
+            &self.base_commit,
+            "--",
+        ])?;
+        if let Err(e) = crate::infra::fsutil::write_atomic(&kept, format!("{header}{log}").as_bytes()) {
+            tracing::warn!("cannot keep the history in {}: {e}", kept.display());
+        }
+        Ok(log)
+    }
+
     /// Calls `each` with every blob of `blobs` and its contents, read in one
     /// `git cat-file --batch`, in their order; `None` for an object that is not there.
     pub fn each_blob(

@@ -114,7 +114,7 @@ impl Propose<'_> {
         let missing: Vec<&str> = tracked
             .iter()
             .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(&f.blob))
-            .filter(|f| !context::excluded(&f.path))
+            .filter(|f| !context::left_out_for(&f.path, gap))
             .take_while(|f| {
                 budget_left = budget_left.saturating_sub(f.size);
                 budget_left > 0
@@ -122,6 +122,14 @@ impl Propose<'_> {
             .map(|f| f.blob.as_str())
             .collect();
         ws.each_blob(&missing, |blob, body| cache.add(blob, body))?;
+        // Earlier commits help the ranking; a repository without them is ranked without.
+        let history = match ws.history_log(context::History::DEPTH) {
+            Ok(log) => Some(context::History::parse(&log)),
+            Err(e) => {
+                tracing::warn!("ranking without the history: {e}");
+                None
+            }
+        };
         let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
         let blobs: std::collections::HashMap<String, String> =
             tracked.into_iter().map(|f| (f.path, f.blob)).collect();
@@ -150,7 +158,7 @@ impl Propose<'_> {
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
-        let tree = context::Tree { root: &root, files: &all, blobs: Some(&blobs) };
+        let tree = context::Tree { root: &root, files: &all, blobs: Some(&blobs), history: history.as_ref() };
         let ctx =
             context::choose(&tree, Some(&mut cache), gap, &touched, std::slice::from_ref(&prd_path), budget);
         let keep: std::collections::HashSet<&str> = blobs.values().map(String::as_str).collect();

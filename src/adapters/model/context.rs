@@ -33,8 +33,10 @@ pub struct Shown {
 pub use crate::domain::records::Pick;
 
 /// Search terms: words split on everything but letters and digits, camelCase and
-/// snake_case split into their parts (the joined word is kept too), lower-cased.
+/// snake_case split into their parts (the joined word is kept too), lower-cased, and the
+/// parts reduced to their English stem (`dependencies` and `dependency` meet).
 pub fn tokens(text: &str) -> Vec<String> {
+    let stemmer = stemmer();
     let mut out = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let parts = camel_parts(word);
@@ -44,9 +46,17 @@ pub fn tokens(text: &str) -> Vec<String> {
                 out.push(joined);
             }
         }
-        out.extend(parts.into_iter().filter(|p| p.len() >= 2));
+        out.extend(parts.into_iter().filter(|p| p.len() >= 2).map(|p| match stemmer.stem(&p) {
+            std::borrow::Cow::Borrowed(same) if same.len() == p.len() => p,
+            stem => stem.into_owned(),
+        }));
     }
     out
+}
+
+fn stemmer() -> &'static rust_stemmers::Stemmer {
+    static STEMMER: std::sync::OnceLock<rust_stemmers::Stemmer> = std::sync::OnceLock::new();
+    STEMMER.get_or_init(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English))
 }
 
 /// `parseHTTPRequest2` → `parse`, `http`, `request2`.
@@ -76,13 +86,43 @@ const STOPWORDS: [&str; 40] = [
 ];
 
 fn query_terms(gap: &str) -> Vec<String> {
+    static STOPPED: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    let stopped = STOPPED.get_or_init(|| STOPWORDS.iter().flat_map(|w| tokens(w)).collect());
     let mut seen = HashSet::new();
-    tokens(gap).into_iter().filter(|t| !STOPWORDS.contains(&t.as_str()) && seen.insert(t.clone())).collect()
+    tokens(gap).into_iter().filter(|t| !stopped.contains(t) && seen.insert(t.clone())).collect()
 }
 
-/// Files that can't inform a change unless the gap names them: lock files, licenses,
-/// CI entry points, vendored and generated code.
-pub fn excluded(path: &str) -> bool {
+/// The kinds of files that can't inform a change unless the gap names the kind: lock
+/// files, licenses, CI entry points, vendored and generated code. The words that name
+/// a kind: `ci: cache the toolchain`, `bump actions/checkout`, `update the license year`.
+#[derive(Clone, Copy, PartialEq)]
+enum LeftOut {
+    Lock,
+    License,
+    Ci,
+    Vendored,
+    Generated,
+}
+
+impl LeftOut {
+    fn words(self) -> &'static [&'static str] {
+        match self {
+            LeftOut::Lock => &["lock", "lockfile", "lockfiles"],
+            LeftOut::License => &["license", "licence", "licensing", "copyright"],
+            LeftOut::Ci => {
+                &["ci", "workflow", "workflows", "actions", "pipeline", "gitlab", "travis", "appveyor"]
+            }
+            LeftOut::Vendored => &["vendor", "vendored", "vendoring"],
+            LeftOut::Generated => &["generated", "regenerate", "snapshot", "snapshots"],
+        }
+    }
+
+    fn named_in(self, query: &[String]) -> bool {
+        self.words().iter().flat_map(|w| tokens(w)).any(|w| query.contains(&w))
+    }
+}
+
+fn kind_left_out(path: &str) -> Option<LeftOut> {
     let lower = path.to_lowercase();
     let parts: Vec<&str> = lower.split('/').collect();
     let name = *parts.last().unwrap_or(&"");
@@ -99,11 +139,29 @@ pub fn excluded(path: &str) -> bool {
     let generated =
         [".min.js", ".min.css", ".map", ".pb.go", "_pb2.py", ".snap"].iter().any(|s| name.ends_with(s))
             || name.contains(".generated.");
-    lock || license || ci || vendored || generated
+    [
+        (lock, LeftOut::Lock),
+        (license, LeftOut::License),
+        (ci, LeftOut::Ci),
+        (vendored, LeftOut::Vendored),
+        (generated, LeftOut::Generated),
+    ]
+    .into_iter()
+    .find_map(|(is, kind)| is.then_some(kind))
 }
 
-/// How strongly a term in the path counts against one in the contents.
-const PATH_BOOST: u32 = 10;
+/// Whether the gap leaves `path` out: it is of a kind left out, and the gap does not
+/// name that kind.
+pub fn left_out_for(path: &str, gap: &Gap) -> bool {
+    kind_left_out(path).is_some_and(|k| !k.named_in(&query_terms(&gap.text)))
+}
+
+/// How much a match in the path weighs against one in the contents. The path is its own
+/// field with its own term rarity: `show` is in most files' contents but few files' names.
+const PATH_WEIGHT: f64 = 1.0;
+/// How much the earlier commits worded like the gap weigh against the files' own text
+/// (both scaled to their best file first).
+const HISTORY_WEIGHT: f64 = 0.5;
 const K1: f64 = 1.2;
 const B: f64 = 0.9;
 
@@ -112,12 +170,25 @@ pub const INDEX_BYTES: usize = 1024 * 1024;
 /// The ranking reads at most this much in all.
 pub const INDEX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
-/// One file as the ranking sees it: how often each query term occurs, and its length.
-struct Doc {
-    path: String,
+/// How often each query term occurs in one field of a document, and the field's length.
+struct Terms {
     /// Counts of the query's terms, in the query's order.
     tf: Vec<u32>,
     len: u32,
+}
+
+impl Terms {
+    fn of(words: &[String], query: &[String]) -> Terms {
+        let tf = query.iter().map(|q| words.iter().filter(|w| *w == q).count() as u32).collect();
+        Terms { tf, len: words.len() as u32 }
+    }
+}
+
+/// One file as the ranking sees it: its path and its contents, as two fields.
+struct Doc {
+    path: String,
+    name: Terms,
+    contents: Terms,
 }
 
 impl Doc {
@@ -129,24 +200,23 @@ impl Doc {
     /// `counts` is a file's contents as [`content_counts`] writes them. Only the query's
     /// terms are looked up in it: a warm cycle ranks every file from these strings.
     fn from_counts(path: &str, counts: &str, query: &[String]) -> Doc {
-        let mut tf = vec![0u32; query.len()];
-        let mut len = 0;
-        for t in tokens(path) {
-            len += PATH_BOOST;
-            if let Some(i) = query.iter().position(|q| *q == t) {
-                tf[i] += PATH_BOOST;
-            }
-        }
+        let mut contents = Terms { tf: vec![0; query.len()], len: 0 };
         // `<total> <term>:<count> <term>:<count> ...`; terms hold neither ` ` nor `:`.
         if let Some((total, pairs)) = counts.split_once(' ') {
-            len += total.parse::<u32>().unwrap_or(0);
+            contents.len = total.parse::<u32>().unwrap_or(0);
             let pairs = pairs.as_bytes();
             for (i, q) in query.iter().enumerate() {
-                let Some(n) = count_of(pairs, q.as_bytes()) else { continue };
-                tf[i] += n;
+                if let Some(n) = count_of(pairs, q.as_bytes()) {
+                    contents.tf[i] = n;
+                }
             }
         }
-        Doc { path: path.to_string(), tf, len }
+        Doc { path: path.to_string(), name: Terms::of(&tokens(path), query), contents }
+    }
+
+    /// What a file costs to show, roughly: the number of its words.
+    fn size(&self) -> f64 {
+        self.contents.len as f64
     }
 }
 
@@ -194,7 +264,7 @@ pub struct TermCache {
 }
 
 impl TermCache {
-    const HEADER: &'static str = "prbot-context-terms 3";
+    const HEADER: &'static str = "prbot-context-terms 4";
 
     /// Reads the cache at `path`; a missing or unreadable one starts empty.
     pub fn load(path: &Path) -> TermCache {
@@ -250,36 +320,83 @@ impl TermCache {
     }
 }
 
-/// What [`choose`] ranks: the checkout, its tracked files, and (when known) their blob ids
-/// for the [`TermCache`].
+/// What [`choose`] ranks: the checkout, its tracked files, (when known) their blob ids
+/// for the [`TermCache`], and the commits that led to it.
 pub struct Tree<'a> {
     pub root: &'a Path,
     pub files: &'a [String],
     pub blobs: Option<&'a HashMap<String, String>>,
+    pub history: Option<&'a History>,
+}
+
+/// Earlier commits of the base, newest first: each one's subject and the files it changed.
+/// A gap worded like earlier subjects likely needs the files those commits changed (a
+/// `printer:` fix and the printer's sources, a bug fix and the regression tests).
+#[derive(Default)]
+pub struct History {
+    commits: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl History {
+    /// How many commits back the history reaches.
+    pub const DEPTH: usize = 1000;
+
+    /// Reads `git log --format=%x1e%s --name-only -z` output: per commit, `\x1e`, the
+    /// subject, NUL, a newline, then each file followed by NUL.
+    pub fn parse(log: &str) -> History {
+        let commits = log
+            .split('\x1e')
+            .filter_map(|c| {
+                let (subject, files) = c.split_once('\0')?;
+                let files: Vec<String> = files
+                    .split('\0')
+                    .map(|f| f.trim_start_matches('\n'))
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                (!files.is_empty()).then(|| (query_terms(subject), files))
+            })
+            .collect();
+        History { commits }
+    }
+
+    /// Each file's share of the commits whose subjects match the query, by BM25 over the
+    /// subjects; a commit that changed many files gives each a smaller part.
+    fn scores(&self, query: &[String]) -> HashMap<&str, f64> {
+        let subjects: Vec<Terms> = self.commits.iter().map(|(words, _)| Terms::of(words, query)).collect();
+        let scores = bm25(subjects.iter(), query.len());
+        let mut out: HashMap<&str, f64> = HashMap::new();
+        for ((_, files), s) in self.commits.iter().zip(scores).filter(|(_, s)| *s > 0.0) {
+            let share = s / (files.len() as f64).sqrt();
+            for f in files {
+                *out.entry(f.as_str()).or_default() += share;
+            }
+        }
+        out
+    }
 }
 
 /// BM25 of each document against the query, in the documents' order.
-fn bm25(docs: &[Doc], terms: usize) -> Vec<f64> {
-    let n = docs.len() as f64;
-    let avg = (docs.iter().map(|d| d.len as f64).sum::<f64>() / n.max(1.0)).max(1.0);
+fn bm25<'a>(docs: impl Iterator<Item = &'a Terms> + Clone, terms: usize) -> Vec<f64> {
+    let n = docs.clone().count() as f64;
+    let avg = (docs.clone().map(|d| d.len as f64).sum::<f64>() / n.max(1.0)).max(1.0);
     let idf: Vec<f64> = (0..terms)
         .map(|i| {
-            let df = docs.iter().filter(|d| d.tf[i] > 0).count() as f64;
+            let df = docs.clone().filter(|d| d.tf[i] > 0).count() as f64;
             (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
         })
         .collect();
-    docs.iter()
-        .map(|d| {
-            d.tf.iter()
-                .zip(&idf)
-                .filter(|(tf, _)| **tf > 0)
-                .map(|(tf, idf)| {
-                    let tf = *tf as f64;
-                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * d.len as f64 / avg))
-                })
-                .sum()
-        })
-        .collect()
+    docs.map(|d| {
+        d.tf.iter()
+            .zip(&idf)
+            .filter(|(tf, _)| **tf > 0)
+            .map(|(tf, idf)| {
+                let tf = *tf as f64;
+                idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * d.len as f64 / avg))
+            })
+            .sum()
+    })
+    .collect()
 }
 
 /// Files the gap names: by path, by a path's end (`greet.sh`), or by a partial path whose
@@ -318,6 +435,30 @@ fn in_order(path: &str, wanted: &[String]) -> bool {
     wanted.iter().all(|w| parts.any(|p| p.contains(w.as_str())))
 }
 
+/// Each document's score against the query and why it scores: BM25 of its contents plus
+/// BM25 of its path, and, with history, the earlier commits worded like the gap.
+fn score(docs: &[Doc], query: &[String], history: Option<&History>) -> Vec<(f64, &'static str)> {
+    let contents = bm25(docs.iter().map(|d| &d.contents), query.len());
+    let names = bm25(docs.iter().map(|d| &d.name), query.len());
+    let own: Vec<f64> = contents.iter().zip(&names).map(|(c, n)| c + PATH_WEIGHT * n).collect();
+    let Some(history) = history else {
+        return own.into_iter().map(|s| (s, "matches the gap")).collect();
+    };
+    let past = history.scores(query);
+    let best = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let (best_own, best_past) = (best(&mut own.iter().copied()), best(&mut past.values().copied()));
+    docs.iter()
+        .zip(own)
+        .map(|(d, own)| {
+            let own = own / best_own;
+            let past = HISTORY_WEIGHT * past.get(d.path.as_str()).copied().unwrap_or(0.0) / best_past;
+            let why =
+                if past > own { "changed by earlier commits worded like the gap" } else { "matches the gap" };
+            (own + past, why)
+        })
+        .collect()
+}
+
 /// Ranks the repository against the gap and fills `budget_tokens`: the files first, the
 /// file list with what is left. `exclude` lists paths never shown (the PRD: the gap is
 /// already in the prompt).
@@ -347,7 +488,8 @@ pub fn choose(
     let mut docs = Vec::new();
     let mut read_total = 0usize;
     for f in all {
-        if exclude.contains(f) || (excluded(f) && !explicit.iter().any(|(e, _)| e == f)) {
+        let left_out = kind_left_out(f).is_some_and(|k| !k.named_in(&query));
+        if exclude.contains(f) || (left_out && !explicit.iter().any(|(e, _)| e == f)) {
             continue;
         }
         let blob = tree.blobs.and_then(|b| b.get(f));
@@ -381,26 +523,33 @@ pub fn choose(
         }
         texts.insert(f.clone(), text);
     }
-    let scores = bm25(&docs, query.len());
-    let score_of: HashMap<&str, f64> = docs.iter().zip(&scores).map(|(d, s)| (d.path.as_str(), *s)).collect();
+    let scored = score(&docs, &query, tree.history);
+    let score_of: HashMap<&str, f64> =
+        docs.iter().zip(&scored).map(|(d, s)| (d.path.as_str(), s.0)).collect();
     let mut ranked: Vec<(String, f64, &'static str)> = explicit
         .iter()
         .map(|(f, why)| (f.clone(), score_of.get(f.as_str()).copied().unwrap_or(0.0), *why))
         .collect();
-    let mut by_score: Vec<(&Doc, f64)> = docs
+    let mut by_score: Vec<(&Doc, (f64, &'static str))> = docs
         .iter()
-        .zip(scores.iter().copied())
-        .filter(|(d, s)| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
+        .zip(scored)
+        .filter(|(d, (s, _))| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
         .collect();
     // Highest first; equal scores by path, so the same tree always gives the same prompt.
-    by_score.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.path.cmp(&b.0.path)));
-    ranked.extend(by_score.into_iter().map(|(d, s)| (d.path.clone(), s, "matches the gap")));
+    by_score.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.path.cmp(&b.0.path)));
+    // After the best, by score for the size: five small files that match well inform more
+    // than one large one that matches a little better.
+    if by_score.len() > 1 {
+        let density = |(d, (s, _)): &(&Doc, (f64, &str))| s / (d.size() + 200.0).powf(SIZE_DAMPING);
+        by_score[1..].sort_by(|a, b| density(b).total_cmp(&density(a)).then_with(|| a.0.path.cmp(&b.0.path)));
+    }
+    ranked.extend(by_score.into_iter().map(|(d, (s, why))| (d.path.clone(), s, why)));
 
     // Most of the budget for contents; the file list gets what it needs, up to a tenth.
     let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
     let list_share = list_cost.min(budget_tokens / 10);
     let mut left = budget_tokens.saturating_sub(list_share);
-    let part_cap = (budget_tokens / 10).max(200);
+    let part_cap = (budget_tokens * PART_PERCENT / 100).max(200);
     let mut files = Vec::new();
     let mut links = Vec::new();
     for (rank, (path, score, why)) in ranked.into_iter().enumerate() {
@@ -456,8 +605,12 @@ pub fn choose(
     Context { files, links, listed, total_files: all.len() }
 }
 
-/// How far down the ranking a file too large to show whole is still shown in part.
-const PARTIAL_RANKS: usize = 6;
+/// How far down the ranking a file too large to show whole is still shown in part, and
+/// the share of the budget each such part may take.
+const PARTIAL_RANKS: usize = 12;
+const PART_PERCENT: usize = 10;
+/// How much a file's size holds it back when the budget is filled (0: not at all).
+const SIZE_DAMPING: f64 = 0.3;
 /// Lines of context around each match in a partial file.
 const AROUND: usize = 4;
 /// Lines shown from the start and the end of a partial file.
@@ -647,7 +800,7 @@ mod tests {
     #[test]
     fn counts_are_found_by_whole_term_only() {
         let counts = content_counts("spool pool pool poolsize 77 x77");
-        assert_eq!(counts, "6 77:1 pool:2 poolsize:1 spool:1 x77:1");
+        assert_eq!(counts, "6 77:1 pool:2 poolsiz:1 spool:1 x77:1");
         let pairs = counts.split_once(' ').unwrap().1.as_bytes();
         assert_eq!(count_of(pairs, b"pool"), Some(2));
         assert_eq!(count_of(pairs, b"spool"), Some(1));
@@ -655,18 +808,23 @@ mod tests {
         assert_eq!(count_of(pairs, b"x"), None);
         assert_eq!(count_of(pairs, b"size"), None);
         let d = Doc::from_counts("src/pool.rs", &counts, &["pool".into(), "77".into(), "nope".into()]);
-        assert_eq!(d.tf, [2 + PATH_BOOST, 1, 0]);
-        assert_eq!(d.len, 6 + 3 * PATH_BOOST);
+        assert_eq!((d.name.tf, d.name.len), (vec![1, 0, 0], 3));
+        assert_eq!((d.contents.tf, d.contents.len), (vec![2, 1, 0], 6));
     }
 
     #[test]
     fn tokenises_and_splits_camel_and_snake_case() {
         assert_eq!(
             tokens("parseHTTPRequest2 max_file-size"),
-            ["parsehttprequest2", "parse", "http", "request2", "max", "file", "size"]
+            ["parsehttprequest2", "pars", "http", "request2", "max", "file", "size"]
         );
         assert_eq!(tokens("GreetConfig::new(a)"), ["greetconfig", "greet", "config", "new"]);
-        assert_eq!(query_terms("Make the greeting use the Greeter"), ["greeting", "greeter"]);
+        // Parts are stemmed, so a word's forms meet; the joined identifier is kept as is.
+        assert_eq!(tokens("dependencies"), tokens("Dependency"));
+        assert_eq!(tokens("escaping escaped"), ["escap", "escap"]);
+        assert_eq!(tokens("ParsedArgs"), ["parsedargs", "pars", "arg"]);
+        // Stopwords are dropped in every form, and each term is asked once.
+        assert_eq!(query_terms("Make the greeting use the Greeter, greeted"), ["greet", "greeter"]);
     }
 
     #[test]
@@ -677,7 +835,7 @@ mod tests {
             Doc::new("src/other.rs", Some("// a pool of helpers, see pool.rs\nfn other() {}"), &q),
             Doc::new("README.md", Some("nothing relevant"), &q),
         ];
-        let s = bm25(&docs, q.len());
+        let s: Vec<f64> = score(&docs, &q, None).into_iter().map(|(s, _)| s).collect();
         assert!(s[0] > s[1] && s[1] > 0.0 && s[2] == 0.0, "{s:?}");
     }
 
@@ -695,11 +853,27 @@ mod tests {
             "app.min.js",
             "api.pb.go",
         ] {
-            assert!(excluded(p), "{p}");
+            assert!(kind_left_out(p).is_some(), "{p}");
         }
         for p in ["src/lib.rs", "docs/licensing.md", "src/lock.rs", "README.md"] {
-            assert!(!excluded(p), "{p}");
+            assert!(kind_left_out(p).is_none(), "{p}");
         }
+    }
+
+    #[test]
+    fn a_kind_left_out_comes_back_when_the_gap_names_the_kind() {
+        let cases = [
+            (".github/workflows/ci.yml", "ci: cache the toolchain between jobs", "Cache the toolchain"),
+            (".github/workflows/release.yml", "bump actions/checkout from 4 to 5", "Bump the version to 5"),
+            ("Cargo.lock", "Refresh the lock file", "Refresh the index file"),
+            ("LICENSE-MIT", "Update the license year", "Update the year in the footer"),
+            ("vendor/x/lib.rs", "Patch the vendored parser", "Patch the parser"),
+        ];
+        for (path, naming, not_naming) in cases {
+            assert!(!left_out_for(path, &gap(naming)), "{path} stays out of {naming:?}");
+            assert!(left_out_for(path, &gap(not_naming)), "{path} comes into {not_naming:?}");
+        }
+        assert!(!left_out_for("src/ci.rs", &gap("Cache the toolchain")));
     }
 
     fn repo(files: &[(&str, String)]) -> (tempfile::TempDir, Vec<String>) {
@@ -726,13 +900,27 @@ mod tests {
             ("Cargo.lock", "heading heading heading escape\n".into()),
         ]);
         let g = gap("Escape list heading default newline in man page");
-        let a = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &g, &[], &[], 2_000);
+        let a = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+            None,
+            &g,
+            &[],
+            &[],
+            2_000,
+        );
         let mut names: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
         assert!(a.files.windows(2).all(|w| w[0].pick.score >= w[1].pick.score), "not ranked by score");
         names.sort();
         assert_eq!(names, ["src/heading.rs", "src/man.rs"], "the lock file or an unrelated file got in");
         assert!(a.files.iter().all(|f| f.pick.whole && f.pick.why == "matches the gap"));
-        let b = choose(&Tree { root: dir.path(), files: &all, blobs: None }, None, &g, &[], &[], 2_000);
+        let b = choose(
+            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+            None,
+            &g,
+            &[],
+            &[],
+            2_000,
+        );
         assert_eq!(
             a.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>(),
             b.files.iter().map(|f| (&f.path, &f.text)).collect::<Vec<_>>()
@@ -748,7 +936,7 @@ mod tests {
         big.push_str("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n");
         let (dir, all) = repo(&[("src/pool.rs", big)]);
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None },
+            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
             None,
             &gap("Increase the pool capacity"),
             &[],
@@ -785,7 +973,7 @@ mod tests {
         let (dir, all) = repo(&refs);
         for budget in (300..1_500).step_by(7) {
             let c = choose(
-                &Tree { root: dir.path(), files: &all, blobs: None },
+                &Tree { root: dir.path(), files: &all, blobs: None, history: None },
                 None,
                 &gap("pool"),
                 &[],
@@ -808,7 +996,7 @@ mod tests {
         log.push_str("- The oldest note.\n");
         let (dir, all) = repo(&[("CHANGELOG.md", log)]);
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None },
+            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
             None,
             &gap("changelog: mention the pool"),
             &[],
@@ -829,7 +1017,7 @@ mod tests {
             ("src/types.rs", "fn other() {}\n".into()),
         ]);
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None },
+            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
             None,
             &gap("ignore/types: add zig"),
             &[],
@@ -850,7 +1038,7 @@ mod tests {
         all.push(escape.clone());
         all.push(outside.display().to_string());
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None },
+            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
             None,
             &gap(&format!("secret words: see `{escape}`")),
             &[],
@@ -870,7 +1058,7 @@ mod tests {
         ]);
         let blobs: HashMap<String, String> =
             all.iter().map(|f| (f.clone(), format!("blob-of-{f}"))).collect();
-        let tree = Tree { root: dir.path(), files: &all, blobs: Some(&blobs) };
+        let tree = Tree { root: dir.path(), files: &all, blobs: Some(&blobs), history: None };
         let cache_path = dir.path().join("terms");
         let g = gap("Increase the pool capacity");
         let mut cold = TermCache::load(&cache_path);
