@@ -105,20 +105,25 @@ enum LeftOut {
 }
 
 impl LeftOut {
-    fn words(self) -> &'static [&'static str] {
+    /// Words, or runs of words, that name the kind. Plain words such as `lock` or
+    /// `actions` are too common in code to name it alone.
+    fn names(self) -> &'static [&'static [&'static str]] {
         match self {
-            LeftOut::Lock => &["lock", "lockfile", "lockfiles"],
-            LeftOut::License => &["license", "licence", "licensing", "copyright"],
-            LeftOut::Ci => {
-                &["ci", "workflow", "workflows", "actions", "pipeline", "gitlab", "travis", "appveyor"]
-            }
-            LeftOut::Vendored => &["vendor", "vendored", "vendoring"],
-            LeftOut::Generated => &["generated", "regenerate", "snapshot", "snapshots"],
+            LeftOut::Lock => &[&["lockfile"], &["lockfiles"], &["lock", "file"], &["lock", "files"]],
+            LeftOut::License => &[&["license"], &["licenses"], &["licence"], &["licensing"]],
+            LeftOut::Ci => &[&["ci"], &["workflow"], &["workflows"], &["github", "actions"]],
+            LeftOut::Vendored => &[&["vendor"], &["vendored"], &["vendoring"]],
+            LeftOut::Generated => &[&["generated"], &["regenerate"], &["snapshot"], &["snapshots"]],
         }
     }
 
-    fn named_in(self, query: &[String]) -> bool {
-        self.words().iter().flat_map(|w| tokens(w)).any(|w| query.contains(&w))
+    /// Whether the gap names the kind; an action's name (`bump actions/checkout`) names
+    /// the CI too.
+    fn named_in(self, gap: &str) -> bool {
+        let gap = gap.to_lowercase();
+        let words: Vec<&str> = gap.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        self.names().iter().any(|run| words.windows(run.len()).any(|w| w == *run))
+            || (self == LeftOut::Ci && gap.contains("actions/"))
     }
 }
 
@@ -153,7 +158,7 @@ fn kind_left_out(path: &str) -> Option<LeftOut> {
 /// Whether the gap leaves `path` out: it is of a kind left out, and the gap does not
 /// name that kind.
 pub fn left_out_for(path: &str, gap: &Gap) -> bool {
-    kind_left_out(path).is_some_and(|k| !k.named_in(&query_terms(&gap.text)))
+    kind_left_out(path).is_some_and(|k| !k.named_in(&gap.text))
 }
 
 /// How much a match in the path weighs against one in the contents. The path is its own
@@ -488,7 +493,7 @@ pub fn choose(
     let mut docs = Vec::new();
     let mut read_total = 0usize;
     for f in all {
-        let left_out = kind_left_out(f).is_some_and(|k| !k.named_in(&query));
+        let left_out = kind_left_out(f).is_some_and(|k| !k.named_in(&gap.text));
         if exclude.contains(f) || (left_out && !explicit.iter().any(|(e, _)| e == f)) {
             continue;
         }
@@ -865,8 +870,9 @@ mod tests {
         let cases = [
             (".github/workflows/ci.yml", "ci: cache the toolchain between jobs", "Cache the toolchain"),
             (".github/workflows/release.yml", "bump actions/checkout from 4 to 5", "Bump the version to 5"),
-            ("Cargo.lock", "Refresh the lock file", "Refresh the index file"),
+            ("Cargo.lock", "Refresh the lock file", "Fix the lock contention in the pool"),
             ("LICENSE-MIT", "Update the license year", "Update the year in the footer"),
+            (".github/workflows/ci.yml", "Add aarch64 Windows to CI.", "Undo the last actions in the editor"),
             ("vendor/x/lib.rs", "Patch the vendored parser", "Patch the parser"),
         ];
         for (path, naming, not_naming) in cases {
