@@ -120,3 +120,62 @@ async fn lock_files_and_licenses_only_when_named() {
     assert_eq!(shown[0], "Cargo.lock", "{shown:?}");
     assert!(!shown.contains(&"LICENSE-MIT".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ci_comes_in_when_the_gap_names_it() {
+    let noise = "parser parser parser tokenizer tokenizer\n".repeat(20);
+    let files = [
+        ("src/parser.rs", "pub fn parse() {}\n".to_string()),
+        ("Cargo.lock", noise.clone()),
+        ("LICENSE-MIT", noise.clone()),
+        (".github/workflows/ci.yml", noise.clone()),
+    ];
+    let env = repo_with("ci: run the parser tokenizer tests on aarch64", &files);
+    let model = Model::good().await;
+    let r = env.run(&model, &Pipeline::default()).expect("ok", 0);
+    let mut shown: Vec<String> = picks(&r).into_iter().map(|p| p.0).collect();
+    shown.sort();
+    assert_eq!(shown, [".github/workflows/ci.yml", "src/parser.rs"], "{shown:?}");
+}
+
+/// Earlier commits whose subjects read like the gap bring the files they changed, though
+/// nothing in those files matches the gap's words; a shallow clone, without them, still
+/// runs its cycle.
+#[tokio::test(flavor = "multi_thread")]
+async fn earlier_commits_worded_like_the_gap_bring_their_files() {
+    let mut files: Vec<(String, String)> =
+        (0..40).map(|i| (format!("src/aaa_{i:02}.rs"), format!("// {}\n", "filler ".repeat(300)))).collect();
+    files.push(("src/walk.rs".into(), "pub fn walk() {}\n".into()));
+    let files: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    let mut env = repo_with("printer: trim trailing blanks", &files);
+    for (i, subject) in ["printer: align the columns", "printer: fix the colours", "printer: drop a blank"]
+        .into_iter()
+        .enumerate()
+    {
+        env.write("src/out/render.rs", &format!("// version {i}\npub fn render() {{}}\n"));
+        env.commit(subject);
+    }
+    env.write("src/walk.rs", "pub fn walk() { skip_hidden() }\n");
+    env.commit("walk: skip hidden files");
+    let model = Model::good().await;
+    let p = Pipeline::default()
+        .stages(&STAGES.replace("repair_attempts: 0", "repair_attempts: 0\n      context_tokens: 4000"));
+    let r = env.run(&model, &p).expect("ok", 0);
+    let shown = picks(&r);
+    let render =
+        ("src/out/render.rs".to_string(), true, "changed by earlier commits worded like the gap".to_string());
+    assert_eq!(shown.first(), Some(&render), "{shown:?}");
+    assert!(!shown.iter().any(|p| p.0 == "src/walk.rs"), "{shown:?}");
+    assert!(model.prompts().await[0].contains("--- src/out/render.rs ---\n// version 2\n"));
+
+    // One commit deep: the printer's commits are not there to go by.
+    let shallow = env.tmp.path().join("shallow");
+    git(
+        env.tmp.path(),
+        &["clone", "--quiet", "--depth", "1", &format!("file://{}", env.repo.display()), "shallow"],
+    );
+    env.repo = shallow;
+    env.work = env.tmp.path().join("work-shallow");
+    let r = env.run(&model, &p).expect("ok", 0);
+    assert!(!picks(&r).iter().any(|p| p.0 == "src/out/render.rs"), "{:?}", picks(&r));
+}

@@ -845,6 +845,20 @@ mod tests {
     }
 
     #[test]
+    fn history_gives_each_file_its_share_of_the_commits_worded_like_the_gap() {
+        let log =
+            "\x1eprinter: align columns\0\nsrc/printer.rs\0\x1eprinter: fix colours\0\nsrc/printer.rs\0\
+                   src/color.rs\0CHANGELOG.md\0\x1ewalk: skip hidden files\0\nsrc/walk.rs\0\x1eempty\0\n";
+        let h = History::parse(log);
+        assert_eq!(h.commits.len(), 3, "a commit that changed no file is left out");
+        let s = h.scores(&query_terms("printer: trim the colours"));
+        assert!(s["src/printer.rs"] > s["src/color.rs"], "{s:?}");
+        assert!(s["src/color.rs"] > 0.0 && (s["src/color.rs"] - s["CHANGELOG.md"]).abs() < 1e-9, "{s:?}");
+        assert!(!s.contains_key("src/walk.rs"), "{s:?}");
+        assert!(History::parse("").scores(&query_terms("anything")).is_empty());
+    }
+
+    #[test]
     fn lock_files_licenses_ci_vendored_and_generated_files_are_excluded() {
         for p in [
             "Cargo.lock",
