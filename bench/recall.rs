@@ -8,10 +8,13 @@
 //! For each of the newest non-merge commits that modify 1 to 6 existing files, the tree
 //! of its parent is checked out into a temp folder and the context is chosen at 12k, 24k
 //! and 48k tokens. Next to it, plain BM25 over path and contents on the same budget,
-//! whole files only, in score order. Printed as a markdown table.
+//! whole files only, in score order. Printed as a markdown table. The history prbot ranks
+//! with is the parent's (`RECALL_NO_HISTORY=1`: none). `RECALL_FAST=1` runs 24k only
+//! without the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their
+//! rank, size and how they were shown.
 
 use prbot::Gap;
-use prbot::{choose_context as choose, tokens, History, Tree};
+use prbot::{choose_context as choose, History, Tree};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -85,6 +88,12 @@ fn regions_cover(partial: &str, changed: &[(usize, usize)]) -> bool {
         && changed.iter().all(|(from, to)| {
             (*from..=*to).all(|line| regions.iter().any(|(a, b)| (*a..=*b).contains(&line)))
         })
+}
+
+/// The baseline's words: split on anything but letters and digits, lower-cased; no
+/// stemming or camelCase splitting, so prbot's changes to its own words leave it alone.
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
 /// Plain BM25 over path and contents, whole files in score order until the budget is spent.

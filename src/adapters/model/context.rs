@@ -1,9 +1,10 @@
 //! Choosing what of the repository goes into the prompt, within a token budget.
 //!
 //! Every tracked text file is ranked against the gap: first the files the gap names and
-//! the files earlier attempts touched, then the rest by BM25 over path and contents.
-//! The budget is filled in that order; a relevant file too large to fit whole is shown in
-//! part: the regions that match the gap, verbatim, and an outline of the rest.
+//! the files earlier attempts touched, then the rest by BM25 over contents and over path,
+//! plus the files earlier commits worded like the gap changed. The budget is filled from
+//! the best, then by score for the size; a relevant file too large to fit whole is shown
+//! in part: the regions that match the gap, verbatim, and an outline of the rest.
 
 use super::client::estimate_tokens;
 use crate::domain::prd::Gap;
