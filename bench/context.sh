@@ -5,8 +5,8 @@
 #
 # Builds prbot (release), generates a repository of small Rust files, serves a model on
 # loopback that answers at once, and runs cycles of pick-gap, propose and apply. The
-# first cycle tokenises every file; later ones read the term counts from the cache by
-# blob id. It prints the propose stage's time per cycle, and the same with the worktree
+# first cycle tokenises every file and reads the history (1,000 commits); later ones read
+# the term counts from the cache by blob id and the history from the cache by base. It prints the propose stage's time per cycle, and the same with the worktree
 # reset (which the first use of the worktree in propose includes) measured apart.
 set -euo pipefail
 files=${1:-20000}
@@ -31,6 +31,27 @@ PY
 git -C "$work/repo" init -q
 git -C "$work/repo" add -A
 git -C "$work/repo" -c user.name=bench -c user.email=bench@example.invalid commit -qm init
+# A thousand commits on top, each changing one to three files, as the history the ranking reads.
+branch=$(git -C "$work/repo" symbolic-ref --short HEAD)
+python3 - "$files" "$branch" <<'PY' | git -C "$work/repo" fast-import --quiet
+import random, sys
+n, branch = int(sys.argv[1]), sys.argv[2]
+random.seed(2)
+words = ["alpha", "beta", "parse", "render", "walker", "pool", "config", "cache", "index", "token"]
+out = sys.stdout
+for c in range(1000):
+    subject = f"{random.choice(words)}: {random.choice(words)} the {random.choice(words)}"
+    out.write(f"commit refs/heads/{branch}\ncommitter bench <bench@example.invalid> {1700000000 + c} +0000\n")
+    out.write(f"data {len(subject)}\n{subject}\n")
+    if c == 0:
+        out.write(f"from refs/heads/{branch}^0\n")
+    for _ in range(random.randint(1, 3)):
+        i = random.randrange(n)
+        body = f"pub fn {random.choice(words)}_{c}() {{}}\n"
+        out.write(f"M 100644 inline src/m{i % 200:03d}/f{i}.rs\ndata {len(body)}\n{body}")
+    out.write("\n")
+PY
+git -C "$work/repo" reset -q --hard
 echo '{"summary": "s", "files": [{"path": "src/m000/f0.rs", "is_new": false, "content": "pub fn x() {}\n"}]}' > "$work/reply.json"
 start_model "$work/reply.json"
 cat > "$work/p.yml" <<YAML

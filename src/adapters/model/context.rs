@@ -37,7 +37,6 @@ pub use crate::domain::records::Pick;
 /// snake_case split into their parts (the joined word is kept too), lower-cased, and the
 /// parts reduced to their English stem (`dependencies` and `dependency` meet).
 pub fn tokens(text: &str) -> Vec<String> {
-    let stemmer = stemmer();
     let mut out = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let parts = camel_parts(word);
@@ -47,17 +46,37 @@ pub fn tokens(text: &str) -> Vec<String> {
                 out.push(joined);
             }
         }
-        out.extend(parts.into_iter().filter(|p| p.len() >= 2).map(|p| match stemmer.stem(&p) {
-            std::borrow::Cow::Borrowed(same) if same.len() == p.len() => p,
-            stem => stem.into_owned(),
-        }));
+        out.extend(parts.into_iter().filter(|p| p.len() >= 2).map(stem));
     }
     out
 }
 
-fn stemmer() -> &'static rust_stemmers::Stemmer {
+/// A word's English stem; a part with digits (`f123`, `utf8`) is no English word and stays.
+/// Stems are remembered: a repository repeats its words, and stemming costs more than
+/// a lookup.
+fn stem(word: String) -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static STEMS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    }
     static STEMMER: std::sync::OnceLock<rust_stemmers::Stemmer> = std::sync::OnceLock::new();
-    STEMMER.get_or_init(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English))
+    if !word.chars().all(char::is_alphabetic) {
+        return word;
+    }
+    STEMS.with_borrow_mut(|stems| {
+        if let Some(s) = stems.get(&word) {
+            return s.clone();
+        }
+        let stemmer =
+            STEMMER.get_or_init(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English));
+        let s = stemmer.stem(&word).into_owned();
+        // Bounded: a huge repository's vocabulary is not kept for the life of `serve`.
+        if stems.len() >= 200_000 {
+            stems.clear();
+        }
+        stems.insert(word, s.clone());
+        s
+    })
 }
 
 /// `parseHTTPRequest2` → `parse`, `http`, `request2`.
@@ -536,20 +555,33 @@ pub fn choose(
         .iter()
         .map(|(f, why)| (f.clone(), score_of.get(f.as_str()).copied().unwrap_or(0.0), *why))
         .collect();
-    let mut by_score: Vec<(&Doc, (f64, &'static str))> = docs
+    // The best first; after it, by score for the size: five small files that match well
+    // inform more than one large one that matches a little better. Ties go by path, so the
+    // same tree always gives the same prompt.
+    let mut by_score: Vec<(f64, &Doc, (f64, &'static str))> = docs
         .iter()
         .zip(scored)
         .filter(|(d, (s, _))| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
+        .map(|(d, s)| (s.0 / (d.size() + 200.0).powf(SIZE_DAMPING), d, s))
         .collect();
-    // Highest first; equal scores by path, so the same tree always gives the same prompt.
-    by_score.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.path.cmp(&b.0.path)));
-    // After the best, by score for the size: five small files that match well inform more
-    // than one large one that matches a little better.
-    if by_score.len() > 1 {
-        let density = |(d, (s, _)): &(&Doc, (f64, &str))| s / (d.size() + 200.0).powf(SIZE_DAMPING);
-        by_score[1..].sort_by(|a, b| density(b).total_cmp(&density(a)).then_with(|| a.0.path.cmp(&b.0.path)));
+    let by_path = |a: &Doc, b: &Doc| a.path.cmp(&b.path);
+    if let Some(best) = (0..by_score.len()).max_by(|&a, &b| {
+        by_score[a].2 .0.total_cmp(&by_score[b].2 .0).then_with(|| by_path(by_score[b].1, by_score[a].1))
+    }) {
+        by_score.swap(0, best);
+        // Every file shown costs at least 20 tokens, so no more than this many can be.
+        let fit = budget_tokens / 20 + 1;
+        let rest = &mut by_score[1..];
+        let order = |a: &(f64, &Doc, (f64, &str)), b: &(f64, &Doc, (f64, &str))| {
+            b.0.total_cmp(&a.0).then_with(|| by_path(a.1, b.1))
+        };
+        if rest.len() > fit {
+            rest.select_nth_unstable_by(fit, order);
+            by_score.truncate(fit + 1);
+        }
+        by_score[1..].sort_unstable_by(order);
     }
-    ranked.extend(by_score.into_iter().map(|(d, (s, why))| (d.path.clone(), s, why)));
+    ranked.extend(by_score.into_iter().map(|(_, d, (s, why))| (d.path.clone(), s, why)));
 
     // Most of the budget for contents; the file list gets what it needs, up to a tenth.
     let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
