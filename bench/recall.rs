@@ -155,9 +155,7 @@ fn detail(
     history: Option<&History>,
     gap: &Gap,
     gold: &[String],
-    git_dir: &Path,
-    parent: &str,
-    commit: &str,
+    changed: &dyn Fn(&str) -> Vec<(usize, usize)>,
 ) {
     let all = choose(&Tree { root, files, blobs: None, history }, None, gap, &[], &[], usize::MAX / 4);
     let ctx = choose(&Tree { root, files, blobs: None, history }, None, gap, &[], &[], 23_200);
@@ -168,7 +166,7 @@ fn detail(
         let shown = match ctx.files.iter().find(|f| &f.path == g) {
             Some(f) if f.pick.whole => "WHOLE".to_string(),
             Some(f) => {
-                let cov = regions_cover(&f.text, &changed_lines(git_dir, parent, commit, g));
+                let cov = regions_cover(&f.text, &changed(g));
                 format!("part{}", if cov { "+" } else { "-" })
             }
             None => "-".to_string(),
@@ -237,7 +235,9 @@ fn main() {
         );
         let history = (std::env::var_os("RECALL_NO_HISTORY").is_none()).then(|| History::parse(&log));
         if std::env::var_os("RECALL_DETAIL").is_some() {
-            detail(&root, &files, history.as_ref(), &gap, &gold, &git_dir, parent, commit);
+            detail(&root, &files, history.as_ref(), &gap, &gold, &|f| {
+                changed_lines(&git_dir, parent, commit, f)
+            });
         }
         let budgets: &[usize] =
             if std::env::var_os("RECALL_FAST").is_some() { &BUDGETS[1..2] } else { &BUDGETS };
