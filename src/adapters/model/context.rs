@@ -9,6 +9,7 @@
 use super::client::estimate_tokens;
 use crate::domain::prd::Gap;
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -57,7 +58,7 @@ pub fn tokens(text: &str) -> Vec<String> {
 fn stem(word: String) -> String {
     use std::cell::RefCell;
     thread_local! {
-        static STEMS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+        static STEMS: RefCell<FxHashMap<String, String>> = RefCell::new(FxHashMap::default());
     }
     static STEMMER: std::sync::OnceLock<rust_stemmers::Stemmer> = std::sync::OnceLock::new();
     if !word.chars().all(char::is_alphabetic) {
@@ -77,6 +78,28 @@ fn stem(word: String) -> String {
         stems.insert(word, s.clone());
         s
     })
+}
+
+/// [`tokens`] of a path, a folder's words remembered: a repository's paths share them.
+fn path_terms(path: &str) -> Vec<String> {
+    use std::cell::RefCell;
+    thread_local! {
+        static FOLDERS: RefCell<FxHashMap<String, Vec<String>>> = RefCell::new(FxHashMap::default());
+    }
+    let (folders, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let mut out = FOLDERS.with_borrow_mut(|memo| {
+        if let Some(t) = memo.get(folders) {
+            return t.clone();
+        }
+        let t = tokens(folders);
+        if memo.len() >= 50_000 {
+            memo.clear();
+        }
+        memo.insert(folders.to_string(), t.clone());
+        t
+    });
+    out.extend(tokens(name));
+    out
 }
 
 /// `parseHTTPRequest2` → `parse`, `http`, `request2`.
@@ -236,7 +259,7 @@ impl Doc {
                 }
             }
         }
-        Doc { path: path.to_string(), name: Terms::of(&tokens(path), query), contents }
+        Doc { path: path.to_string(), name: Terms::of(&path_terms(path), query), contents }
     }
 
     /// What a file costs to show, roughly: the number of its words.
@@ -284,8 +307,8 @@ pub struct TermCache {
     path: PathBuf,
     text: String,
     /// Blob id → byte range of its counts in `text`.
-    stored: HashMap<String, std::ops::Range<usize>>,
-    added: HashMap<String, String>,
+    stored: FxHashMap<String, std::ops::Range<usize>>,
+    added: FxHashMap<String, String>,
 }
 
 impl TermCache {
@@ -294,7 +317,7 @@ impl TermCache {
     /// Reads the cache at `path`; a missing or unreadable one starts empty.
     pub fn load(path: &Path) -> TermCache {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut stored = HashMap::new();
+        let mut stored = FxHashMap::default();
         if text.starts_with(Self::HEADER) {
             let mut at = 0;
             for line in text.split_inclusive('\n') {
@@ -305,7 +328,7 @@ impl TermCache {
                 stored.insert(blob.to_string(), from..start + line.trim_end_matches('\n').len());
             }
         }
-        TermCache { path: path.to_path_buf(), text, stored, added: HashMap::new() }
+        TermCache { path: path.to_path_buf(), text, stored, added: FxHashMap::default() }
     }
 
     pub fn has(&self, blob: &str) -> bool {
