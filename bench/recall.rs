@@ -231,7 +231,7 @@ fn main() {
         let gap = Gap { id: "bench".into(), text: subject.to_string(), line: 1 };
         let log = git(
             &git_dir,
-            &["log", "--no-merges", "--format=%x1e%s", "--name-only", "-z", "-n", "1000", parent],
+            &["log", "--no-merges", "--format=%x1e%P%x09%s", "--name-only", "-z", "-n", "1000", parent],
         );
         let history = (std::env::var_os("RECALL_NO_HISTORY").is_none()).then(|| History::parse(&log));
         if std::env::var_os("RECALL_DETAIL").is_some() {

@@ -297,12 +297,12 @@ impl Workspace {
     }
 
     /// The subjects and changed files of the base's newest `depth` commits (merges left
-    /// out), as `git log --format=%x1e%s --name-only -z` prints them. Kept in the cache
+    /// out), as `git log --format=%x1e%P%x09%s --name-only -z` prints them. Kept in the cache
     /// folder under the base's id, like the file list. A shallow repository's boundary is
     /// copied into the clone first, so the log stops where the history does.
     pub fn history_log(&self, depth: usize) -> Result<String, GitError> {
         let kept = self.cache_dir.join("base-history");
-        let header = format!("prbot-base-history 1 {depth} {}\n", self.base_commit);
+        let header = format!("prbot-base-history 2 {depth} {}\n", self.base_commit);
         if let Ok(text) = std::fs::read_to_string(&kept) {
             if let Some(log) = text.strip_prefix(&header) {
                 return Ok(log.to_string());
@@ -320,7 +320,7 @@ impl Workspace {
             "log",
             "--no-merges",
             "--no-renames",
-            "--format=%x1e%s",
+            "--format=%x1e%P%x09%s",
             "--name-only",
             "-z",
             "-n",

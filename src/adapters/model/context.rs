@@ -389,20 +389,30 @@ impl History {
     /// How many commits back the history reaches.
     pub const DEPTH: usize = 1000;
 
-    /// Reads `git log --format=%x1e%s --name-only -z` output: per commit, `\x1e`, the
-    /// subject, NUL, a newline, then each file followed by NUL.
+    /// A commit that changed more files than this (a reformatting, a rename of a folder)
+    /// says little about where a change goes.
+    const MOST_FILES: usize = 100;
+
+    /// Reads `git log --format=%x1e%P%x09%s --name-only -z` output: per commit, `\x1e`, the
+    /// parents, a tab, the subject, NUL, a newline, then each file followed by NUL. A
+    /// commit without parents (the first, or a shallow clone's oldest) lists every file it
+    /// holds, not what it changed, and is left out.
     pub fn parse(log: &str) -> History {
         let commits = log
             .split('\x1e')
             .filter_map(|c| {
-                let (subject, files) = c.split_once('\0')?;
+                let (head, files) = c.split_once('\0')?;
+                let (parents, subject) = head.split_once('\t')?;
+                if parents.trim().is_empty() {
+                    return None;
+                }
                 let files: Vec<String> = files
                     .split('\0')
                     .map(|f| f.trim_start_matches('\n'))
                     .filter(|f| !f.is_empty())
                     .map(str::to_string)
                     .collect();
-                (!files.is_empty()).then(|| (query_terms(subject), files))
+                (!files.is_empty() && files.len() <= Self::MOST_FILES).then(|| (query_terms(subject), files))
             })
             .collect();
         History { commits }
@@ -902,11 +912,23 @@ mod tests {
 
     #[test]
     fn history_gives_each_file_its_share_of_the_commits_worded_like_the_gap() {
-        let log =
-            "\x1eprinter: align columns\0\nsrc/printer.rs\0\x1eprinter: fix colours\0\nsrc/printer.rs\0\
-                   src/color.rs\0CHANGELOG.md\0\x1ewalk: skip hidden files\0\nsrc/walk.rs\0\x1eempty\0\n";
-        let h = History::parse(log);
-        assert_eq!(h.commits.len(), 3, "a commit that changed no file is left out");
+        let mut log = String::from(
+            "\x1ea1 b2\tprinter: align columns\0\nsrc/printer.rs\0\
+             \x1ea2\tprinter: fix colours\0\nsrc/printer.rs\0src/color.rs\0CHANGELOG.md\0\
+             \x1ea3\twalk: skip hidden files\0\nsrc/walk.rs\0\
+             \x1ea4\tprinter: empty\0\n\
+             \x1e\tprinter: the first commit\0\nsrc/walk.rs\0",
+        );
+        log.push_str("\x1ea5\tprinter: reformat everything\0\n");
+        for i in 0..=History::MOST_FILES {
+            log.push_str(&format!("src/walk_{i}.rs\0"));
+        }
+        let h = History::parse(&log);
+        assert_eq!(
+            h.commits.len(),
+            3,
+            "a commit that changed no file or too many, or has no parent, is left out"
+        );
         let s = h.scores(&query_terms("printer: trim the colours"));
         assert!(s["src/printer.rs"] > s["src/color.rs"], "{s:?}");
         assert!(s["src/color.rs"] > 0.0 && (s["src/color.rs"] - s["CHANGELOG.md"]).abs() < 1e-9, "{s:?}");
