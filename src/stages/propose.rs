@@ -111,10 +111,11 @@ impl Propose<'_> {
         // What the cache lacks is read from the object store in one process, not file by
         // file from the tree.
         let mut budget_left = context::INDEX_TOTAL_BYTES as u64;
+        let left_out = context::LeftOutFor::gap(gap);
         let missing: Vec<&str> = tracked
             .iter()
             .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(&f.blob))
-            .filter(|f| !context::left_out_for(&f.path, gap))
+            .filter(|f| !left_out.leaves_out(&f.path))
             .take_while(|f| {
                 budget_left = budget_left.saturating_sub(f.size);
                 budget_left > 0

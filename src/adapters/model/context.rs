@@ -198,10 +198,21 @@ fn kind_left_out(path: &str) -> Option<LeftOut> {
     .find_map(|(is, kind)| is.then_some(kind))
 }
 
-/// Whether the gap leaves `path` out: it is of a kind left out, and the gap does not
-/// name that kind.
-pub fn left_out_for(path: &str, gap: &Gap) -> bool {
-    kind_left_out(path).is_some_and(|k| !k.named_in(&gap.text))
+/// What a gap leaves out: the kinds of files it does not name.
+pub struct LeftOutFor {
+    named: Vec<LeftOut>,
+}
+
+impl LeftOutFor {
+    pub fn gap(gap: &Gap) -> LeftOutFor {
+        let kinds = [LeftOut::Lock, LeftOut::License, LeftOut::Ci, LeftOut::Vendored, LeftOut::Generated];
+        LeftOutFor { named: kinds.into_iter().filter(|k| k.named_in(&gap.text)).collect() }
+    }
+
+    /// Whether `path` is of a kind left out that the gap does not name.
+    pub fn leaves_out(&self, path: &str) -> bool {
+        kind_left_out(path).is_some_and(|k| !self.named.contains(&k))
+    }
 }
 
 /// How much a match in the path weighs against one in the contents. The path is its own
@@ -530,6 +541,7 @@ pub fn choose(
 ) -> Context {
     let (root, all) = (tree.root, tree.files);
     let query = query_terms(&gap.text);
+    let left_out = LeftOutFor::gap(gap);
     let named = named(&gap.text, all);
     let mut explicit: Vec<(String, &'static str)> =
         named.iter().map(|f| (f.clone(), "named by the gap")).collect();
@@ -546,8 +558,7 @@ pub fn choose(
     let mut docs = Vec::new();
     let mut read_total = 0usize;
     for f in all {
-        let left_out = kind_left_out(f).is_some_and(|k| !k.named_in(&gap.text));
-        if exclude.contains(f) || (left_out && !explicit.iter().any(|(e, _)| e == f)) {
+        if exclude.contains(f) || (left_out.leaves_out(f) && !explicit.iter().any(|(e, _)| e == f)) {
             continue;
         }
         let blob = tree.blobs.and_then(|b| b.get(f));
@@ -602,17 +613,7 @@ pub fn choose(
         by_score[a].2 .0.total_cmp(&by_score[b].2 .0).then_with(|| by_path(by_score[b].1, by_score[a].1))
     }) {
         by_score.swap(0, best);
-        // Every file shown costs at least 20 tokens, so no more than this many can be.
-        let fit = budget_tokens / 20 + 1;
-        let rest = &mut by_score[1..];
-        let order = |a: &(f64, &Doc, (f64, &str)), b: &(f64, &Doc, (f64, &str))| {
-            b.0.total_cmp(&a.0).then_with(|| by_path(a.1, b.1))
-        };
-        if rest.len() > fit {
-            rest.select_nth_unstable_by(fit, order);
-            by_score.truncate(fit + 1);
-        }
-        by_score[1..].sort_unstable_by(order);
+        by_score[1..].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| by_path(a.1, b.1)));
     }
     ranked.extend(by_score.into_iter().map(|(_, d, (s, why))| (d.path.clone(), s, why)));
 
@@ -968,10 +969,10 @@ mod tests {
             ("vendor/x/lib.rs", "Patch the vendored parser", "Patch the parser"),
         ];
         for (path, naming, not_naming) in cases {
-            assert!(!left_out_for(path, &gap(naming)), "{path} stays out of {naming:?}");
-            assert!(left_out_for(path, &gap(not_naming)), "{path} comes into {not_naming:?}");
+            assert!(!LeftOutFor::gap(&gap(naming)).leaves_out(path), "{path} stays out of {naming:?}");
+            assert!(LeftOutFor::gap(&gap(not_naming)).leaves_out(path), "{path} comes into {not_naming:?}");
         }
-        assert!(!left_out_for("src/ci.rs", &gap("Cache the toolchain")));
+        assert!(!LeftOutFor::gap(&gap("Cache the toolchain")).leaves_out("src/ci.rs"));
     }
 
     fn repo(files: &[(&str, String)]) -> (tempfile::TempDir, Vec<String>) {
