@@ -14,7 +14,7 @@
 //! rank, size and how they were shown.
 
 use prbot::Gap;
-use prbot::{choose_context as choose, History, Tree};
+use prbot::{choose_context as choose, Folder, History, Tree};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -157,8 +157,16 @@ fn detail(
     gold: &[String],
     changed: &dyn Fn(&str) -> Vec<(usize, usize)>,
 ) {
-    let all = choose(&Tree { root, files, blobs: None, history }, None, gap, &[], &[], usize::MAX / 4);
-    let ctx = choose(&Tree { root, files, blobs: None, history }, None, gap, &[], &[], 23_200);
+    let all = choose(
+        Tree { source: &mut Folder(root), files, blobs: None, history },
+        None,
+        gap,
+        &[],
+        &[],
+        usize::MAX / 4,
+    );
+    let ctx =
+        choose(Tree { source: &mut Folder(root), files, blobs: None, history }, None, gap, &[], &[], 23_200);
     let mut line = format!("{:?}", gap.text);
     for g in gold {
         let rank = all.files.iter().position(|f| &f.path == g);
@@ -243,8 +251,9 @@ fn main() {
             if std::env::var_os("RECALL_FAST").is_some() { &BUDGETS[1..2] } else { &BUDGETS };
         for &budget in budgets {
             // The prompt's own text (system prompt, task) takes about this much.
-            let tree = Tree { root: &root, files: &files, blobs: None, history: history.as_ref() };
-            let ctx = choose(&tree, None, &gap, &[], &[], budget.saturating_sub(800));
+            let mut folder = Folder(&root);
+            let tree = Tree { source: &mut folder, files: &files, blobs: None, history: history.as_ref() };
+            let ctx = choose(tree, None, &gap, &[], &[], budget.saturating_sub(800));
             let whole: Vec<String> =
                 ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
             // A partial file counts only when its regions hold every line the commit changed.

@@ -96,17 +96,10 @@ impl Git {
         S: Into<OsString>,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        // git needs an existing folder to start in; a vanished worktree must not make
-        // prbot's own clean-up fail.
-        let dir = if self.dir.is_dir() { self.dir.as_path() } else { std::path::Path::new("/") };
-        let mut cmd = Command::new("git", dir, GIT_TIMEOUT).args(SAFE_CONFIG).args(args.clone());
-        let mut env = git_env();
-        if let Some((git_dir, work_tree)) = &self.explicit {
-            env.insert("GIT_DIR".into(), git_dir.into());
-            env.insert("GIT_WORK_TREE".into(), work_tree.into());
+        let mut cmd = self.command(args.clone());
+        if let Some(env) = &mut cmd.env {
+            env.extend(extra_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
         }
-        env.extend(extra_env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
-        cmd.env = Some(env);
         cmd.stdin = stdin;
         let (out, stdout) = process::run_bytes(cmd, &self.cancel)?;
         if out.success() {
@@ -118,6 +111,21 @@ impl Git {
                 stderr: out.stderr.trim().to_string(),
             })
         }
+    }
+
+    /// git with `args`, safe settings and a scrubbed environment, not yet started.
+    fn command(&self, args: Vec<OsString>) -> Command<'_> {
+        // git needs an existing folder to start in; a vanished worktree must not make
+        // prbot's own clean-up fail.
+        let dir = if self.dir.is_dir() { self.dir.as_path() } else { std::path::Path::new("/") };
+        let mut cmd = Command::new("git", dir, GIT_TIMEOUT).args(SAFE_CONFIG).args(args);
+        let mut env = git_env();
+        if let Some((git_dir, work_tree)) = &self.explicit {
+            env.insert("GIT_DIR".into(), git_dir.into());
+            env.insert("GIT_WORK_TREE".into(), work_tree.into());
+        }
+        cmd.env = Some(env);
+        cmd
     }
 
     /// Like `run`, but a non-zero exit is `Ok(None)`: for queries such as `rev-parse --verify`.
@@ -132,6 +140,90 @@ impl Git {
             Err(e) => Err(e),
         }
     }
+}
+
+/// One `git cat-file --batch` that serves every object read of a cycle: the PRD, the files
+/// the ranking has not counted yet, the files the prompt shows. One process, however many
+/// objects, and nothing read through the worktree (whose links could point anywhere).
+pub struct Objects {
+    session: process::Session,
+}
+
+/// An object as the store holds it.
+pub struct Object {
+    /// `blob`, `tree`, `commit` or `tag`.
+    pub kind: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Objects {
+    /// Starts the reader on `git`'s repository.
+    pub fn open(git: &Git) -> Result<Objects, GitError> {
+        let cmd = git.command(["cat-file", "--batch"].map(OsString::from).to_vec());
+        Ok(Objects { session: process::Session::start(cmd, &git.cancel)? })
+    }
+
+    /// The object `name` names (an id, or `<commit>:<path>`); `None` when there is none.
+    pub fn read(&mut self, name: &str) -> Result<Option<Object>, GitError> {
+        let mut out = None;
+        self.each(&[name], |_, object| out = object)?;
+        Ok(out)
+    }
+
+    /// Calls `each` with every name of `names` and its object, in their order. The names
+    /// are written while the answers are read, so neither side waits on a full pipe.
+    pub fn each(
+        &mut self,
+        names: &[&str],
+        mut each: impl FnMut(&str, Option<Object>),
+    ) -> Result<(), GitError> {
+        use std::io::{BufRead, Read, Write};
+        if let Some(bad) = names.iter().find(|n| n.is_empty() || n.contains(['\n', '\r'])) {
+            // One name a line: anything else would desynchronise the answers.
+            return Err(failed(format!("cannot ask for the object {bad:?}")));
+        }
+        let session = &mut self.session;
+        let (input, output) = (&mut session.input, &mut session.output);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                for name in names {
+                    input.write_all(name.as_bytes())?;
+                    input.write_all(b"\n")?;
+                }
+                input.flush()
+            });
+            let mut header = Vec::new();
+            for name in names {
+                header.clear();
+                let n = output.read_until(b'\n', &mut header).map_err(|e| failed(e.to_string()))?;
+                if n == 0 {
+                    return Err(failed(format!("it ended before answering {name:?}")));
+                }
+                // `<oid> <type> <size>`, or `<name> missing` (or `ambiguous`).
+                let line = String::from_utf8_lossy(&header).trim_end_matches('\n').to_string();
+                let object = if [" missing", " ambiguous"].iter().any(|s| line == format!("{name}{s}")) {
+                    None
+                } else {
+                    let mut fields = line.split(' ');
+                    let (_, kind, size) = (fields.next(), fields.next(), fields.next());
+                    let (Some(kind), Some(Ok(size))) = (kind, size.map(str::parse::<usize>)) else {
+                        return Err(failed(format!("answered {line:?} for {name:?}")));
+                    };
+                    // The contents, then a newline.
+                    let mut bytes = vec![0; size + 1];
+                    output.read_exact(&mut bytes).map_err(|e| failed(e.to_string()))?;
+                    bytes.pop();
+                    Some(Object { kind: kind.to_string(), bytes })
+                };
+                each(name, object);
+            }
+            writer.join().expect("the writer does not panic").map_err(|e| failed(e.to_string()))
+        })
+    }
+}
+
+fn failed(stderr: String) -> GitError {
+    GitError::Failed { args: "cat-file --batch".into(), status: "unreadable answer".into(), stderr }
 }
 
 /// prbot's environment without its secrets, and without what would point git at another

@@ -236,6 +236,73 @@ pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>
     Ok((finished, output.stdout))
 }
 
+/// A child kept running to answer requests over its stdin and stdout (such as
+/// `git cat-file --batch`), for as long as its owner holds it. Its group is killed when it
+/// is dropped, on cancellation, and once its timeout has passed, so a read from it ends
+/// (at end of file) instead of waiting forever.
+pub struct Session {
+    handle: duct::Handle,
+    pgid: i32,
+    cancel: Cancel,
+    /// The child's stdin.
+    pub input: std::io::BufWriter<os_pipe::PipeWriter>,
+    /// The child's stdout.
+    pub output: std::io::BufReader<os_pipe::PipeReader>,
+    /// Dropped with the session, which stops the timeout's watch.
+    _watch: std::sync::mpsc::Sender<()>,
+}
+
+impl Session {
+    /// Starts `cmd` (its `stdin` is not used); its stderr is discarded.
+    pub fn start(cmd: Command<'_>, cancel: &Cancel) -> Result<Session, SpawnError> {
+        let fail = |source| SpawnError { program: cmd.program.to_string(), source };
+        let (child_in, input) = os_pipe::pipe().map_err(fail)?;
+        let (output, child_out) = os_pipe::pipe().map_err(fail)?;
+        let mut expr = duct::cmd(cmd.program, &cmd.args)
+            .dir(cmd.dir)
+            .stdin_file(child_in)
+            .stdout_file(child_out)
+            .stderr_null()
+            .unchecked()
+            .before_spawn(|c| {
+                c.process_group(0);
+                Ok(())
+            });
+        if let Some(env) = cmd.env {
+            expr = expr.full_env(env);
+        }
+        let handle = expr.start().map_err(fail)?;
+        // The child's ends of the pipes go with the expression: once the child is gone,
+        // reading its output ends instead of waiting on a writer that prbot holds.
+        drop(expr);
+        let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
+        cancel.register(pgid, true);
+        let (watch, stop) = std::sync::mpsc::channel::<()>();
+        let timeout = cmd.timeout;
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(timeout) {
+                kill_group(pgid);
+            }
+        });
+        Ok(Session {
+            handle,
+            pgid,
+            cancel: cancel.clone(),
+            input: std::io::BufWriter::new(input),
+            output: std::io::BufReader::new(output),
+            _watch: watch,
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+        let _ = self.handle.wait();
+        self.cancel.unregister(self.pgid);
+    }
+}
+
 /// Runs in the child between fork and exec, e.g. to enter a Landlock domain.
 pub type PreExec = Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>;
 
@@ -627,7 +694,64 @@ static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 #[cfg(test)]
 mod tests {
-    use super::Ring;
+    use super::*;
+
+    fn alive(pid: i32) -> bool {
+        // A zombie has been killed already; only a running process counts.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    }
+
+    fn session(script: &str, timeout: Duration, cancel: &Cancel) -> Session {
+        let cmd = Command::new("sh", Path::new("/"), timeout).args(["-c", script]);
+        Session::start(cmd, cancel).unwrap()
+    }
+
+    #[test]
+    fn a_session_answers_until_dropped_and_leaves_nothing_running() {
+        use std::io::{BufRead, Write};
+        let cancel = Cancel::new();
+        // The shell starts a grandchild of its own; the whole group must go.
+        let mut s = session(
+            "sleep 60 & echo $!; while read l; do echo \"got $l\"; done",
+            Duration::from_secs(60),
+            &cancel,
+        );
+        let mut line = String::new();
+        s.output.read_line(&mut line).unwrap();
+        let grandchild: i32 = line.trim().parse().unwrap();
+        for word in ["one", "two"] {
+            writeln!(s.input, "{word}").unwrap();
+            s.input.flush().unwrap();
+            line.clear();
+            s.output.read_line(&mut line).unwrap();
+            assert_eq!(line, format!("got {word}\n"));
+        }
+        let leader = s.pgid;
+        assert!(alive(leader) && alive(grandchild));
+        drop(s);
+        assert!(!alive(leader), "the session's process outlived it");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(grandchild), "a process the session started outlived it");
+    }
+
+    #[test]
+    fn a_session_past_its_timeout_or_cancelled_is_killed_and_reads_end() {
+        use std::io::Read;
+        for cancelled in [false, true] {
+            let cancel = Cancel::new();
+            let timeout = if cancelled { Duration::from_secs(60) } else { Duration::from_millis(200) };
+            let mut s = session("sleep 60", timeout, &cancel);
+            if cancelled {
+                cancel.cancel();
+            }
+            let started = Instant::now();
+            let mut rest = Vec::new();
+            // Ends at end of file once the child is killed, instead of waiting a minute.
+            assert_eq!(s.output.read_to_end(&mut rest).unwrap(), 0);
+            assert!(started.elapsed() < Duration::from_secs(30), "cancelled: {cancelled}");
+        }
+    }
 
     #[test]
     fn the_ring_keeps_the_last_bytes_in_order() {

@@ -157,9 +157,9 @@ pub struct TrackedFile {
 pub type Staged = (String, String, bool);
 
 impl Workspace {
-    /// Makes `work_dir/worktree` a clean checkout of `base_commit` (a commit id, resolved
-    /// by the caller), creating the clone if needed.
-    pub fn prepare(
+    /// The clone for `base_commit` (a commit id, resolved by the caller) at `work_dir`,
+    /// made if needed. Its worktree is as the last cycle left it until [`Workspace::reset`].
+    pub fn open(
         repo: &Repo,
         work_dir: &Path,
         base_commit: &str,
@@ -212,7 +212,6 @@ impl Workspace {
             objects,
             staged: std::sync::Mutex::new(None),
         };
-        ws.reset()?;
         Ok(ws)
     }
 
@@ -332,45 +331,6 @@ impl Workspace {
             tracing::warn!("cannot keep the history in {}: {e}", kept.display());
         }
         Ok(log)
-    }
-
-    /// Calls `each` with every blob of `blobs` and its contents, read in one
-    /// `git cat-file --batch`, in their order; `None` for an object that is not there.
-    pub fn each_blob(
-        &self,
-        blobs: &[&str],
-        mut each: impl FnMut(&str, Option<&[u8]>),
-    ) -> Result<(), GitError> {
-        if blobs.is_empty() {
-            return Ok(());
-        }
-        let input: Vec<u8> = blobs.iter().flat_map(|b| [b.as_bytes(), b"\n"].concat()).collect();
-        let out = self.git.run_bytes(["cat-file", "--batch"], Some(input), &[])?;
-        // `<oid> <type> <size>\n<contents>\n` per object, `<oid> missing\n` for none.
-        let mut at = 0;
-        for blob in blobs {
-            let bad = || GitError::Failed {
-                args: "cat-file --batch".into(),
-                status: "unreadable output".into(),
-                stderr: format!("at {blob}"),
-            };
-            let nl = out[at..].iter().position(|b| *b == b'\n').ok_or_else(bad)? + at;
-            let header = std::str::from_utf8(&out[at..nl]).map_err(|_| bad())?;
-            let mut fields = header.split(' ');
-            match (fields.next(), fields.next(), fields.next()) {
-                (Some(id), Some(_), Some(size)) if id == *blob => {
-                    let size: usize = size.parse().map_err(|_| bad())?;
-                    let body = out.get(nl + 1..nl + 1 + size).ok_or_else(bad)?;
-                    each(blob, Some(body));
-                    at = nl + 1 + size + 1;
-                }
-                _ => {
-                    each(blob, None);
-                    at = nl + 1;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Stages `paths` as they are in the tree now: the approved state of the change.
@@ -605,7 +565,8 @@ mod tests {
         let repo = Repo::discover(&root).unwrap();
         let head = repo.head.clone().expect("a commit");
         assert_eq!(head.branch.as_deref(), Some("refs/heads/main"));
-        let ws = Workspace::prepare(&repo, &tmp.path().join("work"), &head.commit, &Cancel::new()).unwrap();
+        let ws = Workspace::open(&repo, &tmp.path().join("work"), &head.commit, &Cancel::new()).unwrap();
+        ws.reset().unwrap();
         let files = ws.tracked_files().unwrap();
         let names: Vec<(&str, u64, bool)> = files.iter().map(|f| (f.path.as_str(), f.size, f.link)).collect();
         assert_eq!(names, [("bin.dat", 11, false), ("link", 10, true), ("src/a b.rs", 10, false)]);
@@ -613,17 +574,23 @@ mod tests {
         std::fs::remove_file(ws.path.join("bin.dat")).unwrap();
         assert_eq!(ws.tracked_files().unwrap().len(), 3);
         let missing = "0".repeat(head.commit.len());
-        let ids = [files[2].blob.as_str(), missing.as_str(), files[0].blob.as_str()];
+        let ids = [files[2].blob.as_str(), missing.as_str(), files[0].blob.as_str(), "HEAD:link", "HEAD:src"];
+        let mut objects = crate::infra::git::Objects::open(&repo.git(&Cancel::new())).unwrap();
         let mut got = Vec::new();
-        ws.each_blob(&ids, |blob, body| got.push((blob.to_string(), body.map(<[u8]>::to_vec)))).unwrap();
+        objects.each(&ids, |name, o| got.push((name.to_string(), o.map(|o| (o.kind, o.bytes))))).unwrap();
+        let blob = |b: &[u8]| Some(("blob".to_string(), b.to_vec()));
         let want = [
-            (ids[0], Some(&b"fn a() {}\n"[..])),
+            (ids[0], blob(b"fn a() {}\n")),
             (ids[1], None),
-            (ids[2], Some(&b"\x00\xff\x01not text"[..])),
+            (ids[2], blob(b"\x00\xff\x01not text")),
+            (ids[3], blob(b"src/a b.rs")),
         ];
-        assert_eq!(got.len(), 3);
-        for ((blob, body), (id, content)) in got.iter().zip(want) {
-            assert_eq!((blob.as_str(), body.as_deref()), (id, content));
-        }
+        assert_eq!(&got[..4], &want.map(|(n, o)| (n.to_string(), o)));
+        assert_eq!(got[4].1.as_ref().map(|o| o.0.as_str()), Some("tree"));
+        // The same reader answers again, one object at a time, and refuses a name that
+        // would break its one-name-a-line protocol.
+        assert_eq!(objects.read("HEAD:src/a b.rs").unwrap().map(|o| o.bytes), Some(b"fn a() {}\n".to_vec()));
+        assert!(objects.read("HEAD:a\nHEAD:b").is_err());
+        assert!(objects.read("HEAD:nothing").unwrap().is_none());
     }
 }

@@ -20,7 +20,8 @@ fn pick(cx: &mut Services) -> Result<Picked, End> {
     let prd = cx.pipeline.prd.clone();
     let base = cx.base_commit()?;
     let spec = format!("{base}:{}", prd.path.to_string_lossy().trim_start_matches("./"));
-    let Some(text) = cx.repo.git(&cx.cancel).query(["show", &spec])? else {
+    let prd_blob = cx.objects()?.read(&spec)?.filter(|o| o.kind == "blob");
+    let Some(text) = prd_blob.map(|o| String::from_utf8_lossy(&o.bytes).into_owned()) else {
         return Err(End::new(
             Outcome::SkippedNoGap,
             format!(

@@ -102,8 +102,8 @@ impl Propose<'_> {
     fn first_prompt(&self, cx: &mut Services, picked: &Picked) -> Result<(Vec<ChatMessage>, Vec<Pick>), End> {
         let s = self.0;
         let gap = &picked.gap;
-        let ws = cx.workspace()?;
-        let root = ws.path.clone();
+        // The base is read from the object store: the worktree is not needed yet.
+        let ws = cx.clone_of_base()?;
         let (ws_git, base_commit) = (ws.git().clone(), ws.base_commit.clone());
         let cache_path = ws.cache_dir.join("context-terms");
         let tracked = ws.tracked_files()?;
@@ -122,7 +122,6 @@ impl Propose<'_> {
             })
             .map(|f| f.blob.as_str())
             .collect();
-        ws.each_blob(&missing, |blob, body| cache.add(blob, body))?;
         // Earlier commits help the ranking; a repository without them is ranked without.
         let history = match ws.history_log(context::History::DEPTH) {
             Ok(log) => Some(context::History::parse(&log)),
@@ -131,9 +130,14 @@ impl Propose<'_> {
                 None
             }
         };
+        let missing: Vec<String> = missing.into_iter().map(str::to_string).collect();
+        let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+        cx.objects()?.each(&missing, |blob, o| {
+            cache.add(blob, o.as_ref().filter(|o| o.kind == "blob").map(|o| &o.bytes[..]))
+        })?;
         let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
         let blobs: std::collections::HashMap<String, String> =
-            tracked.into_iter().map(|f| (f.path, f.blob)).collect();
+            tracked.iter().map(|f| (f.path.clone(), f.blob.clone())).collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
@@ -159,9 +163,15 @@ impl Propose<'_> {
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
-        let tree = context::Tree { root: &root, files: &all, blobs: Some(&blobs), history: history.as_ref() };
+        let mut stored = context::Stored::new(cx.objects()?, &tracked);
+        let tree = context::Tree {
+            source: &mut stored,
+            files: &all,
+            blobs: Some(&blobs),
+            history: history.as_ref(),
+        };
         let ctx =
-            context::choose(&tree, Some(&mut cache), gap, &touched, std::slice::from_ref(&prd_path), budget);
+            context::choose(tree, Some(&mut cache), gap, &touched, std::slice::from_ref(&prd_path), budget);
         let keep: std::collections::HashSet<&str> = blobs.values().map(String::as_str).collect();
         if let Err(e) = cache.save(&keep) {
             tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());

@@ -45,6 +45,9 @@ pub struct Services {
     lock: Option<crate::state::RunLock>,
     base_commit: Option<String>,
     workspace: Option<Workspace>,
+    /// The worktree was reset to the base this cycle.
+    worktree_clean: bool,
+    objects: Option<crate::infra::git::Objects>,
     /// The backend chosen at the start of the cycle, when the pipeline runs project code.
     pub sandbox_backend: Option<crate::adapters::sandbox::Backend>,
     sandbox: Option<Sandbox>,
@@ -92,6 +95,8 @@ impl Services {
             lock: None,
             base_commit: None,
             workspace: None,
+            worktree_clean: false,
+            objects: None,
             sandbox_backend: None,
             sandbox: None,
             deps_fetched: false,
@@ -127,7 +132,7 @@ impl Services {
 
     /// Record writes and temp files a killed cycle left behind, and the command logs of all but
     /// the last [`LOGS_KEPT`] cycles. (A killed cycle's dirty worktree is reset by
-    /// `Workspace::prepare` when the worktree is next used.) Only safe with the lock held.
+    /// `Services::workspace` when the worktree is next used.) Only safe with the lock held.
     fn sweep_leftovers(&self) {
         if let Ok(entries) = std::fs::read_dir(self.state_dir.join("logs")) {
             let mut cycles: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
@@ -181,17 +186,41 @@ impl Services {
         Ok(c)
     }
 
-    /// The cycle's worktree, made on first use. Taking it also takes the run lock, even
-    /// when no guard stage runs, so two cycles never share it.
-    pub fn workspace(&mut self) -> Result<&Workspace, End> {
+    /// The cycle's clone, made on first use, for what it knows of the base (its files,
+    /// its history); its worktree is not reset for this. Taking it also takes the run
+    /// lock, even when no guard stage runs, so two cycles never share it.
+    pub fn clone_of_base(&mut self) -> Result<&Workspace, End> {
         if self.workspace.is_none() {
             self.lock()?;
             let base = self.base_commit()?;
-            let ws = Workspace::prepare(&self.repo, &self.work_dir, &base, &self.cancel)
+            let ws = Workspace::open(&self.repo, &self.work_dir, &base, &self.cancel)
                 .map_err(|e| End::internal("cannot prepare the worktree", e))?;
             self.workspace = Some(ws);
         }
         Ok(self.workspace.as_ref().expect("just set"))
+    }
+
+    /// The cycle's worktree, reset to the base when first used: the one reset of a cycle,
+    /// which also clears what the last cycle (or a killed one) left.
+    pub fn workspace(&mut self) -> Result<&Workspace, End> {
+        self.clone_of_base()?;
+        let ws = self.workspace.as_ref().expect("just made");
+        if !self.worktree_clean {
+            ws.reset().map_err(|e| End::internal("cannot prepare the worktree", e))?;
+            self.worktree_clean = true;
+        }
+        Ok(ws)
+    }
+
+    /// The reader of the repository's objects, started on first use: one process serves
+    /// every object a cycle reads.
+    pub fn objects(&mut self) -> Result<&mut crate::infra::git::Objects, End> {
+        if self.objects.is_none() {
+            let objects = crate::infra::git::Objects::open(&self.repo.git(&self.cancel))
+                .map_err(|e| End::internal("cannot read the repository's objects", e))?;
+            self.objects = Some(objects);
+        }
+        Ok(self.objects.as_mut().expect("just set"))
     }
 
     /// The sandbox of the cycle's project commands, set up on first use.
@@ -319,6 +348,7 @@ impl Services {
     pub fn reset_worktree(&mut self) -> Result<(), End> {
         if let Some(ws) = &self.workspace {
             ws.reset().map_err(|e| End::internal("cannot reset the worktree", e))?;
+            self.worktree_clean = true;
         }
         self.deps_fetched = false;
         Ok(())
@@ -328,5 +358,7 @@ impl Services {
     /// reset per cycle (a killed cycle's worktree is reset the same way).
     pub fn release_workspace(&mut self) {
         self.workspace = None;
+        self.worktree_clean = false;
+        self.objects = None;
     }
 }

@@ -174,3 +174,36 @@ async fn earlier_commits_worded_like_the_gap_bring_their_files() {
     let r = env.run(&model, &p).expect("ok", 0);
     assert_eq!(picks(&r).first(), Some(&render), "{:?}", picks(&r));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prompt_shows_the_base_as_committed_whatever_the_worktree_holds() {
+    let env = repo_with(
+        "Increase the pool capacity",
+        &[
+            ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
+            ("src/walk.rs", "pub fn walk() {}\n".into()),
+        ],
+    );
+    let model = Model::good().await;
+    let p = Pipeline::default().without_pr();
+    env.run(&model, &p).expect("dry_run", 0);
+    // What a killed cycle's tests could leave behind: changed files, and a tracked file
+    // swapped for a link to prbot's own environment.
+    let tree = env.work.join("worktree");
+    std::fs::write(
+        tree.join("src/pool.rs"),
+        "pub struct Pool { capacity: usize } // planted pool capacity\n",
+    )
+    .unwrap();
+    std::fs::remove_file(tree.join("src/walk.rs")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", tree.join("src/walk.rs")).unwrap();
+    env.write("docs/PRD.md", "# PRD\n\n- [ ] Walk the pool capacity [bot-eligible]\n");
+    env.commit("another gap");
+    let r = env.run(&model, &p).expect("dry_run", 0);
+    let prompt = model.prompts().await.pop().unwrap();
+    assert!(prompt.contains("--- src/pool.rs ---\npub struct Pool { capacity: usize }\n"), "{prompt}");
+    assert!(prompt.contains("--- src/walk.rs ---\npub fn walk() {}\n"), "{prompt}");
+    assert!(!prompt.contains("planted") && !prompt.contains(MODEL_KEY_ENV), "{prompt}");
+    let shown: Vec<String> = picks(&r).into_iter().map(|p| p.0).collect();
+    assert!(shown.contains(&"src/walk.rs".to_string()), "{shown:?}");
+}

@@ -379,10 +379,10 @@ impl TermCache {
     }
 }
 
-/// What [`choose`] ranks: the checkout, its tracked files, (when known) their blob ids
-/// for the [`TermCache`], and the commits that led to it.
+/// What [`choose`] ranks: where its files are read from, its tracked files, (when known)
+/// their blob ids for the [`TermCache`], and the commits that led to it.
 pub struct Tree<'a> {
-    pub root: &'a Path,
+    pub source: &'a mut dyn Source,
     pub files: &'a [String],
     pub blobs: Option<&'a HashMap<String, String>>,
     pub history: Option<&'a History>,
@@ -532,14 +532,14 @@ fn score(docs: &[Doc], query: &[String], history: Option<&History>) -> Vec<(f64,
 /// file list with what is left. `exclude` lists paths never shown (the PRD: the gap is
 /// already in the prompt).
 pub fn choose(
-    tree: &Tree<'_>,
+    tree: Tree<'_>,
     mut cache: Option<&mut TermCache>,
     gap: &Gap,
     touched_before: &[String],
     exclude: &[String],
     budget_tokens: usize,
 ) -> Context {
-    let (root, all) = (tree.root, tree.files);
+    let (source, all) = (tree.source, tree.files);
     let query = query_terms(&gap.text);
     let left_out = LeftOutFor::gap(gap);
     let named = named(&gap.text, all);
@@ -566,11 +566,8 @@ pub fn choose(
             docs.push(Doc::from_counts(f, counts, &query));
             continue;
         }
-        let text = if read_total < INDEX_TOTAL_BYTES {
-            read_regular(root, f, INDEX_BYTES)
-        } else {
-            Err(Unreadable::Other)
-        };
+        let text =
+            if read_total < INDEX_TOTAL_BYTES { source.read(f, INDEX_BYTES) } else { Err(Unreadable::Other) };
         let counts = match &text {
             Ok(t) => {
                 read_total += t.len();
@@ -628,7 +625,7 @@ pub fn choose(
         if left < 100 {
             break;
         }
-        let text = match texts.remove(&path).unwrap_or_else(|| read_regular(root, &path, INDEX_BYTES)) {
+        let text = match texts.remove(&path).unwrap_or_else(|| source.read(&path, INDEX_BYTES)) {
             Ok(t) => t,
             Err(Unreadable::Link(target)) => {
                 links.push((path, target));
@@ -821,11 +818,67 @@ fn is_item(line: &str) -> bool {
     .any(|k| t.starts_with(k))
 }
 
-enum Unreadable {
+/// Where [`choose`] reads files: the base's objects in a cycle, a folder in the benches.
+pub trait Source {
+    /// `path`'s text, if it is a regular UTF-8 file of at most `max` bytes.
+    fn read(&mut self, path: &str, max: usize) -> Result<String, Unreadable>;
+}
+
+/// Why a file is not shown.
+pub enum Unreadable {
     /// A symbolic link on the way, or the file itself: its target, as the link says.
     Link(String),
     /// Not a regular UTF-8 file of at most the size asked for, or not there.
     Other,
+}
+
+/// Files in a folder, never read through a symbolic link.
+pub struct Folder<'a>(pub &'a Path);
+
+impl Source for Folder<'_> {
+    fn read(&mut self, path: &str, max: usize) -> Result<String, Unreadable> {
+        read_regular(self.0, path, max)
+    }
+}
+
+/// The base commit's files, read from the object store: what the commit holds, whatever
+/// the worktree holds now, and a link is only ever its target's name.
+pub struct Stored<'a> {
+    objects: &'a mut crate::infra::git::Objects,
+    files: HashMap<&'a str, &'a crate::infra::workspace::TrackedFile>,
+}
+
+impl<'a> Stored<'a> {
+    pub fn new(
+        objects: &'a mut crate::infra::git::Objects,
+        files: &'a [crate::infra::workspace::TrackedFile],
+    ) -> Self {
+        Stored { objects, files: files.iter().map(|f| (f.path.as_str(), f)).collect() }
+    }
+}
+
+impl Source for Stored<'_> {
+    fn read(&mut self, path: &str, max: usize) -> Result<String, Unreadable> {
+        let file = self.files.get(path).ok_or(Unreadable::Other)?;
+        if !file.link && file.size > max as u64 {
+            return Err(Unreadable::Other);
+        }
+        let bytes = match self.objects.read(&file.blob) {
+            Ok(Some(o)) if o.kind == "blob" => o.bytes,
+            Ok(_) => return Err(Unreadable::Other),
+            Err(e) => {
+                tracing::warn!("cannot read {path} from the object store: {e}");
+                return Err(Unreadable::Other);
+            }
+        };
+        if file.link {
+            return Err(Unreadable::Link(String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        if bytes.len() > max || bytes.contains(&0) {
+            return Err(Unreadable::Other);
+        }
+        String::from_utf8(bytes).map_err(|_| Unreadable::Other)
+    }
 }
 
 /// Reads `rel` under `root` only if it is a regular file of at most `max` bytes reached
@@ -1001,7 +1054,7 @@ mod tests {
         let g = gap("Escape list heading default newline in man page");
         let run = || {
             choose(
-                &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+                Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
                 None,
                 &g,
                 &[],
@@ -1031,7 +1084,7 @@ mod tests {
         big.push_str("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n");
         let (dir, all) = repo(&[("src/pool.rs", big)]);
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
             None,
             &gap("Increase the pool capacity"),
             &[],
@@ -1068,7 +1121,7 @@ mod tests {
         let (dir, all) = repo(&refs);
         for budget in (300..1_500).step_by(7) {
             let c = choose(
-                &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+                Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
                 None,
                 &gap("pool"),
                 &[],
@@ -1091,7 +1144,7 @@ mod tests {
         log.push_str("- The oldest note.\n");
         let (dir, all) = repo(&[("CHANGELOG.md", log)]);
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
             None,
             &gap("changelog: mention the pool"),
             &[],
@@ -1112,7 +1165,7 @@ mod tests {
             ("src/types.rs", "fn other() {}\n".into()),
         ]);
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
             None,
             &gap("ignore/types: add zig"),
             &[],
@@ -1133,7 +1186,7 @@ mod tests {
         all.push(escape.clone());
         all.push(outside.display().to_string());
         let c = choose(
-            &Tree { root: dir.path(), files: &all, blobs: None, history: None },
+            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
             None,
             &gap(&format!("secret words: see `{escape}`")),
             &[],
@@ -1153,17 +1206,19 @@ mod tests {
         ]);
         let blobs: HashMap<String, String> =
             all.iter().map(|f| (f.clone(), format!("blob-of-{f}"))).collect();
-        let tree = Tree { root: dir.path(), files: &all, blobs: Some(&blobs), history: None };
         let cache_path = dir.path().join("terms");
         let g = gap("Increase the pool capacity");
         let mut cold = TermCache::load(&cache_path);
-        let a = choose(&tree, Some(&mut cold), &g, &[], &[], 2_000);
+        let mut folder = Folder(dir.path());
+        let tree = Tree { source: &mut folder, files: &all, blobs: Some(&blobs), history: None };
+        let a = choose(tree, Some(&mut cold), &g, &[], &[], 2_000);
         let keep: HashSet<&str> = blobs.values().map(String::as_str).collect();
         cold.save(&keep).unwrap();
         // Same blobs, so the ranking must come from the cache, not from the files.
         std::fs::write(dir.path().join("src/walk.rs"), "capacity capacity pool pool pool\n").unwrap();
         let mut warm = TermCache::load(&cache_path);
-        let b = choose(&tree, Some(&mut warm), &g, &[], &[], 2_000);
+        let tree = Tree { source: &mut folder, files: &all, blobs: Some(&blobs), history: None };
+        let b = choose(tree, Some(&mut warm), &g, &[], &[], 2_000);
         let ranked = |c: &Context| c.files.iter().map(|f| (f.path.clone(), f.pick.score)).collect::<Vec<_>>();
         assert_eq!(ranked(&a), ranked(&b));
         assert_eq!(ranked(&b).len(), 1, "the changed file was read for ranking");
