@@ -136,8 +136,7 @@ impl Propose<'_> {
             cache.add(blob, o.as_ref().filter(|o| o.kind == "blob").map(|o| &o.bytes[..]))
         })?;
         let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
-        let blobs: std::collections::HashMap<String, String> =
-            tracked.iter().map(|f| (f.path.clone(), f.blob.clone())).collect();
+        let blobs: Vec<String> = tracked.iter().map(|f| f.blob.clone()).collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
@@ -172,7 +171,7 @@ impl Propose<'_> {
         };
         let ctx =
             context::choose(tree, Some(&mut cache), gap, &touched, std::slice::from_ref(&prd_path), budget);
-        let keep: std::collections::HashSet<&str> = blobs.values().map(String::as_str).collect();
+        let keep: std::collections::HashSet<&str> = blobs.iter().map(String::as_str).collect();
         if let Err(e) = cache.save(&keep) {
             tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
         }

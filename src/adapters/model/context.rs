@@ -80,26 +80,27 @@ fn stem(word: String) -> String {
     })
 }
 
-/// [`tokens`] of a path, a folder's words remembered: a repository's paths share them.
-fn path_terms(path: &str) -> Vec<String> {
-    use std::cell::RefCell;
-    thread_local! {
-        static FOLDERS: RefCell<FxHashMap<String, Vec<String>>> = RefCell::new(FxHashMap::default());
+/// The path field of every file against one query: a folder's words are counted once,
+/// however many files it holds.
+struct PathField<'q> {
+    query: &'q [String],
+    folders: FxHashMap<String, Terms>,
+}
+
+impl<'q> PathField<'q> {
+    fn new(query: &'q [String]) -> Self {
+        PathField { query, folders: FxHashMap::default() }
     }
-    let (folders, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let mut out = FOLDERS.with_borrow_mut(|memo| {
-        if let Some(t) = memo.get(folders) {
-            return t.clone();
+
+    fn terms(&mut self, path: &str) -> Terms {
+        let (folders, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if !self.folders.contains_key(folders) {
+            self.folders.insert(folders.to_string(), Terms::of(&tokens(folders), self.query));
         }
-        let t = tokens(folders);
-        if memo.len() >= 50_000 {
-            memo.clear();
-        }
-        memo.insert(folders.to_string(), t.clone());
-        t
-    });
-    out.extend(tokens(name));
-    out
+        let folder = &self.folders[folders];
+        let name = Terms::of(&tokens(name), self.query);
+        Terms { tf: folder.tf.iter().zip(&name.tf).map(|(a, b)| a + b).collect(), len: folder.len + name.len }
+    }
 }
 
 /// `parseHTTPRequest2` → `parse`, `http`, `request2`.
@@ -171,7 +172,11 @@ impl LeftOut {
 }
 
 fn kind_left_out(path: &str) -> Option<LeftOut> {
-    let lower = path.to_lowercase();
+    let lower = if path.bytes().any(|b| b.is_ascii_uppercase()) || !path.is_ascii() {
+        std::borrow::Cow::Owned(path.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    };
     let parts: Vec<&str> = lower.split('/').collect();
     let name = *parts.last().unwrap_or(&"");
     let lock = name.ends_with(".lock")
@@ -244,21 +249,22 @@ impl Terms {
 }
 
 /// One file as the ranking sees it: its path and its contents, as two fields.
-struct Doc {
-    path: String,
+struct Doc<'a> {
+    path: &'a str,
     name: Terms,
     contents: Terms,
 }
 
-impl Doc {
+impl<'a> Doc<'a> {
     #[cfg(test)]
-    fn new(path: &str, text: Option<&str>, query: &[String]) -> Doc {
-        Doc::from_counts(path, &text.map(content_counts).unwrap_or_default(), query)
+    fn new(path: &'a str, text: Option<&str>, query: &[String]) -> Doc<'a> {
+        let name = PathField::new(query).terms(path);
+        Doc::from_counts(path, name, &text.map(content_counts).unwrap_or_default(), query)
     }
 
     /// `counts` is a file's contents as [`content_counts`] writes them. Only the query's
     /// terms are looked up in it: a warm cycle ranks every file from these strings.
-    fn from_counts(path: &str, counts: &str, query: &[String]) -> Doc {
+    fn from_counts(path: &'a str, name: Terms, counts: &str, query: &[String]) -> Doc<'a> {
         let mut contents = Terms { tf: vec![0; query.len()], len: 0 };
         // `<total> <term>:<count> <term>:<count> ...`; terms hold neither ` ` nor `:`.
         if let Some((total, pairs)) = counts.split_once(' ') {
@@ -270,7 +276,7 @@ impl Doc {
                 }
             }
         }
-        Doc { path: path.to_string(), name: Terms::of(&path_terms(path), query), contents }
+        Doc { path, name, contents }
     }
 
     /// What a file costs to show, roughly: the number of its words.
@@ -384,7 +390,8 @@ impl TermCache {
 pub struct Tree<'a> {
     pub source: &'a mut dyn Source,
     pub files: &'a [String],
-    pub blobs: Option<&'a HashMap<String, String>>,
+    /// Each file's blob id, in the order of `files`.
+    pub blobs: Option<&'a [String]>,
     pub history: Option<&'a History>,
 }
 
@@ -520,7 +527,7 @@ fn score(docs: &[Doc], query: &[String], history: Option<&History>) -> Vec<(f64,
         .zip(own)
         .map(|(d, own)| {
             let own = own / best_own;
-            let past = HISTORY_WEIGHT * past.get(d.path.as_str()).copied().unwrap_or(0.0) / best_past;
+            let past = HISTORY_WEIGHT * past.get(d.path).copied().unwrap_or(0.0) / best_past;
             let why =
                 if past > own { "changed by earlier commits worded like the gap" } else { "matches the gap" };
             (own + past, why)
@@ -557,13 +564,14 @@ pub fn choose(
     let mut texts: HashMap<String, Result<String, Unreadable>> = HashMap::new();
     let mut docs = Vec::new();
     let mut read_total = 0usize;
-    for f in all {
+    let mut path_field = PathField::new(&query);
+    for (i, f) in all.iter().enumerate() {
         if exclude.contains(f) || (left_out.leaves_out(f) && !explicit.iter().any(|(e, _)| e == f)) {
             continue;
         }
-        let blob = tree.blobs.and_then(|b| b.get(f));
+        let blob = tree.blobs.and_then(|b| b.get(i));
         if let Some(counts) = blob.and_then(|b| cache.as_deref().and_then(|c| c.get(b))) {
-            docs.push(Doc::from_counts(f, counts, &query));
+            docs.push(Doc::from_counts(f, path_field.terms(f), counts, &query));
             continue;
         }
         let text =
@@ -580,7 +588,7 @@ pub fn choose(
                 continue;
             }
         };
-        docs.push(Doc::from_counts(f, &counts, &query));
+        docs.push(Doc::from_counts(f, path_field.terms(f), &counts, &query));
         // Only a whole read is worth keeping; one cut short by the total is not.
         if let (Some(blob), Some(cache)) = (blob, cache.as_deref_mut()) {
             if text.is_ok() || read_total < INDEX_TOTAL_BYTES {
@@ -590,8 +598,7 @@ pub fn choose(
         texts.insert(f.clone(), text);
     }
     let scored = score(&docs, &query, tree.history);
-    let score_of: HashMap<&str, f64> =
-        docs.iter().zip(&scored).map(|(d, s)| (d.path.as_str(), s.0)).collect();
+    let score_of: HashMap<&str, f64> = docs.iter().zip(&scored).map(|(d, s)| (d.path, s.0)).collect();
     let mut ranked: Vec<(String, f64, &'static str)> = explicit
         .iter()
         .map(|(f, why)| (f.clone(), score_of.get(f.as_str()).copied().unwrap_or(0.0), *why))
@@ -612,7 +619,7 @@ pub fn choose(
         by_score.swap(0, best);
         by_score[1..].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| by_path(a.1, b.1)));
     }
-    ranked.extend(by_score.into_iter().map(|(_, d, (s, why))| (d.path.clone(), s, why)));
+    ranked.extend(by_score.into_iter().map(|(_, d, (s, why))| (d.path.to_string(), s, why)));
 
     // Most of the budget for contents; the file list gets what it needs, up to a tenth.
     let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
@@ -621,9 +628,31 @@ pub fn choose(
     let part_cap = (budget_tokens * PART_PERCENT / 100).max(200);
     let mut files = Vec::new();
     let mut links = Vec::new();
+    // What filling will read, judged by the files' sizes, is read together rather than
+    // one by one: the whole files that fit, and the best few in part.
+    let cost = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX).div_ceil(4).saturating_add(20);
+    let mut plan_left = left;
+    let mut planned = Vec::new();
+    for (rank, (path, ..)) in ranked.iter().enumerate() {
+        if plan_left < 100 {
+            break;
+        }
+        match source.size(path) {
+            Some(bytes) if cost(bytes) <= plan_left => plan_left -= cost(bytes),
+            Some(_) if rank >= PARTIAL_RANKS => continue,
+            Some(_) => plan_left -= part_cap.min(plan_left),
+            None => {}
+        }
+        planned.push(path.as_str());
+    }
+    source.prefetch(&planned);
     for (rank, (path, score, why)) in ranked.into_iter().enumerate() {
         if left < 100 {
             break;
+        }
+        // Below the top few, a file too large to show whole is not even read.
+        if rank >= PARTIAL_RANKS && source.size(&path).is_some_and(|bytes| cost(bytes) > left) {
+            continue;
         }
         let text = match texts.remove(&path).unwrap_or_else(|| source.read(&path, INDEX_BYTES)) {
             Ok(t) => t,
@@ -822,6 +851,12 @@ fn is_item(line: &str) -> bool {
 pub trait Source {
     /// `path`'s text, if it is a regular UTF-8 file of at most `max` bytes.
     fn read(&mut self, path: &str, max: usize) -> Result<String, Unreadable>;
+
+    /// `path`'s size in bytes, when it is a regular file whose size is known cheaply.
+    fn size(&self, path: &str) -> Option<u64>;
+
+    /// `paths` are about to be read: a source may read them together.
+    fn prefetch(&mut self, _paths: &[&str]) {}
 }
 
 /// Why a file is not shown.
@@ -839,6 +874,12 @@ impl Source for Folder<'_> {
     fn read(&mut self, path: &str, max: usize) -> Result<String, Unreadable> {
         read_regular(self.0, path, max)
     }
+
+    fn size(&self, path: &str) -> Option<u64> {
+        let plain = Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let meta = std::fs::symlink_metadata(self.0.join(path)).ok().filter(|_| plain)?;
+        meta.is_file().then(|| meta.len())
+    }
 }
 
 /// The base commit's files, read from the object store: what the commit holds, whatever
@@ -846,6 +887,8 @@ impl Source for Folder<'_> {
 pub struct Stored<'a> {
     objects: &'a mut crate::infra::git::Objects,
     files: HashMap<&'a str, &'a crate::infra::workspace::TrackedFile>,
+    /// Blobs read ahead, by blob id: `None` when the store has no such blob.
+    ahead: HashMap<String, Option<Vec<u8>>>,
 }
 
 impl<'a> Stored<'a> {
@@ -853,7 +896,7 @@ impl<'a> Stored<'a> {
         objects: &'a mut crate::infra::git::Objects,
         files: &'a [crate::infra::workspace::TrackedFile],
     ) -> Self {
-        Stored { objects, files: files.iter().map(|f| (f.path.as_str(), f)).collect() }
+        Stored { objects, files: files.iter().map(|f| (f.path.as_str(), f)).collect(), ahead: HashMap::new() }
     }
 }
 
@@ -863,9 +906,13 @@ impl Source for Stored<'_> {
         if !file.link && file.size > max as u64 {
             return Err(Unreadable::Other);
         }
-        let bytes = match self.objects.read(&file.blob) {
-            Ok(Some(o)) if o.kind == "blob" => o.bytes,
-            Ok(_) => return Err(Unreadable::Other),
+        let read = match self.ahead.remove(&file.blob) {
+            Some(bytes) => Ok(bytes),
+            None => self.objects.read(&file.blob).map(|o| o.filter(|o| o.kind == "blob").map(|o| o.bytes)),
+        };
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(Unreadable::Other),
             Err(e) => {
                 tracing::warn!("cannot read {path} from the object store: {e}");
                 return Err(Unreadable::Other);
@@ -878,6 +925,26 @@ impl Source for Stored<'_> {
             return Err(Unreadable::Other);
         }
         String::from_utf8(bytes).map_err(|_| Unreadable::Other)
+    }
+
+    fn size(&self, path: &str) -> Option<u64> {
+        self.files.get(path).filter(|f| !f.link).map(|f| f.size)
+    }
+
+    fn prefetch(&mut self, paths: &[&str]) {
+        let blobs: Vec<&str> = paths
+            .iter()
+            .filter_map(|p| self.files.get(p))
+            .filter(|f| f.link || f.size <= INDEX_BYTES as u64)
+            .map(|f| f.blob.as_str())
+            .collect();
+        let ahead = &mut self.ahead;
+        let read = self.objects.each(&blobs, |blob, o| {
+            ahead.insert(blob.to_string(), o.filter(|o| o.kind == "blob").map(|o| o.bytes));
+        });
+        if let Err(e) = read {
+            tracing::warn!("cannot read ahead from the object store: {e}");
+        }
     }
 }
 
@@ -932,7 +999,9 @@ mod tests {
         assert_eq!(count_of(pairs, b"77"), Some(1));
         assert_eq!(count_of(pairs, b"x"), None);
         assert_eq!(count_of(pairs, b"size"), None);
-        let d = Doc::from_counts("src/pool.rs", &counts, &["pool".into(), "77".into(), "nope".into()]);
+        let query = ["pool".to_string(), "77".into(), "nope".into()];
+        let name = PathField::new(&query).terms("src/pool.rs");
+        let d = Doc::from_counts("src/pool.rs", name, &counts, &query);
         assert_eq!((d.name.tf, d.name.len), (vec![1, 0, 0], 3));
         assert_eq!((d.contents.tf, d.contents.len), (vec![2, 1, 0], 6));
     }
@@ -1204,15 +1273,14 @@ mod tests {
             ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
             ("src/walk.rs", "pub fn walk() {}\n".into()),
         ]);
-        let blobs: HashMap<String, String> =
-            all.iter().map(|f| (f.clone(), format!("blob-of-{f}"))).collect();
+        let blobs: Vec<String> = all.iter().map(|f| format!("blob-of-{f}")).collect();
         let cache_path = dir.path().join("terms");
         let g = gap("Increase the pool capacity");
         let mut cold = TermCache::load(&cache_path);
         let mut folder = Folder(dir.path());
         let tree = Tree { source: &mut folder, files: &all, blobs: Some(&blobs), history: None };
         let a = choose(tree, Some(&mut cold), &g, &[], &[], 2_000);
-        let keep: HashSet<&str> = blobs.values().map(String::as_str).collect();
+        let keep: HashSet<&str> = blobs.iter().map(String::as_str).collect();
         cold.save(&keep).unwrap();
         // Same blobs, so the ranking must come from the cache, not from the files.
         std::fs::write(dir.path().join("src/walk.rs"), "capacity capacity pool pool pool\n").unwrap();
