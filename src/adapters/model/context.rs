@@ -612,7 +612,7 @@ pub fn choose(
         .filter(|(d, (s, _))| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
         .map(|(d, s)| (s.0 / (d.size() + 200.0).powf(SIZE_DAMPING), d, s))
         .collect();
-    let by_path = |a: &Doc, b: &Doc| a.path.cmp(&b.path);
+    let by_path = |a: &Doc, b: &Doc| a.path.cmp(b.path);
     if let Some(best) = (0..by_score.len()).max_by(|&a, &b| {
         by_score[a].2 .0.total_cmp(&by_score[b].2 .0).then_with(|| by_path(by_score[b].1, by_score[a].1))
     }) {
@@ -878,7 +878,7 @@ impl Source for Folder<'_> {
     fn size(&self, path: &str) -> Option<u64> {
         let plain = Path::new(path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
         let meta = std::fs::symlink_metadata(self.0.join(path)).ok().filter(|_| plain)?;
-        meta.is_file().then(|| meta.len())
+        meta.is_file().then_some(meta.len())
     }
 }
 
