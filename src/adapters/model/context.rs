@@ -214,6 +214,48 @@ impl LeftOutFor {
         LeftOutFor { named: kinds.into_iter().filter(|k| k.named_in(&gap.text)).collect() }
     }
 
+    /// A gap that names an action the CI workflows use (`bump softprops/action-gh-release
+    /// from 2 to 3`) names the CI too. Only the CI's own files are read, and only when the
+    /// gap holds an `owner/name` word.
+    pub fn or_actions_the_ci_uses(&mut self, gap: &Gap, all: &[String], source: &mut dyn Source) {
+        if self.named.contains(&LeftOut::Ci) {
+            return;
+        }
+        let names: Vec<String> = gap
+            .text
+            .split(|c: char| c.is_whitespace() || matches!(c, '`' | '\'' | '"' | ',' | '(' | ')'))
+            .map(|w| w.trim_end_matches(['.', ':', ';']).to_lowercase())
+            .filter(|w| {
+                w.split_once('/').is_some_and(|(owner, name)| {
+                    let part = |p: &str| {
+                        !p.is_empty()
+                            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    };
+                    part(owner) && part(name) && !all.iter().any(|f| f.to_lowercase().ends_with(w.as_str()))
+                })
+            })
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let uses = |text: &str| {
+            text.lines().filter_map(|l| l.trim_start().trim_start_matches("- ").strip_prefix("uses:")).any(
+                |u| {
+                    let action = u.trim().trim_matches(['"', '\'']).to_lowercase();
+                    let action = action.split('@').next().unwrap_or("");
+                    names.iter().any(|n| action == *n || action.starts_with(&format!("{n}/")))
+                },
+            )
+        };
+        let named = all
+            .iter()
+            .filter(|f| kind_left_out(f) == Some(LeftOut::Ci))
+            .any(|f| source.read(f, INDEX_BYTES).is_ok_and(|text| uses(&text)));
+        if named {
+            self.named.push(LeftOut::Ci);
+        }
+    }
+
     /// Whether `path` is of a kind left out that the gap does not name.
     pub fn leaves_out(&self, path: &str) -> bool {
         kind_left_out(path).is_some_and(|k| !self.named.contains(&k))
@@ -548,7 +590,8 @@ pub fn choose(
 ) -> Context {
     let (source, all) = (tree.source, tree.files);
     let query = query_terms(&gap.text);
-    let left_out = LeftOutFor::gap(gap);
+    let mut left_out = LeftOutFor::gap(gap);
+    left_out.or_actions_the_ci_uses(gap, all, source);
     let named = named(&gap.text, all);
     let mut explicit: Vec<(String, &'static str)> =
         named.iter().map(|f| (f.clone(), "named by the gap")).collect();
@@ -1095,6 +1138,26 @@ mod tests {
             assert!(LeftOutFor::gap(&gap(not_naming)).leaves_out(path), "{path} comes into {not_naming:?}");
         }
         assert!(!LeftOutFor::gap(&gap("Cache the toolchain")).leaves_out("src/ci.rs"));
+    }
+
+    #[test]
+    fn a_gap_naming_an_action_the_ci_uses_names_the_ci() {
+        let workflow = "jobs:\n  release:\n    steps:\n      - uses: actions/checkout@v4\n      - name: Publish\n        uses: 'softprops/action-gh-release@v2'\n";
+        let (dir, all) = repo(&[
+            (".github/workflows/release.yml", workflow.into()),
+            ("src/main.rs", "fn main() {}\n".into()),
+        ]);
+        let ci_named = |text: &str| {
+            let mut left_out = LeftOutFor::gap(&gap(text));
+            left_out.or_actions_the_ci_uses(&gap(text), &all, &mut Folder(dir.path()));
+            !left_out.leaves_out(".github/workflows/release.yml")
+        };
+        assert!(ci_named("build(deps): bump softprops/action-gh-release from 2.0.1 to 2.0.2"));
+        assert!(ci_named("Bump `SoftProps/action-gh-release` to v3."));
+        // An owner/name the workflows do not use, or the same words apart, do not.
+        assert!(!ci_named("build(deps): bump serde-rs/json from 1.0 to 1.1"));
+        assert!(!ci_named("Release with softprops action-gh-release"));
+        assert!(!ci_named("Move src/main.rs"));
     }
 
     fn repo(files: &[(&str, String)]) -> (tempfile::TempDir, Vec<String>) {
