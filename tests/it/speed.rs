@@ -45,7 +45,8 @@ async fn a_warm_cycle_runs_few_git_processes() {
         prbots.len(),
         prbots.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n")
     );
-    // Discovery (with HEAD), the dirty check, the PRD, the reset (checkout, clean), add,
+    // Discovery (with HEAD), the dirty check, one object reader (the PRD, the files the
+    // prompt shows), the reset (checkout, clean), add,
     // status, the branch's tip, commit, branch: 10.
     assert!(prbots.len() <= 10, "{} git processes in one cycle", prbots.len());
     let resets = prbots.iter().filter(|c| c.contains(" clean -ffdxq")).count();
