@@ -107,9 +107,16 @@ impl Propose<'_> {
         let (ws_git, base_commit) = (ws.git().clone(), ws.base_commit.clone());
         let cache_path = ws.cache_dir.join("context-terms");
         let tracked = ws.tracked_files()?;
+        // Earlier commits help the ranking; a repository without them is ranked without.
+        let history = match ws.history_log(context::History::DEPTH) {
+            Ok(log) => Some(context::History::parse(&log)),
+            Err(e) => {
+                tracing::warn!("ranking without the history: {e}");
+                None
+            }
+        };
         let mut cache = context::TermCache::load(&cache_path);
-        // What the cache lacks is read from the object store in one process, not file by
-        // file from the tree.
+        // What the cache lacks is read from the object store, not file by file from the tree.
         let mut budget_left = context::INDEX_TOTAL_BYTES as u64;
         let left_out = context::LeftOutFor::gap(gap);
         let missing: Vec<&str> = tracked
@@ -122,16 +129,6 @@ impl Propose<'_> {
             })
             .map(|f| f.blob.as_str())
             .collect();
-        // Earlier commits help the ranking; a repository without them is ranked without.
-        let history = match ws.history_log(context::History::DEPTH) {
-            Ok(log) => Some(context::History::parse(&log)),
-            Err(e) => {
-                tracing::warn!("ranking without the history: {e}");
-                None
-            }
-        };
-        let missing: Vec<String> = missing.into_iter().map(str::to_string).collect();
-        let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
         cx.objects()?.each(&missing, |blob, o| {
             cache.add(blob, o.as_ref().filter(|o| o.kind == "blob").map(|o| &o.bytes[..]))
         })?;
