@@ -14,7 +14,7 @@
 //! rank, size and how they were shown.
 
 use prbot::Gap;
-use prbot::{choose_context as choose, Folder, History, Tree};
+use prbot::{choose_context as choose, index_of, Folder, History, Tree};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -157,16 +157,10 @@ fn detail(
     gold: &[String],
     changed: &dyn Fn(&str) -> Vec<(usize, usize)>,
 ) {
-    let all = choose(
-        Tree { source: &mut Folder(root), files, blobs: None, history },
-        None,
-        gap,
-        &[],
-        &[],
-        usize::MAX / 4,
-    );
-    let ctx =
-        choose(Tree { source: &mut Folder(root), files, blobs: None, history }, None, gap, &[], &[], 23_200);
+    let index = index_of(files, &mut Folder(root));
+    let (mut a, mut b) = (Folder(root), Folder(root));
+    let all = choose(Tree { source: &mut a, files, index: &index, history }, gap, &[], &[], usize::MAX / 4);
+    let ctx = choose(Tree { source: &mut b, files, index: &index, history }, gap, &[], &[], 23_200);
     let mut line = format!("{:?}", gap.text);
     for g in gold {
         let rank = all.files.iter().position(|f| &f.path == g);
@@ -247,13 +241,14 @@ fn main() {
                 changed_lines(&git_dir, parent, commit, f)
             });
         }
+        let index = index_of(&files, &mut Folder(&root));
         let budgets: &[usize] =
             if std::env::var_os("RECALL_FAST").is_some() { &BUDGETS[1..2] } else { &BUDGETS };
         for &budget in budgets {
             // The prompt's own text (system prompt, task) takes about this much.
             let mut folder = Folder(&root);
-            let tree = Tree { source: &mut folder, files: &files, blobs: None, history: history.as_ref() };
-            let ctx = choose(tree, None, &gap, &[], &[], budget.saturating_sub(800));
+            let tree = Tree { source: &mut folder, files: &files, index: &index, history: history.as_ref() };
+            let ctx = choose(tree, &gap, &[], &[], budget.saturating_sub(800));
             let whole: Vec<String> =
                 ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
             // A partial file counts only when its regions hold every line the commit changed.

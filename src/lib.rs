@@ -25,7 +25,7 @@ pub mod fuzzing;
 
 // The library's public surface: the binary's entry point, and what the benches and the
 // integration tests measure directly.
-pub use adapters::model::context::{choose as choose_context, tokens, Folder, History, Tree};
+pub use adapters::model::context::{choose as choose_context, index_of, tokens, Folder, History, Tree};
 pub use cli::main;
 pub use domain::guardrails::CI_ENTRY_POINTS;
 pub use domain::prd::{gaps, Gap};

@@ -115,25 +115,18 @@ impl Propose<'_> {
                 None
             }
         };
-        let mut cache = context::TermCache::load(&cache_path);
-        // What the cache lacks is read from the object store, not file by file from the tree.
-        let mut budget_left = context::INDEX_TOTAL_BYTES as u64;
-        let left_out = context::LeftOutFor::gap(gap);
-        let missing: Vec<&str> = tracked
-            .iter()
-            .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(&f.blob))
-            .filter(|f| !left_out.leaves_out(&f.path))
-            .take_while(|f| {
-                budget_left = budget_left.saturating_sub(f.size);
-                budget_left > 0
-            })
-            .map(|f| f.blob.as_str())
-            .collect();
-        cx.objects()?.each(&missing, |blob, o| {
-            cache.add(blob, o.as_ref().filter(|o| o.kind == "blob").map(|o| &o.bytes[..]))
-        })?;
+        let index_path = ws.cache_dir.join("context-index");
+        let index = match context::Index::load(&index_path, &base_commit) {
+            Some(index) => index,
+            None => {
+                let index = Self::index_base(cx, &tracked, &cache_path)?;
+                if let Err(e) = index.save(&index_path, &base_commit) {
+                    tracing::warn!("cannot keep the context index {}: {e}", index_path.display());
+                }
+                index
+            }
+        };
         let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
-        let blobs: Vec<String> = tracked.iter().map(|f| f.blob.clone()).collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
@@ -160,18 +153,9 @@ impl Propose<'_> {
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
         let mut stored = context::Stored::new(cx.objects()?, &tracked);
-        let tree = context::Tree {
-            source: &mut stored,
-            files: &all,
-            blobs: Some(&blobs),
-            history: history.as_ref(),
-        };
-        let ctx =
-            context::choose(tree, Some(&mut cache), gap, &touched, std::slice::from_ref(&prd_path), budget);
-        let keep: std::collections::HashSet<&str> = blobs.iter().map(String::as_str).collect();
-        if let Err(e) = cache.save(&keep) {
-            tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
-        }
+        let tree =
+            context::Tree { source: &mut stored, files: &all, index: &index, history: history.as_ref() };
+        let ctx = context::choose(tree, gap, &touched, std::slice::from_ref(&prd_path), budget);
         let picks = ctx.files.iter().map(|f| f.pick.clone()).collect();
         let mut user = prompt::user_message(gap, &prd_path, &ctx, prior_block.as_deref());
         if let Some(feedback) = &feedback {
@@ -189,6 +173,39 @@ impl Propose<'_> {
             ctx.files.len() - whole
         );
         Ok((conversation, picks))
+    }
+}
+
+impl Propose<'_> {
+    /// The ranking's index of the base, from the term counts kept by blob id: only what
+    /// the cache lacks is read, from the object store.
+    fn index_base(
+        cx: &mut Services,
+        tracked: &[crate::infra::workspace::TrackedFile],
+        cache_path: &std::path::Path,
+    ) -> Result<context::Index, End> {
+        let mut cache = context::TermCache::load(cache_path);
+        let mut budget_left = context::INDEX_TOTAL_BYTES as u64;
+        let missing: Vec<&str> = tracked
+            .iter()
+            .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(&f.blob))
+            .take_while(|f| {
+                budget_left = budget_left.saturating_sub(f.size);
+                budget_left > 0
+            })
+            .map(|f| f.blob.as_str())
+            .collect();
+        cx.objects()?.each(&missing, |blob, o| {
+            cache.add(blob, o.as_ref().filter(|o| o.kind == "blob").map(|o| &o.bytes[..]))
+        })?;
+        let keep: std::collections::HashSet<&str> = tracked.iter().map(|f| f.blob.as_str()).collect();
+        if let Err(e) = cache.save(&keep) {
+            tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
+        }
+        // A file not counted (binary, too large, past the total) is ranked by its path.
+        let files =
+            tracked.iter().filter(|f| !f.link).map(|f| (f.path.as_str(), cache.get(&f.blob).unwrap_or("-")));
+        Ok(context::Index::build(files))
     }
 }
 

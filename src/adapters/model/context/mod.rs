@@ -6,8 +6,12 @@
 //! the best, then by score for the size; a relevant file too large to fit whole is shown
 //! in part: the regions that match the gap, verbatim, and an outline of the rest.
 
+mod index;
+
 use super::client::estimate_tokens;
 use crate::domain::prd::Gap;
+use index::Field;
+pub use index::Index;
 
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -78,29 +82,6 @@ fn stem(word: String) -> String {
         stems.insert(word, s.clone());
         s
     })
-}
-
-/// The path field of every file against one query: a folder's words are counted once,
-/// however many files it holds.
-struct PathField<'q> {
-    query: &'q [String],
-    folders: FxHashMap<String, Terms>,
-}
-
-impl<'q> PathField<'q> {
-    fn new(query: &'q [String]) -> Self {
-        PathField { query, folders: FxHashMap::default() }
-    }
-
-    fn terms(&mut self, path: &str) -> Terms {
-        let (folders, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if !self.folders.contains_key(folders) {
-            self.folders.insert(folders.to_string(), Terms::of(&tokens(folders), self.query));
-        }
-        let folder = &self.folders[folders];
-        let name = Terms::of(&tokens(name), self.query);
-        Terms { tf: folder.tf.iter().zip(&name.tf).map(|(a, b)| a + b).collect(), len: folder.len + name.len }
-    }
 }
 
 /// `parseHTTPRequest2` → `parse`, `http`, `request2`.
@@ -257,8 +238,13 @@ impl LeftOutFor {
     }
 
     /// Whether `path` is of a kind left out that the gap does not name.
-    pub fn leaves_out(&self, path: &str) -> bool {
-        kind_left_out(path).is_some_and(|k| !self.named.contains(&k))
+    #[cfg(test)]
+    fn leaves_out(&self, path: &str) -> bool {
+        self.leaves_out_kind(kind_left_out(path))
+    }
+
+    fn leaves_out_kind(&self, kind: Option<LeftOut>) -> bool {
+        kind.is_some_and(|k| !self.named.contains(&k))
     }
 }
 
@@ -288,58 +274,6 @@ impl Terms {
         let tf = query.iter().map(|q| words.iter().filter(|w| *w == q).count() as u32).collect();
         Terms { tf, len: words.len() as u32 }
     }
-}
-
-/// One file as the ranking sees it: its path and its contents, as two fields.
-struct Doc<'a> {
-    path: &'a str,
-    name: Terms,
-    contents: Terms,
-}
-
-impl<'a> Doc<'a> {
-    #[cfg(test)]
-    fn new(path: &'a str, text: Option<&str>, query: &[String]) -> Doc<'a> {
-        let name = PathField::new(query).terms(path);
-        Doc::from_counts(path, name, &text.map(content_counts).unwrap_or_default(), query)
-    }
-
-    /// `counts` is a file's contents as [`content_counts`] writes them. Only the query's
-    /// terms are looked up in it: a warm cycle ranks every file from these strings.
-    fn from_counts(path: &'a str, name: Terms, counts: &str, query: &[String]) -> Doc<'a> {
-        let mut contents = Terms { tf: vec![0; query.len()], len: 0 };
-        // `<total> <term>:<count> <term>:<count> ...`; terms hold neither ` ` nor `:`.
-        if let Some((total, pairs)) = counts.split_once(' ') {
-            contents.len = total.parse::<u32>().unwrap_or(0);
-            let pairs = pairs.as_bytes();
-            for (i, q) in query.iter().enumerate() {
-                if let Some(n) = count_of(pairs, q.as_bytes()) {
-                    contents.tf[i] = n;
-                }
-            }
-        }
-        Doc { path, name, contents }
-    }
-
-    /// What a file costs to show, roughly: the number of its words.
-    fn size(&self) -> f64 {
-        self.contents.len as f64
-    }
-}
-
-/// The count of `term` in `pairs` (`term:count term:count ...`), if it is there.
-fn count_of(pairs: &[u8], term: &[u8]) -> Option<u32> {
-    let mut from = 0;
-    while let Some(at) = memchr::memmem::find(&pairs[from..], term).map(|k| from + k) {
-        let starts = at == 0 || pairs[at - 1] == b' ';
-        let end = at + term.len();
-        if starts && pairs.get(end) == Some(&b':') {
-            let digits = pairs[end + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-            return std::str::from_utf8(&pairs[end + 1..end + 1 + digits]).ok()?.parse().ok();
-        }
-        from = at + 1;
-    }
-    None
 }
 
 /// A file's contents as term counts, `<total> term:count term:count ...` in term order,
@@ -401,7 +335,8 @@ impl TermCache {
         self.added.insert(blob.to_string(), counts);
     }
 
-    fn get(&self, blob: &str) -> Option<&str> {
+    /// A blob's term counts, as [`content_counts`] writes them.
+    pub fn get(&self, blob: &str) -> Option<&str> {
         self.added
             .get(blob)
             .map(String::as_str)
@@ -427,13 +362,12 @@ impl TermCache {
     }
 }
 
-/// What [`choose`] ranks: where its files are read from, its tracked files, (when known)
-/// their blob ids for the [`TermCache`], and the commits that led to it.
+/// What [`choose`] ranks: where its files are read from, its tracked files, their
+/// [`Index`], and the commits that led to it.
 pub struct Tree<'a> {
     pub source: &'a mut dyn Source,
     pub files: &'a [String],
-    /// Each file's blob id, in the order of `files`.
-    pub blobs: Option<&'a [String]>,
+    pub index: &'a Index,
     pub history: Option<&'a History>,
 }
 
@@ -553,26 +487,58 @@ fn in_order(path: &str, wanted: &[String]) -> bool {
     wanted.iter().all(|w| parts.any(|p| p.contains(w.as_str())))
 }
 
-/// Each document's score against the query and why it scores: BM25 of its contents plus
-/// BM25 of its path, and, with history, the earlier commits worded like the gap.
-fn score(docs: &[Doc], query: &[String], history: Option<&History>) -> Vec<(f64, &'static str)> {
-    let contents = bm25(docs.iter().map(|d| &d.contents), query.len());
-    let names = bm25(docs.iter().map(|d| &d.name), query.len());
-    let own: Vec<f64> = contents.iter().zip(&names).map(|(c, n)| c + PATH_WEIGHT * n).collect();
-    let Some(history) = history else {
-        return own.into_iter().map(|s| (s, "matches the gap")).collect();
-    };
-    let past = history.scores(query);
-    let best = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
-    let (best_own, best_past) = (best(&mut own.iter().copied()), best(&mut past.values().copied()));
-    docs.iter()
-        .zip(own)
-        .map(|(d, own)| {
-            let own = own / best_own;
-            let past = HISTORY_WEIGHT * past.get(d.path).copied().unwrap_or(0.0) / best_past;
+/// Each ranked file's score against the query, and why it scores: BM25 of its contents
+/// plus BM25 of its path, and, with history, the earlier commits worded like the gap.
+/// `ranked` says which files take part; only they count in the terms' rarity.
+fn score(
+    index: &Index,
+    query: &[String],
+    history: Option<&History>,
+    ranked: &dyn Fn(usize) -> bool,
+) -> Vec<(usize, f64, &'static str)> {
+    let in_rank: Vec<bool> = (0..index.len()).map(ranked).collect();
+    let n = in_rank.iter().filter(|r| **r).count() as f64;
+    let mut own = vec![0.0f64; index.len()];
+    for (field, weight) in [(Field::Contents, 1.0), (Field::Path, PATH_WEIGHT)] {
+        let total: f64 =
+            (0..index.len()).filter(|d| in_rank[*d]).map(|d| index.field_len(d, field) as f64).sum();
+        let avg = (total / n.max(1.0)).max(1.0);
+        let mut field_score = vec![0.0f64; index.len()];
+        for term in query {
+            let postings: Vec<(usize, u32)> =
+                index.postings(field, term).filter(|(d, _)| in_rank[*d]).collect();
+            let df = postings.len() as f64;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            for (d, tf) in postings {
+                let (tf, len) = (tf as f64, index.field_len(d, field) as f64);
+                field_score[d] += idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
+            }
+        }
+        for (o, f) in own.iter_mut().zip(field_score) {
+            *o += weight * f;
+        }
+    }
+    let mut past = vec![0.0f64; index.len()];
+    let mut best_past = f64::MIN_POSITIVE;
+    if let Some(history) = history {
+        for (path, s) in history.scores(query) {
+            best_past = best_past.max(s);
+            if let Some(d) = index.doc(path) {
+                past[d] = s;
+            }
+        }
+    }
+    let best_own = (0..index.len()).filter(|d| in_rank[*d]).map(|d| own[d]).fold(f64::MIN_POSITIVE, f64::max);
+    (0..index.len())
+        .filter(|d| in_rank[*d])
+        .map(|d| {
+            if history.is_none() {
+                return (d, own[d], "matches the gap");
+            }
+            let (own, past) = (own[d] / best_own, HISTORY_WEIGHT * past[d] / best_past);
             let why =
                 if past > own { "changed by earlier commits worded like the gap" } else { "matches the gap" };
-            (own + past, why)
+            (d, own + past, why)
         })
         .collect()
 }
@@ -582,7 +548,6 @@ fn score(docs: &[Doc], query: &[String], history: Option<&History>) -> Vec<(f64,
 /// already in the prompt).
 pub fn choose(
     tree: Tree<'_>,
-    mut cache: Option<&mut TermCache>,
     gap: &Gap,
     touched_before: &[String],
     exclude: &[String],
@@ -602,67 +567,39 @@ pub fn choose(
     }
     explicit.retain(|(f, _)| !exclude.contains(f));
 
-    // Rank what can be ranked: contents from the cache by blob id, else read (and the
-    // texts kept for filling the budget).
-    let mut texts: HashMap<String, Result<String, Unreadable>> = HashMap::new();
-    let mut docs = Vec::new();
-    let mut read_total = 0usize;
-    let mut path_field = PathField::new(&query);
-    for (i, f) in all.iter().enumerate() {
-        if exclude.contains(f) || (left_out.leaves_out(f) && !explicit.iter().any(|(e, _)| e == f)) {
-            continue;
-        }
-        let blob = tree.blobs.and_then(|b| b.get(i));
-        if let Some(counts) = blob.and_then(|b| cache.as_deref().and_then(|c| c.get(b))) {
-            docs.push(Doc::from_counts(f, path_field.terms(f), counts, &query));
-            continue;
-        }
-        let text =
-            if read_total < INDEX_TOTAL_BYTES { source.read(f, INDEX_BYTES) } else { Err(Unreadable::Other) };
-        let counts = match &text {
-            Ok(t) => {
-                read_total += t.len();
-                content_counts(t)
-            }
-            // A binary file, or one too large, is ranked by its path.
-            Err(Unreadable::Other) => "-".to_string(),
-            Err(Unreadable::Link(_)) => {
-                texts.insert(f.clone(), text);
-                continue;
-            }
-        };
-        docs.push(Doc::from_counts(f, path_field.terms(f), &counts, &query));
-        // Only a whole read is worth keeping; one cut short by the total is not.
-        if let (Some(blob), Some(cache)) = (blob, cache.as_deref_mut()) {
-            if text.is_ok() || read_total < INDEX_TOTAL_BYTES {
-                cache.added.insert(blob.clone(), counts);
-            }
-        }
-        texts.insert(f.clone(), text);
-    }
-    let scored = score(&docs, &query, tree.history);
-    let score_of: HashMap<&str, f64> = docs.iter().zip(&scored).map(|(d, s)| (d.path, s.0)).collect();
+    // Only the gap's terms are looked up: the index says which files hold them.
+    let index = tree.index;
+    let excluded: Vec<usize> = exclude.iter().filter_map(|p| index.doc(p)).collect();
+    let explicit_docs: Vec<usize> = explicit.iter().filter_map(|(p, _)| index.doc(p)).collect();
+    let ranked_doc = |d: usize| {
+        !excluded.contains(&d) && (!left_out.leaves_out_kind(index.kind(d)) || explicit_docs.contains(&d))
+    };
+    let scored = score(index, &query, tree.history, &ranked_doc);
+    let score_of: HashMap<usize, f64> = scored.iter().map(|(d, s, _)| (*d, *s)).collect();
     let mut ranked: Vec<(String, f64, &'static str)> = explicit
         .iter()
-        .map(|(f, why)| (f.clone(), score_of.get(f.as_str()).copied().unwrap_or(0.0), *why))
+        .map(|(f, why)| {
+            (f.clone(), index.doc(f).and_then(|d| score_of.get(&d)).copied().unwrap_or(0.0), *why)
+        })
         .collect();
     // The best first; after it, by score for the size: five small files that match well
     // inform more than one large one that matches a little better. Ties go by path, so the
     // same tree always gives the same prompt.
-    let mut by_score: Vec<(f64, &Doc, (f64, &'static str))> = docs
-        .iter()
-        .zip(scored)
-        .filter(|(d, (s, _))| *s > 0.0 && !explicit.iter().any(|(e, _)| *e == d.path))
-        .map(|(d, s)| (s.0 / (d.size() + 200.0).powf(SIZE_DAMPING), d, s))
+    let mut by_score: Vec<(f64, &str, (f64, &'static str))> = scored
+        .into_iter()
+        .filter(|(d, s, _)| *s > 0.0 && !explicit_docs.contains(d))
+        .map(|(d, s, why)| {
+            let size = index.field_len(d, Field::Contents) as f64;
+            (s / (size + 200.0).powf(SIZE_DAMPING), index.path(d), (s, why))
+        })
         .collect();
-    let by_path = |a: &Doc, b: &Doc| a.path.cmp(b.path);
     if let Some(best) = (0..by_score.len()).max_by(|&a, &b| {
-        by_score[a].2 .0.total_cmp(&by_score[b].2 .0).then_with(|| by_path(by_score[b].1, by_score[a].1))
+        by_score[a].2 .0.total_cmp(&by_score[b].2 .0).then_with(|| by_score[b].1.cmp(by_score[a].1))
     }) {
         by_score.swap(0, best);
-        by_score[1..].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| by_path(a.1, b.1)));
+        by_score[1..].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     }
-    ranked.extend(by_score.into_iter().map(|(_, d, (s, why))| (d.path.to_string(), s, why)));
+    ranked.extend(by_score.into_iter().map(|(_, path, (s, why))| (path.to_string(), s, why)));
 
     // Most of the budget for contents; the file list gets what it needs, up to a tenth.
     let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
@@ -697,7 +634,7 @@ pub fn choose(
         if rank >= PARTIAL_RANKS && source.size(&path).is_some_and(|bytes| cost(bytes) > left) {
             continue;
         }
-        let text = match texts.remove(&path).unwrap_or_else(|| source.read(&path, INDEX_BYTES)) {
+        let text = match source.read(&path, INDEX_BYTES) {
             Ok(t) => t,
             Err(Unreadable::Link(target)) => {
                 links.push((path, target));
@@ -890,6 +827,29 @@ fn is_item(line: &str) -> bool {
     .any(|k| t.starts_with(k))
 }
 
+/// The [`Index`] of `files`, each read from `source` (the benches' and the tests' way; a
+/// cycle builds it from the [`TermCache`]). Links are not ranked; binary files, files over
+/// [`INDEX_BYTES`] and whatever comes after the first [`INDEX_TOTAL_BYTES`] are ranked by
+/// their paths alone.
+pub fn index_of(files: &[String], source: &mut dyn Source) -> Index {
+    let mut read_total = 0usize;
+    let mut counted: Vec<(&str, String)> = Vec::new();
+    for f in files {
+        let text =
+            if read_total < INDEX_TOTAL_BYTES { source.read(f, INDEX_BYTES) } else { Err(Unreadable::Other) };
+        let counts = match text {
+            Ok(t) => {
+                read_total += t.len();
+                content_counts(&t)
+            }
+            Err(Unreadable::Other) => "-".to_string(),
+            Err(Unreadable::Link(_)) => continue,
+        };
+        counted.push((f, counts));
+    }
+    Index::build(counted.iter().map(|(f, c)| (*f, c.as_str())))
+}
+
 /// Where [`choose`] reads files: the base's objects in a cycle, a folder in the benches.
 pub trait Source {
     /// `path`'s text, if it is a regular UTF-8 file of at most `max` bytes.
@@ -1033,20 +993,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_are_found_by_whole_term_only() {
+    fn the_index_finds_counts_by_whole_term_only() {
         let counts = content_counts("spool pool pool poolsize 77 x77");
         assert_eq!(counts, "6 77:1 pool:2 poolsiz:1 spool:1 x77:1");
-        let pairs = counts.split_once(' ').unwrap().1.as_bytes();
-        assert_eq!(count_of(pairs, b"pool"), Some(2));
-        assert_eq!(count_of(pairs, b"spool"), Some(1));
-        assert_eq!(count_of(pairs, b"77"), Some(1));
-        assert_eq!(count_of(pairs, b"x"), None);
-        assert_eq!(count_of(pairs, b"size"), None);
-        let query = ["pool".to_string(), "77".into(), "nope".into()];
-        let name = PathField::new(&query).terms("src/pool.rs");
-        let d = Doc::from_counts("src/pool.rs", name, &counts, &query);
-        assert_eq!((d.name.tf, d.name.len), (vec![1, 0, 0], 3));
-        assert_eq!((d.contents.tf, d.contents.len), (vec![2, 1, 0], 6));
+        let index = Index::build([("src/pool.rs", counts.as_str()), ("a/binary.png", "-")].into_iter());
+        let found = |field, term| index.postings(field, term).collect::<Vec<_>>();
+        let pool = index.doc("src/pool.rs").unwrap();
+        assert_eq!(found(Field::Contents, "pool"), [(pool, 2)]);
+        assert_eq!(found(Field::Contents, "spool"), [(pool, 1)]);
+        assert_eq!(found(Field::Contents, "77"), [(pool, 1)]);
+        assert_eq!(found(Field::Contents, "x"), []);
+        assert_eq!(found(Field::Contents, "size"), []);
+        assert_eq!(found(Field::Path, "pool"), [(pool, 1)]);
+        assert_eq!((index.field_len(pool, Field::Contents), index.field_len(pool, Field::Path)), (6, 3));
+        let png = index.doc("a/binary.png").unwrap();
+        assert_eq!((index.field_len(png, Field::Contents), index.path(png)), (0, "a/binary.png"));
+        assert!(index.doc("src/none.rs").is_none());
+        // Damaged bytes are no index at all, not a wrong one.
+        let bytes = index.bytes.clone();
+        assert!(Index::from_bytes(bytes[..bytes.len() - 1].to_vec()).is_none());
+        assert!(Index::from_bytes(b"PRBOTIX0".iter().copied().chain(bytes[8..].iter().copied()).collect())
+            .is_none());
     }
 
     #[test]
@@ -1067,13 +1034,17 @@ mod tests {
     #[test]
     fn a_path_match_outweighs_a_passing_mention() {
         let q = query_terms("increase pool capacity");
-        let docs = vec![
-            Doc::new("src/pool.rs", Some("pub struct Pool { size: usize }"), &q),
-            Doc::new("src/other.rs", Some("// a pool of helpers, see pool.rs\nfn other() {}"), &q),
-            Doc::new("README.md", Some("nothing relevant"), &q),
+        let files = [
+            ("src/pool.rs", content_counts("pub struct Pool { size: usize }")),
+            ("src/other.rs", content_counts("// a pool of helpers, see pool.rs\nfn other() {}")),
+            ("README.md", content_counts("nothing relevant")),
         ];
-        let s: Vec<f64> = score(&docs, &q, None).into_iter().map(|(s, _)| s).collect();
-        assert!(s[0] > s[1] && s[1] > 0.0 && s[2] == 0.0, "{s:?}");
+        let index = Index::build(files.iter().map(|(p, c)| (*p, c.as_str())));
+        let s = |path| {
+            score(&index, &q, None, &|_| true).into_iter().find(|(d, ..)| index.path(*d) == path).unwrap().1
+        };
+        let (pool, other, readme) = (s("src/pool.rs"), s("src/other.rs"), s("README.md"));
+        assert!(pool > other && other > 0.0 && readme == 0.0, "{pool} {other} {readme}");
     }
 
     #[test]
@@ -1160,6 +1131,24 @@ mod tests {
         assert!(!ci_named("Move src/main.rs"));
     }
 
+    fn choose_in(
+        dir: &Path,
+        all: &[String],
+        gap: &Gap,
+        touched: &[String],
+        exclude: &[String],
+        budget: usize,
+    ) -> Context {
+        let index = index_of(all, &mut Folder(dir));
+        choose(
+            Tree { source: &mut Folder(dir), files: all, index: &index, history: None },
+            gap,
+            touched,
+            exclude,
+            budget,
+        )
+    }
+
     fn repo(files: &[(&str, String)]) -> (tempfile::TempDir, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         for (p, t) in files {
@@ -1184,16 +1173,7 @@ mod tests {
             ("Cargo.lock", "heading heading heading escape\n".into()),
         ]);
         let g = gap("Escape list heading default newline in man page");
-        let run = || {
-            choose(
-                Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
-                None,
-                &g,
-                &[],
-                &[],
-                2_000,
-            )
-        };
+        let run = || choose_in(dir.path(), &all, &g, &[], &[], 2_000);
         let a = run();
         let mut names: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
         assert!(a.files.iter().all(|f| f.pick.score <= a.files[0].pick.score), "the best is not first");
@@ -1215,14 +1195,7 @@ mod tests {
         }
         big.push_str("pub fn pool_capacity() -> usize {\n    let capacity = 16;\n    capacity\n}\n");
         let (dir, all) = repo(&[("src/pool.rs", big)]);
-        let c = choose(
-            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
-            None,
-            &gap("Increase the pool capacity"),
-            &[],
-            &[],
-            1_500,
-        );
+        let c = choose_in(dir.path(), &all, &gap("Increase the pool capacity"), &[], &[], 1_500);
         assert_eq!(c.files.len(), 1);
         let f = &c.files[0];
         assert!(!f.pick.whole);
@@ -1252,14 +1225,7 @@ mod tests {
         let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
         let (dir, all) = repo(&refs);
         for budget in (300..1_500).step_by(7) {
-            let c = choose(
-                Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
-                None,
-                &gap("pool"),
-                &[],
-                &[],
-                budget,
-            );
+            let c = choose_in(dir.path(), &all, &gap("pool"), &[], &[], budget);
             assert!(!c.files.is_empty());
             let shown: usize = c.files.iter().map(|f| estimate_tokens(&f.text) as usize + 20).sum();
             let listed: usize = c.listed.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
@@ -1275,14 +1241,7 @@ mod tests {
         }
         log.push_str("- The oldest note.\n");
         let (dir, all) = repo(&[("CHANGELOG.md", log)]);
-        let c = choose(
-            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
-            None,
-            &gap("changelog: mention the pool"),
-            &[],
-            &[],
-            24_000,
-        );
+        let c = choose_in(dir.path(), &all, &gap("changelog: mention the pool"), &[], &[], 24_000);
         let f = &c.files[0];
         assert!(!f.pick.whole);
         assert!(f.text.contains("@@ lines 1-30 @@\n# Changelog\n\n## Unreleased\n"), "{}", f.text);
@@ -1296,14 +1255,7 @@ mod tests {
             ("crates/ignore/src/walk.rs", "fn walk() {}\n".into()),
             ("src/types.rs", "fn other() {}\n".into()),
         ]);
-        let c = choose(
-            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
-            None,
-            &gap("ignore/types: add zig"),
-            &[],
-            &[],
-            2_000,
-        );
+        let c = choose_in(dir.path(), &all, &gap("ignore/types: add zig"), &[], &[], 2_000);
         assert_eq!(c.files[0].path, "crates/ignore/src/default_types.rs");
         assert_eq!(c.files[0].pick.why, "named by the gap");
     }
@@ -1317,42 +1269,40 @@ mod tests {
         let escape = format!("../{}", outside.file_name().unwrap().to_string_lossy());
         all.push(escape.clone());
         all.push(outside.display().to_string());
-        let c = choose(
-            Tree { source: &mut Folder(dir.path()), files: &all, blobs: None, history: None },
-            None,
-            &gap(&format!("secret words: see `{escape}`")),
-            &[],
-            &[],
-            2_000,
-        );
+        let c = choose_in(dir.path(), &all, &gap(&format!("secret words: see `{escape}`")), &[], &[], 2_000);
         let _ = std::fs::remove_file(&outside);
         assert!(c.files.iter().all(|f| !f.text.contains("outside")), "read outside the tree");
         assert!(c.files.iter().any(|f| f.path == "src/secret_words.rs"));
     }
 
     #[test]
-    fn a_warm_cache_ranks_the_same_without_reading_unchanged_files() {
+    fn a_kept_index_ranks_the_same_without_reading_the_files() {
         let (dir, all) = repo(&[
             ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
             ("src/walk.rs", "pub fn walk() {}\n".into()),
         ]);
-        let blobs: Vec<String> = all.iter().map(|f| format!("blob-of-{f}")).collect();
-        let cache_path = dir.path().join("terms");
+        let kept = dir.path().join("index");
         let g = gap("Increase the pool capacity");
-        let mut cold = TermCache::load(&cache_path);
-        let mut folder = Folder(dir.path());
-        let tree = Tree { source: &mut folder, files: &all, blobs: Some(&blobs), history: None };
-        let a = choose(tree, Some(&mut cold), &g, &[], &[], 2_000);
-        let keep: HashSet<&str> = blobs.iter().map(String::as_str).collect();
-        cold.save(&keep).unwrap();
-        // Same blobs, so the ranking must come from the cache, not from the files.
+        let built = index_of(&all, &mut Folder(dir.path()));
+        built.save(&kept, "base-1").unwrap();
+        let ranked = |index: &Index| {
+            let tree = Tree { source: &mut Folder(dir.path()), files: &all, index, history: None };
+            choose(tree, &g, &[], &[], 2_000)
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.pick.score))
+                .collect::<Vec<_>>()
+        };
+        let before = ranked(&built);
+        // The ranking comes from the index, not from the files.
         std::fs::write(dir.path().join("src/walk.rs"), "capacity capacity pool pool pool\n").unwrap();
-        let mut warm = TermCache::load(&cache_path);
-        let tree = Tree { source: &mut folder, files: &all, blobs: Some(&blobs), history: None };
-        let b = choose(tree, Some(&mut warm), &g, &[], &[], 2_000);
-        let ranked = |c: &Context| c.files.iter().map(|f| (f.path.clone(), f.pick.score)).collect::<Vec<_>>();
-        assert_eq!(ranked(&a), ranked(&b));
-        assert_eq!(ranked(&b).len(), 1, "the changed file was read for ranking");
-        assert!(warm.added.is_empty());
+        let loaded = Index::load(&kept, "base-1").expect("kept");
+        assert_eq!(ranked(&loaded), before);
+        assert_eq!(before.len(), 1, "{before:?}");
+        // Kept for another base, or cut short: not used.
+        assert!(Index::load(&kept, "base-2").is_none());
+        let bytes = std::fs::read(&kept).unwrap();
+        std::fs::write(&kept, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(Index::load(&kept, "base-1").is_none());
     }
 }

@@ -1,0 +1,240 @@
+//! The ranking's index of one tree: for each term, the files that hold it and how often,
+//! for their contents and for their paths. A cycle looks up only the gap's terms, so
+//! ranking costs what the gap matches, not what the repository holds. Kept in prbot's
+//! cache folder under the base commit, in one file read as it is (no parsing).
+
+use super::{kind_left_out, tokens, LeftOut};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+
+const MAGIC: &[u8; 8] = b"PRBOTIX1";
+/// Header fields after the magic: docs, contents terms, path terms, postings, string bytes.
+const HEADER: usize = 8 + 5 * 4;
+/// Per file: path offset, path length, contents length, path length in words, kind.
+const DOC: usize = 5;
+/// Per term: string offset, string length, first posting, postings.
+const TERM: usize = 4;
+
+/// One field of a file, as the ranking counts it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Field {
+    Contents,
+    Path,
+}
+
+/// A read-only view of an index's bytes.
+pub struct Index {
+    pub(super) bytes: Vec<u8>,
+    docs: usize,
+    terms: [usize; 2],
+    postings: usize,
+}
+
+impl Index {
+    /// Builds the index of `files`: each path with its contents' term counts as
+    /// [`super::content_counts`] writes them (`-` for a file ranked by its path alone).
+    pub fn build<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> Index {
+        // Per file: its path, its contents' length, and each field's term counts.
+        type Counts = Vec<(String, u32)>;
+        let mut docs: Vec<(&str, u32, Counts, Counts)> = Vec::new();
+        let mut folders: FxHashMap<&str, Vec<String>> = FxHashMap::default();
+        for (path, counts) in files {
+            let mut contents = Vec::new();
+            let mut len = 0;
+            if let Some((total, pairs)) = counts.split_once(' ') {
+                len = total.parse().unwrap_or(0);
+                for pair in pairs.split(' ') {
+                    if let Some((term, n)) = pair.rsplit_once(':') {
+                        contents.push((term.to_string(), n.parse().unwrap_or(0)));
+                    }
+                }
+            }
+            let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+            let mut words = folders.entry(folder).or_insert_with(|| tokens(folder)).clone();
+            words.extend(tokens(name));
+            let mut named: BTreeMap<String, u32> = BTreeMap::new();
+            for w in words {
+                *named.entry(w).or_default() += 1;
+            }
+            docs.push((path, len, contents, named.into_iter().collect::<Vec<_>>()));
+        }
+        docs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut strings: Vec<u8> = Vec::new();
+        let mut doc_table: Vec<u32> = Vec::with_capacity(docs.len() * DOC);
+        let mut by_term: [BTreeMap<&str, Vec<(u32, u32)>>; 2] = [BTreeMap::new(), BTreeMap::new()];
+        for (i, (path, len, contents, named)) in docs.iter().enumerate() {
+            let name_len: u32 = named.iter().map(|(_, n)| n).sum();
+            doc_table.extend([strings.len() as u32, path.len() as u32, *len, name_len, kind_code(path)]);
+            strings.extend_from_slice(path.as_bytes());
+            for (field, terms) in [contents, named].into_iter().enumerate() {
+                for (term, n) in terms {
+                    by_term[field].entry(term.as_str()).or_default().push((i as u32, *n));
+                }
+            }
+        }
+        let mut term_tables: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+        let mut postings: Vec<u32> = Vec::new();
+        for (field, terms) in by_term.iter().enumerate() {
+            for (term, list) in terms {
+                term_tables[field].extend([
+                    strings.len() as u32,
+                    term.len() as u32,
+                    (postings.len() / 2) as u32,
+                    list.len() as u32,
+                ]);
+                strings.extend_from_slice(term.as_bytes());
+                postings.extend(list.iter().flat_map(|(d, n)| [*d, *n]));
+            }
+        }
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        for n in [
+            docs.len(),
+            term_tables[0].len() / TERM,
+            term_tables[1].len() / TERM,
+            postings.len() / 2,
+            strings.len(),
+        ] {
+            bytes.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        for table in [&doc_table, &term_tables[0], &term_tables[1], &postings] {
+            for n in table.iter() {
+                bytes.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        bytes.extend_from_slice(&strings);
+        Index::from_bytes(bytes).expect("a freshly built index is whole")
+    }
+
+    /// Takes an index's bytes; `None` unless its sections fit the bytes there are.
+    pub fn from_bytes(bytes: Vec<u8>) -> Option<Index> {
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            return None;
+        }
+        let field = |i: usize| u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap()) as usize;
+        let (docs, contents, paths, postings, strings) = (field(0), field(1), field(2), field(3), field(4));
+        let words = docs * DOC + (contents + paths) * TERM + postings * 2;
+        (HEADER + 4 * words + strings == bytes.len()).then_some(Index {
+            bytes,
+            docs,
+            terms: [contents, paths],
+            postings,
+        })
+    }
+
+    /// The index kept at `path` for `key` (a base commit); `None` when there is none, or
+    /// it was kept for another key, or it is not whole.
+    pub fn load(path: &std::path::Path, key: &str) -> Option<Index> {
+        let mut bytes = std::fs::read(path).ok()?;
+        let header = format!("prbot-context-index 1 {key}\n");
+        if !bytes.starts_with(header.as_bytes()) {
+            return None;
+        }
+        bytes.drain(..header.len());
+        Index::from_bytes(bytes)
+    }
+
+    /// Keeps the index at `path` for `key`.
+    pub fn save(&self, path: &std::path::Path, key: &str) -> std::io::Result<()> {
+        let mut out = format!("prbot-context-index 1 {key}\n").into_bytes();
+        out.extend_from_slice(&self.bytes);
+        crate::infra::fsutil::write_atomic(path, &out)
+    }
+
+    fn word(&self, at: usize) -> usize {
+        let at = HEADER + 4 * at;
+        u32::from_le_bytes(self.bytes[at..at + 4].try_into().unwrap()) as usize
+    }
+
+    fn strings_at(&self) -> usize {
+        HEADER + 4 * (self.docs * DOC + (self.terms[0] + self.terms[1]) * TERM + self.postings * 2)
+    }
+
+    /// The string at `offset`, `len` bytes long; empty if it is not in the strings.
+    fn string(&self, offset: usize, len: usize) -> &str {
+        let at = self.strings_at() + offset;
+        self.bytes.get(at..at + len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
+
+    /// How many files the index holds.
+    pub fn len(&self) -> usize {
+        self.docs
+    }
+
+    pub fn path(&self, doc: usize) -> &str {
+        self.string(self.word(doc * DOC), self.word(doc * DOC + 1))
+    }
+
+    /// The field's length in words.
+    pub(super) fn field_len(&self, doc: usize, field: Field) -> u32 {
+        self.word(doc * DOC + if field == Field::Contents { 2 } else { 3 }) as u32
+    }
+
+    pub(super) fn kind(&self, doc: usize) -> Option<LeftOut> {
+        kind_of(self.word(doc * DOC + 4) as u32)
+    }
+
+    /// The file at `path`, if the index holds it.
+    pub fn doc(&self, path: &str) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.docs);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.path(mid).cmp(path) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// The files that hold `term` in `field`, with how often.
+    pub(super) fn postings(&self, field: Field, term: &str) -> impl Iterator<Item = (usize, u32)> + '_ {
+        let table = self.docs * DOC + if field == Field::Contents { 0 } else { self.terms[0] * TERM };
+        let count = self.terms[field as usize];
+        let term_at = |i: usize| self.string(self.word(table + i * TERM), self.word(table + i * TERM + 1));
+        let (mut lo, mut hi) = (0, count);
+        let mut found = None;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match term_at(mid).cmp(term) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    found = Some(mid);
+                    break;
+                }
+            }
+        }
+        let (first, n) =
+            found.map_or((0, 0), |i| (self.word(table + i * TERM + 2), self.word(table + i * TERM + 3)));
+        let first = first.min(self.postings);
+        let n = n.min(self.postings - first);
+        let base = self.docs * DOC + (self.terms[0] + self.terms[1]) * TERM;
+        (first..first + n)
+            .map(move |p| (self.word(base + 2 * p), self.word(base + 2 * p + 1) as u32))
+            .filter(move |(doc, _)| *doc < self.docs)
+    }
+}
+
+fn kind_code(path: &str) -> u32 {
+    match kind_left_out(path) {
+        None => 0,
+        Some(LeftOut::Lock) => 1,
+        Some(LeftOut::License) => 2,
+        Some(LeftOut::Ci) => 3,
+        Some(LeftOut::Vendored) => 4,
+        Some(LeftOut::Generated) => 5,
+    }
+}
+
+fn kind_of(code: u32) -> Option<LeftOut> {
+    match code {
+        1 => Some(LeftOut::Lock),
+        2 => Some(LeftOut::License),
+        3 => Some(LeftOut::Ci),
+        4 => Some(LeftOut::Vendored),
+        5 => Some(LeftOut::Generated),
+        _ => None,
+    }
+}
