@@ -5,7 +5,6 @@
 
 use super::{kind_left_out, tokens, LeftOut};
 use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
 
 const MAGIC: &[u8; 8] = b"PRBOTIX1";
 /// Header fields after the magic: docs, contents terms, path terms, postings, string bytes.
@@ -34,67 +33,77 @@ impl Index {
     /// Builds the index of `files`: each path with its contents' term counts as
     /// [`super::content_counts`] writes them (`-` for a file ranked by its path alone).
     pub fn build<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> Index {
-        // Per file: its path, its contents' length, and each field's term counts.
-        type Counts = Vec<(String, u32)>;
-        let mut docs: Vec<(&str, u32, Counts, Counts)> = Vec::new();
+        let mut files: Vec<(&str, &str)> = files.collect();
+        files.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
+        let mut strings: Vec<u8> = Vec::new();
+        let mut doc_table: Vec<u32> = Vec::with_capacity(files.len() * DOC);
+        // Each term's postings, `doc, count` flattened, in the order of the files.
+        let mut contents: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
+        let mut paths: FxHashMap<String, Vec<u32>> = FxHashMap::default();
         let mut folders: FxHashMap<&str, Vec<String>> = FxHashMap::default();
-        for (path, counts) in files {
-            let mut contents = Vec::new();
+        for (doc, (path, counts)) in files.iter().enumerate() {
+            let doc = doc as u32;
             let mut len = 0;
             if let Some((total, pairs)) = counts.split_once(' ') {
                 len = total.parse().unwrap_or(0);
-                for pair in pairs.split(' ') {
-                    if let Some((term, n)) = pair.rsplit_once(':') {
-                        contents.push((term.to_string(), n.parse().unwrap_or(0)));
-                    }
+                for (term, n) in pairs.split(' ').filter_map(|p| p.rsplit_once(':')) {
+                    contents.entry(term).or_default().extend([doc, n.parse().unwrap_or(0)]);
                 }
             }
             let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
-            let mut words = folders.entry(folder).or_insert_with(|| tokens(folder)).clone();
-            words.extend(tokens(name));
-            let mut named: BTreeMap<String, u32> = BTreeMap::new();
-            for w in words {
-                *named.entry(w).or_default() += 1;
-            }
-            docs.push((path, len, contents, named.into_iter().collect::<Vec<_>>()));
-        }
-        docs.sort_by(|a, b| a.0.cmp(b.0));
-        let mut strings: Vec<u8> = Vec::new();
-        let mut doc_table: Vec<u32> = Vec::with_capacity(docs.len() * DOC);
-        let mut by_term: [BTreeMap<&str, Vec<(u32, u32)>>; 2] = [BTreeMap::new(), BTreeMap::new()];
-        for (i, (path, len, contents, named)) in docs.iter().enumerate() {
-            let name_len: u32 = named.iter().map(|(_, n)| n).sum();
-            doc_table.extend([strings.len() as u32, path.len() as u32, *len, name_len, kind_code(path)]);
-            strings.extend_from_slice(path.as_bytes());
-            for (field, terms) in [contents, named].into_iter().enumerate() {
-                for (term, n) in terms {
-                    by_term[field].entry(term.as_str()).or_default().push((i as u32, *n));
+            let mut words: Vec<&str> =
+                folders.entry(folder).or_insert_with(|| tokens(folder)).iter().map(String::as_str).collect();
+            let named = tokens(name);
+            words.extend(named.iter().map(String::as_str));
+            words.sort_unstable();
+            for run in words.chunk_by(|a, b| a == b) {
+                let entry = [doc, run.len() as u32];
+                match paths.get_mut(run[0]) {
+                    Some(list) => list.extend(entry),
+                    None => {
+                        paths.insert(run[0].to_string(), entry.to_vec());
+                    }
                 }
             }
+            doc_table.extend([
+                strings.len() as u32,
+                path.len() as u32,
+                len,
+                words.len() as u32,
+                kind_code(path),
+            ]);
+            strings.extend_from_slice(path.as_bytes());
         }
         let mut term_tables: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
         let mut postings: Vec<u32> = Vec::new();
-        for (field, terms) in by_term.iter().enumerate() {
-            for (term, list) in terms {
+        let mut fields: [Vec<(&str, &[u32])>; 2] = [
+            contents.iter().map(|(t, l)| (*t, l.as_slice())).collect(),
+            paths.iter().map(|(t, l)| (t.as_str(), l.as_slice())).collect(),
+        ];
+        for (field, terms) in fields.iter_mut().enumerate() {
+            terms.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (term, list) in terms.iter() {
                 term_tables[field].extend([
                     strings.len() as u32,
                     term.len() as u32,
                     (postings.len() / 2) as u32,
-                    list.len() as u32,
+                    (list.len() / 2) as u32,
                 ]);
                 strings.extend_from_slice(term.as_bytes());
-                postings.extend(list.iter().flat_map(|(d, n)| [*d, *n]));
+                postings.extend_from_slice(list);
             }
         }
         let mut bytes = Vec::new();
         bytes.extend_from_slice(MAGIC);
-        for n in [
-            docs.len(),
+        let counts = [
+            files.len(),
             term_tables[0].len() / TERM,
             term_tables[1].len() / TERM,
             postings.len() / 2,
             strings.len(),
-        ] {
+        ];
+        for n in counts {
             bytes.extend_from_slice(&(n as u32).to_le_bytes());
         }
         for table in [&doc_table, &term_tables[0], &term_tables[1], &postings] {
