@@ -207,3 +207,26 @@ async fn the_prompt_shows_the_base_as_committed_whatever_the_worktree_holds() {
     let shown: Vec<String> = picks(&r).into_iter().map(|p| p.0).collect();
     assert!(shown.contains(&"src/walk.rs".to_string()), "{shown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_base_is_ranked_by_what_it_holds_not_by_the_kept_index() {
+    let env = repo_with(
+        "Increase the pool capacity",
+        &[
+            ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
+            ("src/walk.rs", "pub fn walk() {}\n".into()),
+        ],
+    );
+    let model = Model::good().await;
+    let p = Pipeline::default().without_pr();
+    let first = env.run(&model, &p).expect("dry_run", 0);
+    assert_eq!(picks(&first)[0].0, "src/pool.rs");
+    // A new commit moves the pool into another file; the gap is the same.
+    env.write("src/pool.rs", "// moved\n");
+    env.write("src/tank.rs", "pub struct Pool { capacity: usize, pool_capacity: usize }\n");
+    env.commit("move the pool");
+    let second = env.run(&model, &p).expect("dry_run", 0);
+    let ranked: Vec<String> =
+        picks(&second).into_iter().filter(|p| p.2 != "touched by an earlier attempt").map(|p| p.0).collect();
+    assert_eq!(ranked.first().map(String::as_str), Some("src/tank.rs"), "{ranked:?}");
+}
