@@ -685,8 +685,8 @@ pub fn choose(
 
 /// How far down the ranking a file too large to show whole is still shown in part, and
 /// the share of the budget each such part may take.
-const PARTIAL_RANKS: usize = 12;
-const PART_PERCENT: usize = 10;
+const PARTIAL_RANKS: usize = 16;
+const PART_PERCENT: usize = 8;
 /// How much a file's size holds it back when the budget is filled (0: not at all).
 const SIZE_DAMPING: f64 = 0.3;
 /// Lines of context around each match in a partial file.
