@@ -184,18 +184,7 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
 
 /// Like [`run`], with stdout as the bytes the command wrote (`Finished::stdout` is empty).
 pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>), SpawnError> {
-    let mut expr = duct::cmd(cmd.program, &cmd.args)
-        .dir(cmd.dir)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .before_spawn(|c| {
-            c.process_group(0);
-            Ok(())
-        });
-    if let Some(env) = cmd.env {
-        expr = expr.full_env(env);
-    }
+    let mut expr = group_leader(&cmd).stdout_capture().stderr_capture();
     expr = match cmd.stdin {
         Some(bytes) => expr.stdin_bytes(bytes),
         None => expr.stdin_null(),
@@ -236,6 +225,19 @@ pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>
     Ok((finished, output.stdout))
 }
 
+/// `cmd` as the leader of a process group of its own, so that its whole tree can be
+/// killed, with its environment; its exit status is the caller's to judge.
+fn group_leader(cmd: &Command<'_>) -> duct::Expression {
+    let expr = duct::cmd(cmd.program, &cmd.args).dir(cmd.dir).unchecked().before_spawn(|c| {
+        c.process_group(0);
+        Ok(())
+    });
+    match &cmd.env {
+        Some(env) => expr.full_env(env),
+        None => expr,
+    }
+}
+
 /// A child kept running to answer requests over its stdin and stdout (such as
 /// `git cat-file --batch`), for as long as its owner holds it. Its group is killed when it
 /// is dropped, on cancellation, and once its timeout has passed, so a read from it ends
@@ -258,19 +260,7 @@ impl Session {
         let fail = |source| SpawnError { program: cmd.program.to_string(), source };
         let (child_in, input) = os_pipe::pipe().map_err(fail)?;
         let (output, child_out) = os_pipe::pipe().map_err(fail)?;
-        let mut expr = duct::cmd(cmd.program, &cmd.args)
-            .dir(cmd.dir)
-            .stdin_file(child_in)
-            .stdout_file(child_out)
-            .stderr_null()
-            .unchecked()
-            .before_spawn(|c| {
-                c.process_group(0);
-                Ok(())
-            });
-        if let Some(env) = cmd.env {
-            expr = expr.full_env(env);
-        }
+        let expr = group_leader(&cmd).stdin_file(child_in).stdout_file(child_out).stderr_null();
         let handle = expr.start().map_err(fail)?;
         // The child's ends of the pipes go with the expression: once the child is gone,
         // reading its output ends instead of waiting on a writer that prbot holds.

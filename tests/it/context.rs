@@ -175,15 +175,19 @@ async fn earlier_commits_worded_like_the_gap_bring_their_files() {
     assert_eq!(picks(&r).first(), Some(&render), "{:?}", picks(&r));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_prompt_shows_the_base_as_committed_whatever_the_worktree_holds() {
-    let env = repo_with(
+fn pool_and_walk() -> Env {
+    repo_with(
         "Increase the pool capacity",
         &[
             ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
             ("src/walk.rs", "pub fn walk() {}\n".into()),
         ],
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prompt_shows_the_base_as_committed_whatever_the_worktree_holds() {
+    let env = pool_and_walk();
     let model = Model::good().await;
     let p = Pipeline::default().without_pr();
     env.run(&model, &p).expect("dry_run", 0);
@@ -210,13 +214,7 @@ async fn the_prompt_shows_the_base_as_committed_whatever_the_worktree_holds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_base_is_ranked_by_what_it_holds_not_by_the_kept_index() {
-    let env = repo_with(
-        "Increase the pool capacity",
-        &[
-            ("src/pool.rs", "pub struct Pool { capacity: usize }\n".into()),
-            ("src/walk.rs", "pub fn walk() {}\n".into()),
-        ],
-    );
+    let env = pool_and_walk();
     let model = Model::good().await;
     let p = Pipeline::default().without_pr();
     let first = env.run(&model, &p).expect("dry_run", 0);
