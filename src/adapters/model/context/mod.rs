@@ -212,7 +212,12 @@ impl LeftOutFor {
                         !p.is_empty()
                             && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                     };
-                    part(owner) && part(name) && !all.iter().any(|f| f.to_lowercase().ends_with(w.as_str()))
+                    part(owner)
+                        && part(name)
+                        && !all.iter().any(|f| {
+                            let (f, w) = (f.as_bytes(), w.as_bytes());
+                            f.len() >= w.len() && f[f.len() - w.len()..].eq_ignore_ascii_case(w)
+                        })
                 })
             })
             .collect();
