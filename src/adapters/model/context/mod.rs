@@ -136,7 +136,9 @@ impl LeftOut {
         match self {
             LeftOut::Lock => &[&["lockfile"], &["lockfiles"], &["lock", "file"], &["lock", "files"]],
             LeftOut::License => &[&["license"], &["licenses"], &["licence"], &["licensing"]],
-            LeftOut::Ci => &[&["ci"], &["workflow"], &["workflows"], &["github", "actions"]],
+            LeftOut::Ci => {
+                &[&["ci"], &["workflow"], &["workflows"], &["github", "actions"], &["github", "action"]]
+            }
             LeftOut::Vendored => &[&["vendor"], &["vendored"], &["vendoring"]],
             LeftOut::Generated => &[&["generated"], &["regenerate"], &["snapshot"], &["snapshots"]],
         }
@@ -1107,6 +1109,11 @@ mod tests {
             ("Cargo.lock", "Refresh the lock file", "Fix the lock contention in the pool"),
             ("LICENSE-MIT", "Update the license year", "Update the year in the footer"),
             (".github/workflows/ci.yml", "Add aarch64 Windows to CI.", "Undo the last actions in the editor"),
+            (
+                ".github/workflows/ci.yml",
+                "Fix syntax of github action",
+                "Fix the syntax of the action on github",
+            ),
             ("vendor/x/lib.rs", "Patch the vendored parser", "Patch the parser"),
         ];
         for (path, naming, not_naming) in cases {
