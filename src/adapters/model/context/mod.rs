@@ -697,7 +697,7 @@ const PART_PERCENT: usize = 8;
 /// How much a file's size holds it back when the budget is filled (0: not at all).
 const SIZE_DAMPING: f64 = 0.3;
 /// Lines of context around each match in a partial file.
-const AROUND: usize = 4;
+const AROUND: usize = 6;
 /// Lines shown from the start and the end of a partial file.
 const HEAD: usize = 30;
 const TAIL: usize = 8;
