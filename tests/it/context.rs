@@ -92,9 +92,9 @@ async fn a_large_file_is_shown_in_part_with_its_matching_function() {
     let prompt = &model.prompts().await[0];
     assert!(prompt.contains("--- src/man.rs (partial) ---"), "{prompt}");
     assert!(prompt.contains(target), "the matching function is not verbatim");
-    assert!(prompt.contains("@@ lines 1-30 @@\npub fn helper_0(x: u32) -> u32 {"), "no head");
+    assert!(prompt.contains("@@ lines 1-20 @@\npub fn helper_0(x: u32) -> u32 {"), "no head");
     assert!(
-        prompt.contains("@@ outline (line: item) @@\n33: pub fn helper_8(x: u32) -> u32 {"),
+        prompt.contains("@@ outline (line: item) @@\n21: pub fn helper_5(x: u32) -> u32 {"),
         "no outline"
     );
 }

@@ -699,7 +699,7 @@ const SIZE_DAMPING: f64 = 0.3;
 /// Lines of context around each match in a partial file.
 const AROUND: usize = 6;
 /// Lines shown from the start and the end of a partial file.
-const HEAD: usize = 30;
+const HEAD: usize = 20;
 const TAIL: usize = 8;
 
 /// The parts of a large file worth showing, within `budget` tokens: the regions whose
@@ -1256,7 +1256,7 @@ mod tests {
         let c = choose_in(dir.path(), &all, &gap("changelog: mention the pool"), &[], &[], 24_000);
         let f = &c.files[0];
         assert!(!f.pick.whole);
-        assert!(f.text.contains("@@ lines 1-30 @@\n# Changelog\n\n## Unreleased\n"), "{}", f.text);
+        assert!(f.text.contains("@@ lines 1-20 @@\n# Changelog\n\n## Unreleased\n"), "{}", f.text);
         assert!(f.text.contains("- The oldest note.\n"), "{}", f.text);
     }
 
