@@ -5,6 +5,8 @@
 //! plus the files earlier commits worded like the gap changed. The budget is filled from
 //! the best, then by score for the size; a relevant file too large to fit whole is shown
 //! in part: the regions that match the gap, verbatim, and an outline of the rest.
+//! Ranking reads an [`Index`] by term, so it looks up only the gap's words; files are
+//! read through a [`Source`]: the base's objects in a cycle, a folder in the benches.
 
 mod index;
 
