@@ -183,6 +183,7 @@ impl Objects {
             return Err(failed(format!("cannot ask for the object {bad:?}")));
         }
         let session = &mut self.session;
+        let _busy = session.busy();
         let (input, output) = (&mut session.input, &mut session.output);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> std::io::Result<()> {

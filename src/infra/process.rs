@@ -240,8 +240,9 @@ fn group_leader(cmd: &Command<'_>) -> duct::Expression {
 
 /// A child kept running to answer requests over its stdin and stdout (such as
 /// `git cat-file --batch`), for as long as its owner holds it. Its group is killed when it
-/// is dropped, on cancellation, and once its timeout has passed, so a read from it ends
-/// (at end of file) instead of waiting forever.
+/// is dropped, on cancellation, and when one request (see [`Session::busy`]) takes longer
+/// than its timeout, so a read from it ends (at end of file) instead of waiting forever.
+/// Idle, it may wait as long as the cycle lasts.
 pub struct Session {
     handle: duct::Handle,
     pgid: i32,
@@ -250,8 +251,20 @@ pub struct Session {
     pub input: std::io::BufWriter<os_pipe::PipeWriter>,
     /// The child's stdout.
     pub output: std::io::BufReader<os_pipe::PipeReader>,
+    /// When the request under way began, in milliseconds after `started` (0: none).
+    busy_since: Arc<std::sync::atomic::AtomicU64>,
+    started: Instant,
     /// Dropped with the session, which stops the timeout's watch.
     _watch: std::sync::mpsc::Sender<()>,
+}
+
+/// A request under way on a [`Session`]; it ends when this is dropped.
+pub struct Busy(Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
 }
 
 impl Session {
@@ -268,10 +281,18 @@ impl Session {
         let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
         cancel.register(pgid, true);
         let (watch, stop) = std::sync::mpsc::channel::<()>();
-        let timeout = cmd.timeout;
+        let (timeout, started) = (cmd.timeout, Instant::now());
+        let busy_since = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let busy = busy_since.clone();
+        let tick = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
         std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(timeout) {
-                kill_group(pgid);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(tick) {
+                let since = busy.load(Ordering::SeqCst);
+                let now = started.elapsed().as_millis() as u64;
+                if since != 0 && Duration::from_millis(now.saturating_sub(since)) > timeout {
+                    kill_group(pgid);
+                    return;
+                }
             }
         });
         Ok(Session {
@@ -280,8 +301,18 @@ impl Session {
             cancel: cancel.clone(),
             input: std::io::BufWriter::new(input),
             output: std::io::BufReader::new(output),
+            busy_since,
+            started,
             _watch: watch,
         })
+    }
+
+    /// Marks a request under way until the returned guard is dropped: past the timeout,
+    /// the child is killed.
+    pub fn busy(&self) -> Busy {
+        let now = (self.started.elapsed().as_millis() as u64).max(1);
+        self.busy_since.store(now, Ordering::SeqCst);
+        Busy(self.busy_since.clone())
     }
 }
 
@@ -726,6 +757,20 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_session_outlives_its_timeout() {
+        use std::io::{BufRead, Write};
+        let mut s =
+            session("while read l; do echo \"got $l\"; done", Duration::from_millis(100), &Cancel::new());
+        std::thread::sleep(Duration::from_millis(400));
+        let _busy = s.busy();
+        writeln!(s.input, "late").unwrap();
+        s.input.flush().unwrap();
+        let mut line = String::new();
+        s.output.read_line(&mut line).unwrap();
+        assert_eq!(line, "got late\n");
+    }
+
+    #[test]
     fn a_session_past_its_timeout_or_cancelled_is_killed_and_reads_end() {
         use std::io::Read;
         for cancelled in [false, true] {
@@ -735,6 +780,7 @@ mod tests {
             if cancelled {
                 cancel.cancel();
             }
+            let _busy = s.busy();
             let started = Instant::now();
             let mut rest = Vec::new();
             // Ends at end of file once the child is killed, instead of waiting a minute.
