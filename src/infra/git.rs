@@ -223,6 +223,105 @@ impl Objects {
     }
 }
 
+/// A file that one commit changes against another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub path: String,
+    /// Its mode in the newer commit, as git writes it (`100644`); `000000` when removed.
+    pub mode: String,
+    /// It is not in the older commit.
+    pub added: bool,
+}
+
+/// An entry of a tree object: `<octal mode> <name>\0<id as raw bytes>`.
+struct Entry {
+    mode: u32,
+    id: Vec<u8>,
+}
+
+const TREE_MODE: u32 = 0o040000;
+
+impl Objects {
+    /// The files `to` changes against `from` (both commits), in path order. Only the trees
+    /// that differ are read, so the cost follows the change, not the repository.
+    pub fn diff(&mut self, from: &str, to: &str) -> Result<Vec<Changed>, GitError> {
+        let id_len = from.len() / 2;
+        let (a, b) = (self.root_tree(from)?, self.root_tree(to)?);
+        let mut out = Vec::new();
+        self.diff_trees(Some(&a), Some(&b), "", id_len, &mut out)?;
+        out.sort_by(|x, y| x.path.cmp(&y.path));
+        Ok(out)
+    }
+
+    fn root_tree(&mut self, commit: &str) -> Result<String, GitError> {
+        let object = self.read(commit)?.filter(|o| o.kind == "commit");
+        let text = object.map(|o| String::from_utf8_lossy(&o.bytes).into_owned()).unwrap_or_default();
+        match text.lines().next().and_then(|l| l.strip_prefix("tree ")) {
+            Some(tree) => Ok(tree.to_string()),
+            None => Err(failed(format!("{commit} is not a commit"))),
+        }
+    }
+
+    fn diff_trees(
+        &mut self,
+        a: Option<&str>,
+        b: Option<&str>,
+        prefix: &str,
+        id_len: usize,
+        out: &mut Vec<Changed>,
+    ) -> Result<(), GitError> {
+        let (a, b) = (self.tree(a, id_len)?, self.tree(b, id_len)?);
+        let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for name in names {
+            let (x, y) = (a.get(name), b.get(name));
+            if let (Some(x), Some(y)) = (x, y) {
+                if x.mode == y.mode && x.id == y.id {
+                    continue;
+                }
+            }
+            let path = format!("{prefix}{name}");
+            let tree = |e: Option<&Entry>| e.filter(|e| e.mode == TREE_MODE).map(|e| hex(&e.id));
+            let (tree_a, tree_b) = (tree(x), tree(y));
+            if tree_a.is_some() || tree_b.is_some() {
+                self.diff_trees(tree_a.as_deref(), tree_b.as_deref(), &format!("{path}/"), id_len, out)?;
+            }
+            let (file_a, file_b) = (x.filter(|e| e.mode != TREE_MODE), y.filter(|e| e.mode != TREE_MODE));
+            match (file_a, file_b) {
+                (_, Some(y)) => out.push(Changed { path, mode: format!("{:06o}", y.mode), added: file_a.is_none() }),
+                (Some(_), None) => out.push(Changed { path, mode: "000000".into(), added: false }),
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of tree `id` by name; none for `None`.
+    fn tree(&mut self, id: Option<&str>, id_len: usize) -> Result<std::collections::HashMap<String, Entry>, GitError> {
+        let mut entries = std::collections::HashMap::new();
+        let Some(id) = id else { return Ok(entries) };
+        let bytes = match self.read(id)? {
+            Some(o) if o.kind == "tree" => o.bytes,
+            _ => return Err(failed(format!("{id} is not a tree"))),
+        };
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let bad = || failed(format!("tree {id} is damaged"));
+            let space = rest.iter().position(|&c| c == b' ').ok_or_else(bad)?;
+            let nul = rest.iter().position(|&c| c == 0).filter(|&n| n > space).ok_or_else(bad)?;
+            let mode = std::str::from_utf8(&rest[..space]).ok().and_then(|m| u32::from_str_radix(m, 8).ok());
+            let id = rest.get(nul + 1..nul + 1 + id_len).ok_or_else(bad)?.to_vec();
+            let name = String::from_utf8_lossy(&rest[space + 1..nul]).into_owned();
+            entries.insert(name, Entry { mode: mode.ok_or_else(bad)?, id });
+            rest = &rest[nul + 1 + id_len..];
+        }
+        Ok(entries)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn failed(stderr: String) -> GitError {
     GitError::Failed { args: "cat-file --batch".into(), status: "unreadable answer".into(), stderr }
 }

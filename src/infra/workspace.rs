@@ -138,9 +138,6 @@ pub struct Workspace {
     repo_git: Git,
     /// The user's object store, where prbot's commits are written.
     objects: PathBuf,
-    /// What the index changes against the base, as the last `status` read it; `None`
-    /// once the index has changed since (or before any read).
-    staged: std::sync::Mutex<Option<Vec<Staged>>>,
 }
 
 /// A file of the base commit, as `ls-tree` lists it.
@@ -154,7 +151,6 @@ pub struct TrackedFile {
 }
 
 /// A path the index changes against the base: (path, file mode, added).
-pub type Staged = (String, String, bool);
 
 impl Workspace {
     /// The clone for `base_commit` (a commit id, resolved by the caller) at `work_dir`,
@@ -210,7 +206,6 @@ impl Workspace {
             git,
             repo_git,
             objects,
-            staged: std::sync::Mutex::new(None),
         };
         Ok(ws)
     }
@@ -342,29 +337,21 @@ impl Workspace {
         }
         let mut args = vec!["--literal-pathspecs".to_string(), "add".into(), "-A".into(), "--".into()];
         args.extend(paths.iter().cloned());
-        *self.staged.lock().expect("not poisoned") = None;
         self.git.run_with_env(args, &self.objects_env()).map(|_| ())
     }
 
-    /// Tracked files whose content in the tree differs from what was staged. The same
-    /// read says what the index changes against the base, kept for [`Self::committed_files`].
+    /// Tracked files whose content in the tree differs from what was staged.
     pub fn unstaged(&self) -> Result<Vec<String>, GitError> {
-        // `1 XY sub mH mI mW hH hI path`: X is the index against HEAD (the base), Y the tree
-        // against the index.
+        // `1 XY sub mH mI mW hH hI path`: Y is the tree against the index.
         let out = self.git.run(["status", "--porcelain=v2", "-z", "--untracked-files=no", "--no-renames"])?;
-        let (mut unstaged, mut staged) = (Vec::new(), Vec::new());
+        let mut unstaged = Vec::new();
         for entry in out.split('\0').filter(|e| !e.is_empty()) {
             let fields: Vec<&str> = entry.splitn(9, ' ').collect();
-            let ["1", xy, _, _, index_mode, _, _, _, path] = fields[..] else { continue };
-            let (x, y) = (xy.as_bytes()[0], xy.as_bytes().get(1).copied().unwrap_or(b'.'));
-            if x != b'.' {
-                staged.push((path.to_string(), index_mode.to_string(), x == b'A'));
-            }
-            if y != b'.' {
+            let ["1", xy, _, _, _, _, _, _, path] = fields[..] else { continue };
+            if xy.as_bytes().get(1).is_some_and(|&y| y != b'.') {
                 unstaged.push(path.to_string());
             }
         }
-        *self.staged.lock().expect("not poisoned") = Some(staged);
         Ok(unstaged)
     }
 
@@ -385,13 +372,17 @@ impl Workspace {
     }
 
     /// Commits what was staged, and nothing else, and points `refs/heads/<branch>` of the
-    /// user's repository at the commit.
+    /// user's repository at the commit. The commit is made from the index alone, with the
+    /// base as its parent: the worktree (whatever the tests left there) is not read, nor its
+    /// every file `lstat`ed as `git commit` would.
     pub fn commit_to_branch(
         &self,
         branch: &str,
         message: &str,
         (name, email): (&str, &str),
     ) -> Result<String, GitError> {
+        let env = self.objects_env();
+        let tree = self.git.run_with_env(["write-tree"], &env)?;
         let args = [
             "-c".to_string(),
             format!("user.name={name}"),
@@ -399,20 +390,13 @@ impl Workspace {
             format!("user.email={email}"),
             "-c".to_string(),
             "commit.gpgsign=false".to_string(),
-            "commit".into(),
-            "--quiet".into(),
-            "--no-verify".into(),
-            "--allow-empty".into(),
-            "-F".into(),
-            "-".into(),
+            "commit-tree".into(),
+            "--no-gpg-sign".into(),
+            "-p".into(),
+            self.base_commit.clone(),
+            tree,
         ];
-        self.git.run_full(args, Some(message.as_bytes().to_vec()), &self.objects_env())?;
-        // The clone's HEAD is detached: its file holds the new commit's id.
-        let head = std::fs::read_to_string(self.git_dir.join("HEAD")).unwrap_or_default();
-        let sha = match head.trim() {
-            id if matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit()) => id.to_string(),
-            _ => self.git.run(["rev-parse", "HEAD"])?,
-        };
+        let sha = self.git.run_full(args, Some(stripspace(message).into_bytes()), &env)?;
         // `branch -f` refuses a branch checked out in any of the user's worktrees, where
         // moving it would change what they see.
         match self.repo_git.run(["branch", "-f", "--end-of-options", branch, &sha]) {
@@ -428,36 +412,29 @@ impl Workspace {
         }
     }
 
-    /// What `commit` changes against the base: (path, file mode, added). The commit is the
-    /// index, so what the last `status` read of it is the answer when nothing was staged since.
-    pub fn committed_files(&self, commit: &str) -> Result<Vec<Staged>, GitError> {
-        if let Some(staged) = self.staged.lock().expect("not poisoned").clone() {
-            return Ok(staged);
-        }
-        let out = self.git.run([
-            "diff-tree",
-            "-r",
-            "-z",
-            "--no-renames",
-            "--no-commit-id",
-            &self.base_commit,
-            commit,
-        ])?;
-        let mut fields = out.split('\0');
-        let mut files = Vec::new();
-        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
-            // `:<old mode> <new mode> <old sha> <new sha> <status>`
-            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
-            if parts.len() == 5 {
-                files.push((path.to_string(), parts[1].to_string(), parts[4] == "A"));
-            }
-        }
-        Ok(files)
-    }
-
     fn objects_env(&self) -> [(String, String); 1] {
         [("GIT_OBJECT_DIRECTORY".to_string(), self.objects.to_string_lossy().into_owned())]
     }
+}
+
+/// A commit message as `git commit` would keep it: lines without trailing whitespace, no
+/// blank lines at either end or twice in a row, and a final newline (`git stripspace`).
+fn stripspace(message: &str) -> String {
+    let mut out = String::new();
+    let mut blank = false;
+    for line in message.lines().map(str::trim_end) {
+        if line.is_empty() {
+            blank = !out.is_empty();
+            continue;
+        }
+        if blank {
+            out.push('\n');
+            blank = false;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Makes `dir` (and the folders above it that it creates) 0700, and refuses a folder
@@ -592,5 +569,118 @@ mod tests {
         assert_eq!(objects.read("HEAD:src/a b.rs").unwrap().map(|o| o.bytes), Some(b"fn a() {}\n".to_vec()));
         assert!(objects.read("HEAD:a\nHEAD:b").is_err());
         assert!(objects.read("HEAD:nothing").unwrap().is_none());
+    }
+
+    /// (path, new mode, added) of every file `to` changes against `from`, as `diff-tree` says.
+    fn diff_tree(root: &Path, from: &str, to: &str) -> Vec<crate::infra::git::Changed> {
+        let out = git(root, &["diff-tree", "-r", "-z", "--no-renames", from, to]);
+        let mut fields = out.split('\0');
+        let mut files = Vec::new();
+        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
+            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            let (mode, added) = (parts[1].to_string(), parts[4] == "A");
+            files.push(crate::infra::git::Changed { path: path.to_string(), mode, added });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+
+    #[test]
+    fn the_commit_is_the_index_alone_and_its_changes_are_read_tree_by_tree() {
+        use std::os::unix::fs::PermissionsExt;
+        for format in ["sha1", "sha256"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path().join("repo");
+            for dir in ["src/deep/er", "docs", "gone"] {
+                std::fs::create_dir_all(root.join(dir)).unwrap();
+            }
+            git(&root, &["init", "--quiet", "-b", "main", &format!("--object-format={format}")]);
+            for (path, text) in [
+                ("src/deep/er/a.rs", "a\n"),
+                ("src/deep/b.rs", "b\n"),
+                ("docs/x.md", "x\n"),
+                ("run.sh", "echo\n"),
+                ("file-then-folder", "f\n"),
+                ("gone/only.txt", "o\n"),
+                ("link-me", "l\n"),
+                ("untouched.txt", "u\n"),
+            ] {
+                std::fs::write(root.join(path), text).unwrap();
+            }
+            git(&root, &["add", "."]);
+            git(&root, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "init"]);
+            let repo = Repo::discover(&root).unwrap();
+            let base = repo.head.clone().expect("a commit").commit;
+            let ws = Workspace::open(&repo, &tmp.path().join("work"), &base, &Cancel::new()).unwrap();
+            ws.reset().unwrap();
+            let at = |p: &str| ws.path.join(p);
+            std::fs::write(at("src/deep/er/a.rs"), "a2\n").unwrap();
+            std::fs::create_dir_all(at("new/dir")).unwrap();
+            std::fs::write(at("new/dir/n.rs"), "n\n").unwrap();
+            std::fs::set_permissions(at("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::remove_file(at("file-then-folder")).unwrap();
+            std::fs::create_dir(at("file-then-folder")).unwrap();
+            std::fs::write(at("file-then-folder/inside"), "i\n").unwrap();
+            std::fs::remove_dir_all(at("gone")).unwrap();
+            std::fs::remove_file(at("link-me")).unwrap();
+            std::os::unix::fs::symlink("run.sh", at("link-me")).unwrap();
+            let staged = ["src/deep/er/a.rs", "new/dir/n.rs", "run.sh", "file-then-folder", "gone", "link-me"];
+            ws.stage(&staged.map(String::from)).unwrap();
+            // What the tests would do after staging: none of it is committed.
+            std::fs::write(at("untouched.txt"), "tampered\n").unwrap();
+            std::fs::write(at("src/deep/b.rs"), "tampered\n").unwrap();
+            let sha = ws.commit_to_branch("prbot/x", "subject\n\nbody\n", ("bot", "bot@example.invalid")).unwrap();
+            assert_eq!(sha.len(), base.len(), "{format}");
+            assert_eq!(git(&root, &["rev-parse", "refs/heads/prbot/x"]), sha, "{format}");
+            assert_eq!(git(&root, &["rev-parse", &format!("{sha}^")]), base, "{format}");
+            assert_eq!(git(&root, &["show", &format!("{sha}:untouched.txt")]), "u", "{format}");
+            let mut objects = crate::infra::git::Objects::open(&repo.git(&Cancel::new())).unwrap();
+            let read = objects.diff(&base, &sha).unwrap();
+            let want = diff_tree(&root, &base, &sha);
+            let paths: Vec<&str> = want.iter().map(|c| c.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                [
+                    "file-then-folder",
+                    "file-then-folder/inside",
+                    "gone/only.txt",
+                    "link-me",
+                    "new/dir/n.rs",
+                    "run.sh",
+                    "src/deep/er/a.rs"
+                ],
+                "{format}"
+            );
+            assert_eq!(read, want, "{format}");
+            assert!(objects.diff(&base, "0".repeat(base.len()).as_str()).is_err(), "{format}");
+        }
+    }
+
+    #[test]
+    fn a_commit_message_is_cleaned_as_git_commit_would() {
+        let tmp = tempfile::tempdir().unwrap();
+        for message in [
+            "subject\n\nbody\n",
+            "\n\n  \nsubject  \n\n\n\nbody\t\n  indented stays\n\n\n",
+            "no newline at the end",
+            "a\r\n\r\nb\r\n",
+            "",
+            "   \n\t\n",
+            "prbot: title\n\n\n\nGap: x\n",
+        ] {
+            let out = std::process::Command::new("git")
+                .arg("stripspace")
+                .current_dir(tmp.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    std::io::Write::write_all(c.stdin.as_mut().unwrap(), message.as_bytes())?;
+                    drop(c.stdin.take());
+                    c.wait_with_output()
+                })
+                .unwrap();
+            assert_eq!(stripspace(message), String::from_utf8(out.stdout).unwrap(), "{message:?}");
+        }
     }
 }

@@ -109,9 +109,11 @@ pub(crate) fn commit(
         .commit_to_branch(&branch, &message, (&bot.name, &bot.email))
         .map_err(|e| format!("cannot commit to {branch}: {e}"))?;
     // The record lists exactly what the commit changes, with the files' modes.
-    let committed = ws.committed_files(&sha).map_err(|e| format!("cannot read commit {sha}: {e}"))?;
+    let base = ws.base_commit.clone();
+    let objects = sv.objects().map_err(|e| e.reason)?;
+    let committed = objects.diff(&base, &sha).map_err(|e| format!("cannot read commit {sha}: {e}"))?;
     let mut files = change.files.clone();
-    for (path, file_mode, added) in committed {
+    for crate::infra::git::Changed { path, mode: file_mode, added } in committed {
         match files.iter_mut().find(|f| f.path == path) {
             Some(f) => f.file_mode = Some(file_mode),
             None => files.push(TouchedFile {
@@ -197,7 +199,7 @@ pub(crate) fn shell(
     env_allow: &[String],
     network: bool,
 ) -> Result<(crate::infra::process::Finished, crate::adapters::sandbox::SandboxUse), End> {
-    let dir = cx.workspace()?.path.clone();
+    let dir = cx.workspace_for_command()?.path.clone();
     let env = cx.child_env(env_allow);
     if !network && !cx.deps_fetched {
         fetch_dependencies(cx, &dir, &env);

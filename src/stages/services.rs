@@ -45,8 +45,7 @@ pub struct Services {
     lock: Option<crate::state::RunLock>,
     base_commit: Option<String>,
     workspace: Option<Workspace>,
-    /// The worktree was reset to the base this cycle.
-    worktree_clean: bool,
+    worktree: Worktree,
     objects: Option<crate::infra::git::Objects>,
     /// The backend chosen at the start of the cycle, when the pipeline runs project code.
     pub sandbox_backend: Option<crate::adapters::sandbox::Backend>,
@@ -63,6 +62,17 @@ pub struct Services {
     pub model_calls: Vec<ModelCall>,
     pub model_use: Option<ModelUse>,
     pub warnings: Vec<String>,
+}
+
+/// What the cycle's worktree holds, so that it is put right when next used, and only then.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Worktree {
+    /// Whatever the last cycle, or a killed one, left: reset before use.
+    Unknown,
+    /// The base and what this cycle wrote.
+    Ready,
+    /// As `Ready`, after tests that may have changed tracked files.
+    Tested,
 }
 
 impl Services {
@@ -95,7 +105,7 @@ impl Services {
             lock: None,
             base_commit: None,
             workspace: None,
-            worktree_clean: false,
+            worktree: Worktree::Unknown,
             objects: None,
             sandbox_backend: None,
             sandbox: None,
@@ -205,11 +215,36 @@ impl Services {
     pub fn workspace(&mut self) -> Result<&Workspace, End> {
         self.clone_of_base()?;
         let ws = self.workspace.as_ref().expect("just made");
-        if !self.worktree_clean {
+        if self.worktree == Worktree::Unknown {
             ws.reset().map_err(|e| End::internal("cannot prepare the worktree", e))?;
-            self.worktree_clean = true;
+            self.worktree = Worktree::Ready;
         }
         Ok(ws)
+    }
+
+    /// The worktree for a command: as [`Self::workspace`], with what earlier tests changed
+    /// in tracked files put back first, so the command sees the change and nothing else.
+    pub fn workspace_for_command(&mut self) -> Result<&Workspace, End> {
+        self.workspace()?;
+        let ws = self.workspace.as_ref().expect("just made");
+        if self.worktree == Worktree::Tested {
+            let touched = ws.unstaged()?;
+            if !touched.is_empty() {
+                tracing::info!("the tests changed {}; put back, not committed", touched.join(", "));
+                ws.restore(&touched)?;
+            }
+            self.worktree = Worktree::Ready;
+        }
+        Ok(ws)
+    }
+
+    /// Tests ran in the worktree: what they changed is not part of the change. It stays
+    /// out of the commit either way (the commit is the index), and is put back before the
+    /// next command; a cycle that runs none pays nothing for it.
+    pub fn tests_ran(&mut self) {
+        if self.worktree == Worktree::Ready {
+            self.worktree = Worktree::Tested;
+        }
     }
 
     /// The reader of the repository's objects, started on first use: one process serves
@@ -348,7 +383,7 @@ impl Services {
     pub fn reset_worktree(&mut self) -> Result<(), End> {
         if let Some(ws) = &self.workspace {
             ws.reset().map_err(|e| End::internal("cannot reset the worktree", e))?;
-            self.worktree_clean = true;
+            self.worktree = Worktree::Ready;
         }
         self.deps_fetched = false;
         Ok(())
@@ -358,7 +393,7 @@ impl Services {
     /// reset per cycle (a killed cycle's worktree is reset the same way).
     pub fn release_workspace(&mut self) {
         self.workspace = None;
-        self.worktree_clean = false;
+        self.worktree = Worktree::Unknown;
         self.objects = None;
     }
 }

@@ -36,13 +36,7 @@ impl Test<'_> {
                 return Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)));
             }
         }
-        // What the tests did to tracked files is not part of the change.
-        let ws = cx.workspace()?;
-        let touched = ws.unstaged()?;
-        if !touched.is_empty() {
-            tracing::info!("the tests changed {}; put back, not committed", touched.join(", "));
-            ws.restore(&touched)?;
-        }
+        cx.tests_ran();
         Ok(StageStatus::Passed)
     }
 }

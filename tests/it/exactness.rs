@@ -114,6 +114,26 @@ async fn an_updated_script_stays_executable_and_new_ones_can_be() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn what_the_tests_change_is_put_back_before_the_next_command_runs() {
+    let env = Env::new();
+    env.write("other.txt", "untidy  \n");
+    env.commit("another file");
+    let model = Model::good().await;
+    // The tests tamper with the change and with another file; the step after them must see
+    // neither, and only its own change joins the commit.
+    let tests = "  - uses: test\n    with:\n      commands: [\"sh check.sh; echo tampered >> greet.sh; echo tampered >> other.txt\"]\n";
+    let step = "  - run: \"! grep -q tampered greet.sh other.txt && sed -i 's/  $//' other.txt\"\n";
+    let stages = STAGES.replace("  - uses: test\n    with:\n      commands: [\"sh check.sh\"]\n", &format!("{tests}{step}"));
+    assert_ne!(stages, STAGES);
+    let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
+    let branch = r["branch"].as_str().unwrap();
+    assert_eq!(git(&env.repo, &["show", &format!("{branch}:other.txt")]), "untidy");
+    assert!(!git(&env.repo, &["show", &format!("{branch}:greet.sh")]).contains("tampered"));
+    assert_eq!(record_files(&r), commit_files(&env, &r));
+    assert_eq!(commit_files(&env, &r).len(), 2, "{:?}", commit_files(&env, &r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn run_steps_changes_are_committed_once_the_guardrails_allow_them() {
     let env = Env::new();
     env.write("other.txt", "untidy  \n");

@@ -46,8 +46,8 @@ async fn a_warm_cycle_runs_few_git_processes() {
         prbots.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("\n")
     );
     // Discovery (with HEAD), the dirty check, one object reader (the PRD, the files the
-    // prompt shows), the reset (checkout, clean), add,
-    // status, the branch's tip, commit, branch: 10.
+    // prompt shows), the reset (checkout, clean), add, the commit from the index
+    // (write-tree, commit-tree), the branch's tip, branch: 10.
     assert!(prbots.len() <= 10, "{} git processes in one cycle", prbots.len());
     let resets = prbots.iter().filter(|c| c.contains(" clean -ffdxq")).count();
     assert_eq!(resets, 1, "{resets} worktree resets in one cycle");
