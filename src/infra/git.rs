@@ -287,7 +287,9 @@ impl Objects {
             }
             let (file_a, file_b) = (x.filter(|e| e.mode != TREE_MODE), y.filter(|e| e.mode != TREE_MODE));
             match (file_a, file_b) {
-                (_, Some(y)) => out.push(Changed { path, mode: format!("{:06o}", y.mode), added: file_a.is_none() }),
+                (_, Some(y)) => {
+                    out.push(Changed { path, mode: format!("{:06o}", y.mode), added: file_a.is_none() })
+                }
                 (Some(_), None) => out.push(Changed { path, mode: "000000".into(), added: false }),
                 (None, None) => {}
             }
@@ -296,7 +298,11 @@ impl Objects {
     }
 
     /// The entries of tree `id` by name; none for `None`.
-    fn tree(&mut self, id: Option<&str>, id_len: usize) -> Result<std::collections::HashMap<String, Entry>, GitError> {
+    fn tree(
+        &mut self,
+        id: Option<&str>,
+        id_len: usize,
+    ) -> Result<std::collections::HashMap<String, Entry>, GitError> {
         let mut entries = std::collections::HashMap::new();
         let Some(id) = id else { return Ok(entries) };
         let bytes = match self.read(id)? {

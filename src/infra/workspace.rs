@@ -150,8 +150,6 @@ pub struct TrackedFile {
     pub link: bool,
 }
 
-/// A path the index changes against the base: (path, file mode, added).
-
 impl Workspace {
     /// The clone for `base_commit` (a commit id, resolved by the caller) at `work_dir`,
     /// made if needed. Its worktree is as the last cycle left it until [`Workspace::reset`].
@@ -198,15 +196,7 @@ impl Workspace {
             crate::infra::fsutil::write_atomic(&alternates, line.as_bytes())
                 .map_err(|e| io_failed("set up the clone", e))?;
         }
-        let ws = Workspace {
-            path,
-            git_dir,
-            cache_dir,
-            base_commit,
-            git,
-            repo_git,
-            objects,
-        };
+        let ws = Workspace { path, git_dir, cache_dir, base_commit, git, repo_git, objects };
         Ok(ws)
     }
 
@@ -624,12 +614,14 @@ mod tests {
             std::fs::remove_dir_all(at("gone")).unwrap();
             std::fs::remove_file(at("link-me")).unwrap();
             std::os::unix::fs::symlink("run.sh", at("link-me")).unwrap();
-            let staged = ["src/deep/er/a.rs", "new/dir/n.rs", "run.sh", "file-then-folder", "gone", "link-me"];
+            let staged =
+                ["src/deep/er/a.rs", "new/dir/n.rs", "run.sh", "file-then-folder", "gone", "link-me"];
             ws.stage(&staged.map(String::from)).unwrap();
             // What the tests would do after staging: none of it is committed.
             std::fs::write(at("untouched.txt"), "tampered\n").unwrap();
             std::fs::write(at("src/deep/b.rs"), "tampered\n").unwrap();
-            let sha = ws.commit_to_branch("prbot/x", "subject\n\nbody\n", ("bot", "bot@example.invalid")).unwrap();
+            let sha =
+                ws.commit_to_branch("prbot/x", "subject\n\nbody\n", ("bot", "bot@example.invalid")).unwrap();
             assert_eq!(sha.len(), base.len(), "{format}");
             assert_eq!(git(&root, &["rev-parse", "refs/heads/prbot/x"]), sha, "{format}");
             assert_eq!(git(&root, &["rev-parse", &format!("{sha}^")]), base, "{format}");

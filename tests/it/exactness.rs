@@ -123,7 +123,8 @@ async fn what_the_tests_change_is_put_back_before_the_next_command_runs() {
     // neither, and only its own change joins the commit.
     let tests = "  - uses: test\n    with:\n      commands: [\"sh check.sh; echo tampered >> greet.sh; echo tampered >> other.txt\"]\n";
     let step = "  - run: \"! grep -q tampered greet.sh other.txt && sed -i 's/  $//' other.txt\"\n";
-    let stages = STAGES.replace("  - uses: test\n    with:\n      commands: [\"sh check.sh\"]\n", &format!("{tests}{step}"));
+    let stages = STAGES
+        .replace("  - uses: test\n    with:\n      commands: [\"sh check.sh\"]\n", &format!("{tests}{step}"));
     assert_ne!(stages, STAGES);
     let r = env.run(&model, &Pipeline::default().stages(&stages)).expect("ok", 0);
     let branch = r["branch"].as_str().unwrap();
