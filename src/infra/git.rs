@@ -177,7 +177,7 @@ impl Objects {
         names: &[&str],
         mut each: impl FnMut(&str, Option<Object>),
     ) -> Result<(), GitError> {
-        use std::io::{BufRead, Read, Write};
+        use std::io::Write;
         if let Some(bad) = names.iter().find(|n| n.is_empty() || n.contains(['\n', '\r'])) {
             // One name a line: anything else would desynchronise the answers.
             return Err(failed(format!("cannot ask for the object {bad:?}")));
@@ -185,42 +185,63 @@ impl Objects {
         let session = &mut self.session;
         let _busy = session.busy();
         let (input, output) = (&mut session.input, &mut session.output);
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(move || -> std::io::Result<()> {
-                for name in names {
-                    input.write_all(name.as_bytes())?;
-                    input.write_all(b"\n")?;
-                }
-                input.flush()
-            });
-            let mut header = Vec::new();
+        let write = move |input: &mut std::io::BufWriter<os_pipe::PipeWriter>| -> std::io::Result<()> {
             for name in names {
-                header.clear();
-                let n = output.read_until(b'\n', &mut header).map_err(|e| failed(e.to_string()))?;
-                if n == 0 {
-                    return Err(failed(format!("it ended before answering {name:?}")));
-                }
-                // `<oid> <type> <size>`, or `<name> missing` (or `ambiguous`).
-                let line = String::from_utf8_lossy(&header).trim_end_matches('\n').to_string();
-                let object = if [" missing", " ambiguous"].iter().any(|s| line == format!("{name}{s}")) {
-                    None
-                } else {
-                    let mut fields = line.split(' ');
-                    let (_, kind, size) = (fields.next(), fields.next(), fields.next());
-                    let (Some(kind), Some(Ok(size))) = (kind, size.map(str::parse::<usize>)) else {
-                        return Err(failed(format!("answered {line:?} for {name:?}")));
-                    };
-                    // The contents, then a newline.
-                    let mut bytes = vec![0; size + 1];
-                    output.read_exact(&mut bytes).map_err(|e| failed(e.to_string()))?;
-                    bytes.pop();
-                    Some(Object { kind: kind.to_string(), bytes })
-                };
-                each(name, object);
+                input.write_all(name.as_bytes())?;
+                input.write_all(b"\n")?;
             }
+            input.flush()
+        };
+        // The reader has taken every earlier name off the pipe, so names that fit in it are
+        // written at once; more are written from a thread while the answers are read.
+        if names.iter().map(|n| n.len() + 1).sum::<usize>() <= PIPE_BUF {
+            write(input).map_err(|e| failed(e.to_string()))?;
+            return answers(output, names, &mut each);
+        }
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || write(input));
+            answers(output, names, &mut each)?;
             writer.join().expect("the writer does not panic").map_err(|e| failed(e.to_string()))
         })
     }
+}
+
+/// What any pipe takes without blocking (POSIX's `PIPE_BUF`, Linux's smallest pipe).
+const PIPE_BUF: usize = 4096;
+
+/// Reads the reader's answer to each of `names`, in order.
+fn answers(
+    output: &mut std::io::BufReader<os_pipe::PipeReader>,
+    names: &[&str],
+    each: &mut impl FnMut(&str, Option<Object>),
+) -> Result<(), GitError> {
+    use std::io::{BufRead, Read};
+    let mut header = Vec::new();
+    for name in names {
+        header.clear();
+        let n = output.read_until(b'\n', &mut header).map_err(|e| failed(e.to_string()))?;
+        if n == 0 {
+            return Err(failed(format!("it ended before answering {name:?}")));
+        }
+        // `<oid> <type> <size>`, or `<name> missing` (or `ambiguous`).
+        let line = String::from_utf8_lossy(&header).trim_end_matches('\n').to_string();
+        let object = if [" missing", " ambiguous"].iter().any(|s| line == format!("{name}{s}")) {
+            None
+        } else {
+            let mut fields = line.split(' ');
+            let (_, kind, size) = (fields.next(), fields.next(), fields.next());
+            let (Some(kind), Some(Ok(size))) = (kind, size.map(str::parse::<usize>)) else {
+                return Err(failed(format!("answered {line:?} for {name:?}")));
+            };
+            // The contents, then a newline.
+            let mut bytes = vec![0; size + 1];
+            output.read_exact(&mut bytes).map_err(|e| failed(e.to_string()))?;
+            bytes.pop();
+            Some(Object { kind: kind.to_string(), bytes })
+        };
+        each(name, object);
+    }
+    Ok(())
 }
 
 /// A file that one commit changes against another.

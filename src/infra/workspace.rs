@@ -559,6 +559,13 @@ mod tests {
         assert_eq!(objects.read("HEAD:src/a b.rs").unwrap().map(|o| o.bytes), Some(b"fn a() {}\n".to_vec()));
         assert!(objects.read("HEAD:a\nHEAD:b").is_err());
         assert!(objects.read("HEAD:nothing").unwrap().is_none());
+        // More names, and answers, than the pipes hold at once.
+        let many = vec![ids[0]; 10_000];
+        let mut answered = 0;
+        objects
+            .each(&many, |_, o| answered += usize::from(o.is_some_and(|o| o.bytes == b"fn a() {}\n")))
+            .unwrap();
+        assert_eq!(answered, many.len());
     }
 
     /// (path, new mode, added) of every file `to` changes against `from`, as `diff-tree` says.

@@ -115,7 +115,7 @@ fn apply(cx: &mut Services, progress: &Progress, produced: &mut Produced) -> Res
         return Err(End::new(Outcome::CycleNoop, "every proposed file is identical to the current content"));
     }
     for (path, _, content, perms) in &changed {
-        crate::infra::fsutil::write_atomic_mode(&path.under(&root), content.as_bytes(), Some(*perms))
+        crate::infra::fsutil::replace_scratch(&path.under(&root), content.as_bytes(), Some(*perms))
             .map_err(|e| End::new(Outcome::ApplyFailed, format!("cannot write `{path}`: {e}")))?;
     }
     // The approved change, staged: what the tests do to the tree later is not committed.

@@ -205,6 +205,7 @@ pub(crate) fn shell(
         fetch_dependencies(cx, &dir, &env);
         cx.deps_fetched = true;
     }
+    cx.commands_may_run()?;
     cx.commands_run += 1;
     let log = cx.state_dir.join("logs").join(&cx.id).join(format!("{}.log", cx.commands_run));
     // The sandbox's set-up counts as part of the command's time.

@@ -26,6 +26,11 @@ const STALE_TEMP_SECS: u64 = 3600;
 /// Command logs are kept for this many cycles, this one included.
 pub const LOGS_KEPT: usize = 50;
 
+/// In the state folder while a cycle's project commands may run: it names their work
+/// folder. A cycle that ends removes it; a killed one leaves it, and the next cycle ends
+/// what those commands left running before it uses the work folder.
+const COMMANDS_MARK: &str = "commands-running";
+
 pub struct Services {
     pub id: String,
     pub started_at: DateTime<Utc>,
@@ -54,6 +59,8 @@ pub struct Services {
     pub deps_fetched: bool,
     /// How many project commands ran, for their log files' names.
     pub commands_run: usize,
+    /// [`COMMANDS_MARK`] is written.
+    commands_marked: bool,
     forge: Option<Arc<dyn Forge>>,
     repo_info: Option<crate::adapters::forge::RepoInfo>,
     pr_base: Option<String>,
@@ -111,6 +118,7 @@ impl Services {
             sandbox: None,
             deps_fetched: false,
             commands_run: 0,
+            commands_marked: false,
             forge: None,
             repo_info: None,
             pr_base: None,
@@ -133,8 +141,14 @@ impl Services {
                 }
                 crate::state::LockError::Io(e) => End::internal("cannot take the run lock", e),
             })?);
-            let work_dir = std::fs::canonicalize(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone());
-            crate::infra::process::end_leftovers(&work_dir);
+            let mark = self.state_dir.join(COMMANDS_MARK);
+            if let Ok(work_dir) = std::fs::read(&mark) {
+                use std::os::unix::ffi::OsStrExt;
+                crate::infra::process::end_leftovers(std::path::Path::new(std::ffi::OsStr::from_bytes(
+                    &work_dir,
+                )));
+                let _ = std::fs::remove_file(&mark);
+            }
             self.sweep_leftovers();
         }
         Ok(())
@@ -389,11 +403,26 @@ impl Services {
         Ok(())
     }
 
+    /// Notes that project commands are about to run (see [`COMMANDS_MARK`]).
+    pub fn commands_may_run(&mut self) -> Result<(), End> {
+        if !self.commands_marked {
+            let work_dir = std::fs::canonicalize(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone());
+            std::fs::write(self.state_dir.join(COMMANDS_MARK), work_dir.as_os_str().as_encoded_bytes())
+                .map_err(|e| End::internal("cannot note the commands about to run", e))?;
+            self.commands_marked = true;
+        }
+        Ok(())
+    }
+
     /// Drops the worktree handle. The worktree is reset when next used, not now: one
     /// reset per cycle (a killed cycle's worktree is reset the same way).
     pub fn release_workspace(&mut self) {
         self.workspace = None;
         self.worktree = Worktree::Unknown;
+        // Every command has ended: each is waited for, and its tree ended, before it returns.
+        if std::mem::take(&mut self.commands_marked) {
+            let _ = std::fs::remove_file(self.state_dir.join(COMMANDS_MARK));
+        }
         self.objects = None;
     }
 }
