@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::io::{Read, Seek, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -184,45 +185,77 @@ pub fn run(cmd: Command<'_>, cancel: &Cancel) -> Result<Finished, SpawnError> {
 
 /// Like [`run`], with stdout as the bytes the command wrote (`Finished::stdout` is empty).
 pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>), SpawnError> {
-    let mut expr = group_leader(&cmd).stdout_capture().stderr_capture();
+    let failed = |source| SpawnError { program: cmd.program.to_string(), source };
+    // The command's input and output are files in memory rather than pipes: no thread
+    // feeds or drains them, and no pipe a grandchild holds open keeps the reads waiting.
+    let (mut stdout, mut stderr) = (memory_file().map_err(failed)?, memory_file().map_err(failed)?);
+    let mut expr = group_leader(&cmd)
+        .stdout_file(stdout.try_clone().map_err(failed)?)
+        .stderr_file(stderr.try_clone().map_err(failed)?);
     expr = match cmd.stdin {
-        Some(bytes) => expr.stdin_bytes(bytes),
+        Some(bytes) => {
+            let mut stdin = memory_file().map_err(failed)?;
+            stdin.write_all(&bytes).and_then(|()| stdin.rewind()).map_err(failed)?;
+            expr.stdin_file(stdin)
+        }
         None => expr.stdin_null(),
     };
     let started = Instant::now();
-    let handle = expr.start().map_err(|source| SpawnError { program: cmd.program.to_string(), source })?;
+    let handle = expr.start().map_err(failed)?;
     let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
     cancel.register(pgid, true);
     let deadline = started + cmd.timeout;
     let mut timed_out = false;
     // Poll in short slices so a cancellation is noticed promptly.
-    let output = loop {
+    let status = loop {
         let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
         match handle.wait_deadline(slice) {
-            Ok(Some(out)) => break Ok(out.clone()),
+            Ok(Some(out)) => break Ok(out.status),
             Ok(None) => {}
             Err(e) => break Err(e),
         }
         if cancel.is_cancelled() || Instant::now() >= deadline {
             timed_out = !cancel.is_cancelled();
             kill_group(pgid);
-            break handle.wait().cloned();
+            break handle.wait().map(|out| out.status);
         }
     };
     cancel.unregister(pgid);
     // Whatever the leader did, leave no stray grandchildren behind.
     kill_group(pgid);
-    let output = output.map_err(|source| SpawnError { program: cmd.program.to_string(), source })?;
+    let status = status.map_err(failed)?;
+    let (out, err) =
+        (read_from_start(&mut stdout).map_err(failed)?, read_from_start(&mut stderr).map_err(failed)?);
     let finished = Finished {
-        code: output.status.code(),
+        code: status.code(),
         stdout: String::new(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
         timed_out,
         cancelled: cancel.is_cancelled(),
         duration: started.elapsed(),
         log: None,
     };
-    Ok((finished, output.stdout))
+    Ok((finished, out))
+}
+
+/// An anonymous file in memory, closed on exec unless handed to a child.
+fn memory_file() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it returns
+    // is new and owned by nothing else.
+    let fd = unsafe { libc::memfd_create(c"prbot".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a valid descriptor that this call now owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+fn read_from_start(file: &mut std::fs::File) -> std::io::Result<Vec<u8>> {
+    file.rewind()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// `cmd` as the leader of a process group of its own, so that its whole tree can be
@@ -787,6 +820,33 @@ mod tests {
             assert_eq!(s.output.read_to_end(&mut rest).unwrap(), 0);
             assert!(started.elapsed() < Duration::from_secs(30), "cancelled: {cancelled}");
         }
+    }
+
+    #[test]
+    fn a_command_returns_when_it_exits_though_a_child_still_holds_its_output() {
+        let dir = std::env::temp_dir();
+        let marker = format!("holds-output-{}", std::process::id());
+        let script = format!("exec 3>&1; (sleep 30 # {marker}\n) & cat; echo err >&2");
+        let cmd = Command::new("sh", &dir, Duration::from_secs(20)).args(["-c", &script]);
+        let cmd = Command { stdin: Some(b"from stdin\n".to_vec()), ..cmd };
+        let started = Instant::now();
+        let out = run(cmd, &Cancel::new()).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+        assert!(out.success() && !out.timed_out, "{out:?}");
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("from stdin\n", "err\n"));
+        // The child in the background went with the command's group (SIGKILL lands at once,
+        // but the process may take a moment to go).
+        let left = || {
+            process_table().iter().any(|(pid, _)| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(2);
+        while left() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!left(), "the background child lives on");
     }
 
     #[test]
