@@ -127,6 +127,7 @@ impl Repo {
 /// Its git directory (`clone.git`) lives beside the working tree (`worktree`), not in it,
 /// so a sandbox can let project code write the tree but not the repository: no hook, no
 /// config, no ref of prbot's can be planted. The user's `.git` is not shared at all.
+#[derive(Clone)]
 pub struct Workspace {
     pub path: PathBuf,
     /// The clone's git directory.

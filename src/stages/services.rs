@@ -72,10 +72,12 @@ pub struct Services {
 }
 
 /// What the cycle's worktree holds, so that it is put right when next used, and only then.
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum Worktree {
     /// Whatever the last cycle, or a killed one, left: reset before use.
     Unknown,
+    /// Being reset, since the clone was first used: the reset runs while the cycle reads
+    /// the base and asks the model, and is waited for when the worktree is first used.
+    Resetting(std::thread::JoinHandle<Result<(), crate::infra::git::GitError>>),
     /// The base and what this cycle wrote.
     Ready,
     /// As `Ready`, after tests that may have changed tracked files.
@@ -219,21 +221,39 @@ impl Services {
             let base = self.base_commit()?;
             let ws = Workspace::open(&self.repo, &self.work_dir, &base, &self.cancel)
                 .map_err(|e| End::internal("cannot prepare the worktree", e))?;
+            if matches!(self.worktree, Worktree::Unknown) {
+                let resetting = ws.clone();
+                self.worktree = Worktree::Resetting(std::thread::spawn(move || resetting.reset()));
+            }
             self.workspace = Some(ws);
         }
         Ok(self.workspace.as_ref().expect("just set"))
     }
 
-    /// The cycle's worktree, reset to the base when first used: the one reset of a cycle,
+    /// The cycle's worktree, reset to the base by its first use: the one reset of a cycle,
     /// which also clears what the last cycle (or a killed one) left.
     pub fn workspace(&mut self) -> Result<&Workspace, End> {
         self.clone_of_base()?;
         let ws = self.workspace.as_ref().expect("just made");
-        if self.worktree == Worktree::Unknown {
-            ws.reset().map_err(|e| End::internal("cannot prepare the worktree", e))?;
-            self.worktree = Worktree::Ready;
-        }
+        let reset = match std::mem::replace(&mut self.worktree, Worktree::Unknown) {
+            Worktree::Resetting(pending) => pending.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Worktree::Unknown => ws.reset(),
+            ready => {
+                self.worktree = ready;
+                return Ok(ws);
+            }
+        };
+        reset.map_err(|e| End::internal("cannot prepare the worktree", e))?;
+        self.worktree = Worktree::Ready;
         Ok(ws)
+    }
+
+    /// Waits for a reset under way, whatever its result: the worktree is about to be reset
+    /// again or left.
+    fn end_pending_reset(&mut self) {
+        if let Worktree::Resetting(pending) = std::mem::replace(&mut self.worktree, Worktree::Unknown) {
+            let _ = pending.join();
+        }
     }
 
     /// The worktree for a command: as [`Self::workspace`], with what earlier tests changed
@@ -241,7 +261,7 @@ impl Services {
     pub fn workspace_for_command(&mut self) -> Result<&Workspace, End> {
         self.workspace()?;
         let ws = self.workspace.as_ref().expect("just made");
-        if self.worktree == Worktree::Tested {
+        if matches!(self.worktree, Worktree::Tested) {
             let touched = ws.unstaged()?;
             if !touched.is_empty() {
                 tracing::info!("the tests changed {}; put back, not committed", touched.join(", "));
@@ -256,7 +276,7 @@ impl Services {
     /// out of the commit either way (the commit is the index), and is put back before the
     /// next command; a cycle that runs none pays nothing for it.
     pub fn tests_ran(&mut self) {
-        if self.worktree == Worktree::Ready {
+        if matches!(self.worktree, Worktree::Ready) {
             self.worktree = Worktree::Tested;
         }
     }
@@ -395,6 +415,7 @@ impl Services {
 
     /// Puts the worktree back to the base commit for another attempt.
     pub fn reset_worktree(&mut self) -> Result<(), End> {
+        self.end_pending_reset();
         if let Some(ws) = &self.workspace {
             ws.reset().map_err(|e| End::internal("cannot reset the worktree", e))?;
             self.worktree = Worktree::Ready;
@@ -417,8 +438,8 @@ impl Services {
     /// Drops the worktree handle. The worktree is reset when next used, not now: one
     /// reset per cycle (a killed cycle's worktree is reset the same way).
     pub fn release_workspace(&mut self) {
+        self.end_pending_reset();
         self.workspace = None;
-        self.worktree = Worktree::Unknown;
         // Every command has ended: each is waited for, and its tree ended, before it returns.
         if std::mem::take(&mut self.commands_marked) {
             let _ = std::fs::remove_file(self.state_dir.join(COMMANDS_MARK));

@@ -88,6 +88,9 @@ fn stem(word: String) -> String {
 
 /// `parseHTTPRequest2` → `parse`, `http`, `request2`.
 fn camel_parts(word: &str) -> Vec<String> {
+    if word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return vec![word.to_string()];
+    }
     let chars: Vec<char> = word.chars().collect();
     let mut parts = Vec::new();
     let mut start = 0;
@@ -288,9 +291,16 @@ impl Terms {
 /// A file's contents as term counts, `<total> term:count term:count ...` in term order,
 /// or `-` when it is ranked by its path alone (binary, too large).
 fn content_counts(text: &str) -> String {
+    // Each distinct word is tokenised once: a file repeats its words.
+    let mut words: FxHashMap<&str, u32> = FxHashMap::default();
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        *words.entry(word).or_default() += 1;
+    }
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for t in tokens(text) {
-        *counts.entry(t).or_default() += 1;
+    for (word, n) in words {
+        for t in tokens(word) {
+            *counts.entry(t).or_default() += n;
+        }
     }
     let total: u32 = counts.values().sum();
     let mut out = total.to_string();
@@ -1023,6 +1033,22 @@ mod tests {
         assert!(Index::from_bytes(bytes[..bytes.len() - 1].to_vec()).is_none());
         assert!(Index::from_bytes(b"PRBOTIX0".iter().copied().chain(bytes[8..].iter().copied()).collect())
             .is_none());
+    }
+
+    #[test]
+    fn a_files_counts_are_its_tokens_counted() {
+        let text = "fn parseHTTPRequest2(x: u8) { parse_http(x); PARSE Ünïcode_wörter ÜberCase }\n// parse parse f0 utf8 HTTPServer httpServer\n";
+        let mut want: BTreeMap<String, u32> = BTreeMap::new();
+        for t in tokens(text) {
+            *want.entry(t).or_default() += 1;
+        }
+        let total: u32 = want.values().sum();
+        let want = std::iter::once(total.to_string())
+            .chain(want.iter().map(|(t, n)| format!("{t}:{n}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(content_counts(text), want);
+        assert!(want.contains(" pars:5 "), "{want}");
     }
 
     #[test]
