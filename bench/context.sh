@@ -7,8 +7,8 @@
 # loopback that answers at once, and runs cycles of pick-gap, propose and apply. The
 # first cycle tokenises every file and reads the history (1,000 commits); later ones read
 # the term counts from the cache by blob id and the history from the cache by base.
-# Propose reads the base from the object store; the worktree is reset when apply first
-# uses it. It prints both stages' times per cycle.
+# Propose reads the base from the object store while the worktree is reset beside it;
+# apply waits for what is left of the reset. It prints both stages' times per cycle.
 set -euo pipefail
 files=${1:-20000}
 # shellcheck source=bench/common.sh

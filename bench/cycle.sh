@@ -126,16 +126,22 @@ cold_repo() {
   local name=$1
   local repo="$work/$name"
   : > "$work/cold"
+  sed "s|dir: .*-ws$|dir: $work/cold-ws|" "$work/$name.yml" > "$work/cold.yml"
   for _ in $(seq 5); do
-    local t0 t1 t2
-    rm -rf "$work/cold-ws" "$work/cold-clone"
-    sed "s|dir: .*-ws$|dir: $work/cold-ws|" "$work/$name.yml" > "$work/cold.yml"
+    local t0 t1 t2 t3
+    # Each side removes its last copy and lets the disk settle first: deleting 20,000
+    # files slows the writes that follow it, and neither side should pay for the other's.
+    rm -rf "$work/cold-ws"
+    sync
     t0=$(now)
     "$prbot" run --repo "$repo" --pipeline "$work/cold.yml" >/dev/null 2>&1
     t1=$(now)
-    git clone -q --shared "$repo" "$work/cold-clone"
+    rm -rf "$work/cold-clone"
+    sync
     t2=$(now)
-    echo "$(( t1 - t0 )) $(( t2 - t1 ))" | awk '{printf "%.3f\n", $1 / $2}' >> "$work/cold"
+    git clone -q --shared "$repo" "$work/cold-clone"
+    t3=$(now)
+    echo "$(( t1 - t0 )) $(( t3 - t2 ))" | awk '{printf "%.3f\n", $1 / $2}' >> "$work/cold"
   done
   # shellcheck disable=SC2016 # backticks are Markdown
   printf '| %s, first cycle vs `git clone --shared` + checkout | %.2fx (min %.2fx) |\n' "$name" \
