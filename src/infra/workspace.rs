@@ -252,33 +252,37 @@ impl Workspace {
     pub fn tracked_files(&self) -> Result<Vec<TrackedFile>, GitError> {
         let kept = self.cache_dir.join("base-files");
         let header = format!("prbot-base-files 1 {}\n", self.base_commit);
-        let listing = match std::fs::read_to_string(&kept) {
-            Ok(text) if text.starts_with(&header) => text[header.len()..].to_string(),
+        let text = match std::fs::read_to_string(&kept) {
+            Ok(text) if text.starts_with(&header) => text,
             _ => {
                 let out = self.git.run(["ls-tree", "-r", "-l", "-z", "--full-tree", &self.base_commit])?;
                 let text = format!("{header}{out}");
                 if let Err(e) = crate::infra::fsutil::write_atomic(&kept, text.as_bytes()) {
                     tracing::warn!("cannot keep the file list in {}: {e}", kept.display());
                 }
-                out
+                text
             }
         };
         // `<mode> <type> <object> <size>\t<path>`, the size padded; submodules (`commit`)
         // are not files.
-        Ok(listing
-            .split('\0')
-            .filter_map(|entry| {
-                let (meta, path) = entry.split_once('\t')?;
-                let mut meta = meta.split_whitespace();
-                let (mode, kind, blob, size) = (meta.next()?, meta.next()?, meta.next()?, meta.next()?);
-                (kind == "blob").then(|| TrackedFile {
-                    path: path.to_string(),
-                    blob: blob.to_string(),
-                    size: size.parse().unwrap_or(u64::MAX),
-                    link: mode == "120000",
-                })
-            })
-            .collect())
+        let listing = &text[header.len()..];
+        let mut files = Vec::with_capacity(listing.len() / 80);
+        for entry in listing.split('\0') {
+            let Some((meta, path)) = entry.split_once('\t') else { continue };
+            let mut meta = meta.split(' ').filter(|f| !f.is_empty());
+            let (Some(mode), Some("blob"), Some(blob), Some(size)) =
+                (meta.next(), meta.next(), meta.next(), meta.next())
+            else {
+                continue;
+            };
+            files.push(TrackedFile {
+                path: path.to_string(),
+                blob: blob.to_string(),
+                size: size.parse().unwrap_or(u64::MAX),
+                link: mode == "120000",
+            });
+        }
+        Ok(files)
     }
 
     /// The subjects and changed files of the base's newest `depth` commits (merges left
