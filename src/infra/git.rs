@@ -266,8 +266,9 @@ impl Objects {
     /// The files `to` changes against `from` (both commits), in path order. Only the trees
     /// that differ are read, so the cost follows the change, not the repository.
     pub fn diff(&mut self, from: &str, to: &str) -> Result<Vec<Changed>, GitError> {
-        let id_len = from.len() / 2;
         let (a, b) = (self.root_tree(from)?, self.root_tree(to)?);
+        // The repository's hash (SHA-1 or SHA-256), read off an id it wrote.
+        let id_len = a.len() / 2;
         let mut out = Vec::new();
         self.diff_trees(Some(&a), Some(&b), "", id_len, &mut out)?;
         out.sort_by(|x, y| x.path.cmp(&y.path));
