@@ -590,6 +590,26 @@ pub fn choose(
     let index = tree.index;
     let excluded: Vec<usize> = exclude.iter().filter_map(|p| index.doc(p)).collect();
     let explicit_docs: Vec<usize> = explicit.iter().filter_map(|(p, _)| index.doc(p)).collect();
+    // A gap with a word only the CI workflows hold (`chore: update the os matrix`), whose
+    // best match is a workflow, is about the CI. Words the rest of the tree holds too say
+    // nothing of the sort, however often a workflow repeats them.
+    let only_in_ci = |term: &String| {
+        let mut docs =
+            [Field::Contents, Field::Path].into_iter().flat_map(|f| index.postings(f, term)).peekable();
+        docs.peek().is_some() && docs.all(|(d, _)| index.kind(d) == Some(LeftOut::Ci))
+    };
+    if left_out.leaves_out_kind(Some(LeftOut::Ci)) && query.iter().any(only_in_ci) {
+        let with_ci = |d: usize| {
+            !excluded.contains(&d)
+                && (matches!(index.kind(d), None | Some(LeftOut::Ci)) || explicit_docs.contains(&d))
+        };
+        let best = score(index, &query, tree.history, &with_ci)
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| index.path(b.0).cmp(index.path(a.0))));
+        if best.is_some_and(|(d, s, _)| s > 0.0 && index.kind(d) == Some(LeftOut::Ci)) {
+            left_out.named.push(LeftOut::Ci);
+        }
+    }
     let ranked_doc = |d: usize| {
         !excluded.contains(&d) && (!left_out.leaves_out_kind(index.kind(d)) || explicit_docs.contains(&d))
     };
@@ -1169,6 +1189,30 @@ mod tests {
         assert!(!ci_named("build(deps): bump serde-rs/json from 1.0 to 1.1"));
         assert!(!ci_named("Release with softprops action-gh-release"));
         assert!(!ci_named("Move src/main.rs"));
+    }
+
+    #[test]
+    fn a_gap_whose_best_match_is_a_workflow_names_the_ci() {
+        let workflow = "jobs:\n  test:\n    strategy:\n      matrix:\n        os: [ubuntu-22.04, macos-13]\n    runs-on: ${{ matrix.os }}\n";
+        let (dir, all) = repo(&[
+            (".github/workflows/ci.yml", workflow.into()),
+            ("src/main.rs", "fn main() { println!(\"hello\"); }\n".into()),
+            ("src/grid.rs", "pub struct Grid { cells: Vec<u8> }\n".into()),
+        ]);
+        let shown = |text: &str| -> Vec<String> {
+            choose_in(dir.path(), &all, &gap(text), &[], &[], 24_000)
+                .files
+                .into_iter()
+                .map(|f| f.path)
+                .collect()
+        };
+        assert!(shown("chore: test on macos-14 in the os matrix")
+            .contains(&".github/workflows/ci.yml".to_string()));
+        // A gap that a source file answers better leaves the workflow out, though they share a word.
+        let grid = shown("Grid cells: make the os matrix a grid of cells");
+        assert_eq!(grid.first().map(String::as_str), Some("src/grid.rs"), "{grid:?}");
+        assert!(!grid.contains(&".github/workflows/ci.yml".to_string()), "{grid:?}");
+        assert!(!shown("Print hello to the world").contains(&".github/workflows/ci.yml".to_string()));
     }
 
     fn choose_in(
