@@ -126,7 +126,7 @@ impl Propose<'_> {
                 index
             }
         };
-        let all: Vec<String> = tracked.iter().map(|f| f.path.clone()).collect();
+        let all: Vec<String> = tracked.iter().map(|f| f.path.to_string()).collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
@@ -181,7 +181,7 @@ impl Propose<'_> {
     /// the cache lacks is read, from the object store.
     fn index_base(
         cx: &mut Services,
-        tracked: &[crate::infra::workspace::TrackedFile],
+        tracked: &crate::infra::workspace::BaseFiles,
         cache_path: &std::path::Path,
     ) -> Result<context::Index, End> {
         let mut cache = context::TermCache::load(cache_path);
@@ -193,18 +193,17 @@ impl Propose<'_> {
                 budget_left = budget_left.saturating_sub(f.size);
                 budget_left > 0
             })
-            .map(|f| f.blob.as_str())
+            .map(|f| f.blob)
             .collect();
         cx.objects()?.each(&missing, |blob, o| {
             cache.add(blob, o.as_ref().filter(|o| o.kind == "blob").map(|o| &o.bytes[..]))
         })?;
-        let keep: std::collections::HashSet<&str> = tracked.iter().map(|f| f.blob.as_str()).collect();
+        let keep: std::collections::HashSet<&str> = tracked.iter().map(|f| f.blob).collect();
         if let Err(e) = cache.save(&keep) {
             tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
         }
         // A file not counted (binary, too large, past the total) is ranked by its path.
-        let files =
-            tracked.iter().filter(|f| !f.link).map(|f| (f.path.as_str(), cache.get(&f.blob).unwrap_or("-")));
+        let files = tracked.iter().filter(|f| !f.link).map(|f| (f.path, cache.get(f.blob).unwrap_or("-")));
         Ok(context::Index::build(files))
     }
 }

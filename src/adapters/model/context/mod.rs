@@ -928,7 +928,7 @@ impl Source for Folder<'_> {
 /// the worktree holds now, and a link is only ever its target's name.
 pub struct Stored<'a> {
     objects: &'a mut crate::infra::git::Objects,
-    files: HashMap<&'a str, &'a crate::infra::workspace::TrackedFile>,
+    files: &'a crate::infra::workspace::BaseFiles,
     /// Blobs read ahead, by blob id: `None` when the store has no such blob.
     ahead: HashMap<String, Option<Vec<u8>>>,
 }
@@ -936,9 +936,9 @@ pub struct Stored<'a> {
 impl<'a> Stored<'a> {
     pub fn new(
         objects: &'a mut crate::infra::git::Objects,
-        files: &'a [crate::infra::workspace::TrackedFile],
+        files: &'a crate::infra::workspace::BaseFiles,
     ) -> Self {
-        Stored { objects, files: files.iter().map(|f| (f.path.as_str(), f)).collect(), ahead: HashMap::new() }
+        Stored { objects, files, ahead: HashMap::new() }
     }
 }
 
@@ -948,9 +948,9 @@ impl Source for Stored<'_> {
         if !file.link && file.size > max as u64 {
             return Err(Unreadable::Other);
         }
-        let read = match self.ahead.remove(&file.blob) {
+        let read = match self.ahead.remove(file.blob) {
             Some(bytes) => Ok(bytes),
-            None => self.objects.read(&file.blob).map(|o| o.filter(|o| o.kind == "blob").map(|o| o.bytes)),
+            None => self.objects.read(file.blob).map(|o| o.filter(|o| o.kind == "blob").map(|o| o.bytes)),
         };
         let bytes = match read {
             Ok(Some(bytes)) => bytes,
@@ -978,7 +978,7 @@ impl Source for Stored<'_> {
             .iter()
             .filter_map(|p| self.files.get(p))
             .filter(|f| f.link || f.size <= INDEX_BYTES as u64)
-            .map(|f| f.blob.as_str())
+            .map(|f| f.blob)
             .collect();
         let ahead = &mut self.ahead;
         let read = self.objects.each(&blobs, |blob, o| {
