@@ -188,7 +188,7 @@ impl Propose<'_> {
         let mut budget_left = context::INDEX_TOTAL_BYTES as u64;
         let missing: Vec<&str> = tracked
             .iter()
-            .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(&f.blob))
+            .filter(|f| !f.link && f.size <= context::INDEX_BYTES as u64 && !cache.has(f.blob))
             .take_while(|f| {
                 budget_left = budget_left.saturating_sub(f.size);
                 budget_left > 0
