@@ -293,7 +293,7 @@ impl Objects {
         out: &mut Vec<Changed>,
     ) -> Result<(), GitError> {
         let (a, b) = (self.tree(a, id_len)?, self.tree(b, id_len)?);
-        let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let names: std::collections::BTreeSet<&Vec<u8>> = a.keys().chain(b.keys()).collect();
         for name in names {
             let (x, y) = (a.get(name), b.get(name));
             if let (Some(x), Some(y)) = (x, y) {
@@ -301,7 +301,7 @@ impl Objects {
                     continue;
                 }
             }
-            let path = format!("{prefix}{name}");
+            let path = format!("{prefix}{}", String::from_utf8_lossy(name));
             let tree = |e: Option<&Entry>| e.filter(|e| e.mode == TREE_MODE).map(|e| hex(&e.id));
             let (tree_a, tree_b) = (tree(x), tree(y));
             if tree_a.is_some() || tree_b.is_some() {
@@ -324,7 +324,7 @@ impl Objects {
         &mut self,
         id: Option<&str>,
         id_len: usize,
-    ) -> Result<std::collections::HashMap<String, Entry>, GitError> {
+    ) -> Result<std::collections::HashMap<Vec<u8>, Entry>, GitError> {
         let mut entries = std::collections::HashMap::new();
         let Some(id) = id else { return Ok(entries) };
         let bytes = match self.read(id)? {
@@ -338,8 +338,9 @@ impl Objects {
             let nul = rest.iter().position(|&c| c == 0).filter(|&n| n > space).ok_or_else(bad)?;
             let mode = std::str::from_utf8(&rest[..space]).ok().and_then(|m| u32::from_str_radix(m, 8).ok());
             let id = rest.get(nul + 1..nul + 1 + id_len).ok_or_else(bad)?.to_vec();
-            let name = String::from_utf8_lossy(&rest[space + 1..nul]).into_owned();
-            entries.insert(name, Entry { mode: mode.ok_or_else(bad)?, id });
+            // Names are compared as git stores them: two that differ only in bytes that are
+            // not UTF-8 stay two.
+            entries.insert(rest[space + 1..nul].to_vec(), Entry { mode: mode.ok_or_else(bad)?, id });
             rest = &rest[nul + 1 + id_len..];
         }
         Ok(entries)

@@ -238,14 +238,15 @@ pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>
     Ok((finished, out))
 }
 
-/// An anonymous file in memory, closed on exec unless handed to a child.
+/// An anonymous file in memory, closed on exec unless handed to a child; where the kernel
+/// offers no `memfd_create` (or a seccomp filter refuses it), an unnamed temp file.
 fn memory_file() -> std::io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
     // SAFETY: memfd_create takes a NUL-terminated name and flags; the descriptor it returns
     // is new and owned by nothing else.
     let fd = unsafe { libc::memfd_create(c"prbot".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+        return tempfile::tempfile();
     }
     // SAFETY: `fd` is a valid descriptor that this call now owns.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })

@@ -743,6 +743,38 @@ mod tests {
     }
 
     #[test]
+    fn names_that_differ_only_in_bytes_that_are_not_utf8_stay_two() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        git(&root, &["init", "--quiet", "-b", "main"]);
+        std::fs::write(root.join("keep"), "k\n").unwrap();
+        git(&root, &["add", "."]);
+        git(&root, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "init"]);
+        let repo = Repo::discover(&root).unwrap();
+        let base = repo.head.clone().expect("a commit").commit;
+        let ws = Workspace::open(&repo, &tmp.path().join("work"), &base, &Cancel::new()).unwrap();
+        ws.reset().unwrap();
+        for name in [&b"bad\xff"[..], &b"bad\xfe"[..]] {
+            std::fs::write(ws.path.join(std::ffi::OsStr::from_bytes(name)), "x\n").unwrap();
+        }
+        // Staged as prbot stages: the blobs go to the user's object store.
+        let added = std::process::Command::new("git")
+            .args(["add", "-A"])
+            .current_dir(&ws.path)
+            .env("GIT_OBJECT_DIRECTORY", root.join(".git/objects"))
+            .status()
+            .unwrap();
+        assert!(added.success());
+        let sha = ws.commit_to_branch("prbot/bytes", "bytes\n", ("bot", "bot@example.invalid")).unwrap();
+        let mut objects = crate::infra::git::Objects::open(&repo.git(&Cancel::new())).unwrap();
+        let changed = objects.diff(&base, &sha).unwrap();
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed.iter().all(|c| c.added && c.mode == "100644"), "{changed:?}");
+    }
+
+    #[test]
     fn a_commit_message_is_cleaned_as_git_commit_would() {
         let tmp = tempfile::tempdir().unwrap();
         for message in [
