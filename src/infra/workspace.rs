@@ -291,6 +291,15 @@ impl Workspace {
                 remove_any(&d).map_err(fail)?;
             }
         }
+        // The cycle that resets holds the run lock and runs no other git that writes the
+        // clone, so a lock file here is what a killed cycle's git left; it would stop every
+        // cycle after it.
+        for lock in ["index.lock", "HEAD.lock"] {
+            let l = self.git_dir.join(lock);
+            if std::fs::symlink_metadata(&l).is_ok() {
+                remove_any(&l).map_err(fail)?;
+            }
+        }
         // The tree's `.git` pointer is only for git run by the tests; restore it in case
         // they replaced it.
         let dot_git = self.path.join(".git");

@@ -108,6 +108,10 @@ async fn a_killed_run_leaves_nothing_the_next_run_trips_on() {
     child.wait().unwrap();
     // The model's edit is still in prbot's worktree, and the lock file is still there.
     assert_eq!(std::fs::read_to_string(env.work.join("worktree/greet.sh")).unwrap(), "echo hello world\n");
+    // As if the kill had hit git half-way through writing the clone's index or HEAD.
+    for lock in ["index.lock", "HEAD.lock"] {
+        std::fs::write(env.work.join("clone.git").join(lock), "").unwrap();
+    }
     // As if the kill had hit an atomic write half-way.
     let half = env.state().join("tmp").join(".prbot-tmp-half");
     std::fs::create_dir_all(half.parent().unwrap()).unwrap();
