@@ -664,6 +664,24 @@ mod tests {
         assert_eq!(list.get("src"), None);
     }
 
+    /// A repository at `tmp/repo` with `files` in one commit, and prbot's clone of it, reset.
+    fn committed(tmp: &Path, format: &str, files: &[(&str, &str)]) -> (PathBuf, Repo, String, Workspace) {
+        let root = tmp.join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        git(&root, &["init", "--quiet", "-b", "main", &format!("--object-format={format}")]);
+        for (path, text) in files {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), text).unwrap();
+        }
+        git(&root, &["add", "."]);
+        git(&root, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "init"]);
+        let repo = Repo::discover(&root).unwrap();
+        let base = repo.head.clone().expect("a commit").commit;
+        let ws = Workspace::open(&repo, &tmp.join("work"), &base, &Cancel::new()).unwrap();
+        ws.reset().unwrap();
+        (root, repo, base, ws)
+    }
+
     /// (path, new mode, added) of every file `to` changes against `from`, as `diff-tree` says.
     fn diff_tree(root: &Path, from: &str, to: &str) -> Vec<crate::infra::git::Changed> {
         let out = git(root, &["diff-tree", "-r", "-z", "--no-renames", from, to]);
@@ -683,29 +701,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         for format in ["sha1", "sha256"] {
             let tmp = tempfile::tempdir().unwrap();
-            let root = tmp.path().join("repo");
-            for dir in ["src/deep/er", "docs", "gone"] {
-                std::fs::create_dir_all(root.join(dir)).unwrap();
-            }
-            git(&root, &["init", "--quiet", "-b", "main", &format!("--object-format={format}")]);
-            for (path, text) in [
-                ("src/deep/er/a.rs", "a\n"),
-                ("src/deep/b.rs", "b\n"),
-                ("docs/x.md", "x\n"),
-                ("run.sh", "echo\n"),
-                ("file-then-folder", "f\n"),
-                ("gone/only.txt", "o\n"),
-                ("link-me", "l\n"),
-                ("untouched.txt", "u\n"),
-            ] {
-                std::fs::write(root.join(path), text).unwrap();
-            }
-            git(&root, &["add", "."]);
-            git(&root, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "init"]);
-            let repo = Repo::discover(&root).unwrap();
-            let base = repo.head.clone().expect("a commit").commit;
-            let ws = Workspace::open(&repo, &tmp.path().join("work"), &base, &Cancel::new()).unwrap();
-            ws.reset().unwrap();
+            let (root, repo, base, ws) = committed(
+                tmp.path(),
+                format,
+                &[
+                    ("src/deep/er/a.rs", "a\n"),
+                    ("src/deep/b.rs", "b\n"),
+                    ("docs/x.md", "x\n"),
+                    ("run.sh", "echo\n"),
+                    ("file-then-folder", "f\n"),
+                    ("gone/only.txt", "o\n"),
+                    ("link-me", "l\n"),
+                    ("untouched.txt", "u\n"),
+                ],
+            );
             let at = |p: &str| ws.path.join(p);
             std::fs::write(at("src/deep/er/a.rs"), "a2\n").unwrap();
             std::fs::create_dir_all(at("new/dir")).unwrap();
@@ -755,16 +764,7 @@ mod tests {
     fn names_that_differ_only_in_bytes_that_are_not_utf8_stay_two() {
         use std::os::unix::ffi::OsStrExt;
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("repo");
-        std::fs::create_dir_all(&root).unwrap();
-        git(&root, &["init", "--quiet", "-b", "main"]);
-        std::fs::write(root.join("keep"), "k\n").unwrap();
-        git(&root, &["add", "."]);
-        git(&root, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "init"]);
-        let repo = Repo::discover(&root).unwrap();
-        let base = repo.head.clone().expect("a commit").commit;
-        let ws = Workspace::open(&repo, &tmp.path().join("work"), &base, &Cancel::new()).unwrap();
-        ws.reset().unwrap();
+        let (root, repo, base, ws) = committed(tmp.path(), "sha1", &[("keep", "k\n")]);
         for name in [&b"bad\xff"[..], &b"bad\xfe"[..]] {
             std::fs::write(ws.path.join(std::ffi::OsStr::from_bytes(name)), "x\n").unwrap();
         }
