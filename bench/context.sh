@@ -8,7 +8,8 @@
 # first cycle tokenises every file and reads the history (1,000 commits); later ones read
 # the term counts from the cache by blob id and the history from the cache by base.
 # Propose reads the base from the object store while the worktree is reset beside it;
-# apply waits for what is left of the reset. It prints both stages' times per cycle.
+# apply waits for what is left of the reset. It prints both stages' times per cycle, and
+# propose's without the model call (the record's `model_calls[].duration_ms`).
 set -euo pipefail
 files=${1:-20000}
 # shellcheck source=bench/common.sh
@@ -53,7 +54,7 @@ for c in range(1000):
     out.write("\n")
 PY
 git -C "$work/repo" reset -q --hard
-echo '{"summary": "s", "files": [{"path": "src/bench.rs", "is_new": true, "content": "pub fn bench() {}\n"}]}' > "$work/reply.json"
+printf '%s\n' '{"summary": "s", "files": [{"path": "src/bench.rs", "is_new": true, "content": "pub fn bench() {}\n"}]}' > "$work/reply.json"
 start_model "$work/reply.json"
 cat > "$work/p.yml" <<YAML
 providers:
@@ -75,11 +76,13 @@ stages:
       repair_attempts: 0
   - uses: apply
 YAML
-echo "| cycle | propose (ms) | apply, with the worktree reset (ms) |"
-echo "|---|---|---|"
+echo "| cycle | propose (ms) | propose without the model call (ms) | apply, with what is left of the worktree reset (ms) |"
+echo "|---|---|---|---|"
 for i in 1 2 3 4 5 6; do
   "$prbot" run --repo "$work/repo" --pipeline "$work/p.yml" --json 2>/dev/null |
     python3 -c 'import json, sys
-ms = {s["id"]: s["duration_ms"] for s in json.load(sys.stdin)["stages"]}
-print("|", sys.argv[1], "|", ms["propose"], "|", ms["apply"], "|")' "$i"
+r = json.load(sys.stdin)
+ms = {s["id"]: s["duration_ms"] for s in r["stages"]}
+own = ms["propose"] - sum(c.get("duration_ms", 0) for c in r["model_calls"])
+print("|", sys.argv[1], "|", ms["propose"], "|", own, "|", ms["apply"], "|")' "$i"
 done

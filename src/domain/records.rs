@@ -72,6 +72,9 @@ pub struct ModelCall {
     pub usd: f64,
     #[serde(default)]
     pub estimated: bool,
+    /// How long the request took, from sending it to its answer or failure.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

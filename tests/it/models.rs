@@ -424,3 +424,17 @@ async fn a_budget_spent_by_failed_calls_says_so() {
     );
     assert!(reason.contains("local/m1") && reason.contains("503"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_call_records_how_long_the_model_took() {
+    let env = Env::new();
+    let slow = Model::responding(
+        ok(&proposal(&[("greet.sh", false, "echo hello world\n")])).set_delay(Duration::from_millis(400)),
+    )
+    .await;
+    let r = env.run(&slow, &Pipeline::default()).expect("ok", 0);
+    let took = r["model_calls"][0]["duration_ms"].as_u64().unwrap();
+    assert!((400..10_000).contains(&took), "{took} ms");
+    let propose = r["stages"].as_array().unwrap().iter().find(|s| s["id"] == "propose").unwrap();
+    assert!(propose["duration_ms"].as_u64().unwrap() >= took, "{propose}");
+}

@@ -115,6 +115,8 @@ pub struct Charged {
     pub usd: f64,
     /// True when any part is an estimate (no `usage`, or the call failed).
     pub estimated: bool,
+    /// From sending the request to its answer (or its failure).
+    pub duration_ms: u64,
 }
 
 /// An upper bound for a prompt's tokens: two bytes a token (prose and code run about
@@ -252,7 +254,9 @@ impl ModelClient {
             req = req.header(k, v);
         }
         let prompt_estimate: u64 = messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let sent = std::time::Instant::now();
         let result = send(req, &url, timeout).await;
+        let duration_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (tokens_in, tokens_out, estimated) = match &result {
             Ok(c) if !c.estimated => (c.prompt_tokens, c.completion_tokens, false),
             Ok(c) => (prompt_estimate, c.completion_tokens, true),
@@ -265,6 +269,7 @@ impl ModelClient {
             completion_tokens: tokens_out,
             usd,
             estimated,
+            duration_ms,
         });
         self.budget.settle(reservation, Charge { tokens: tokens_in + tokens_out, usd })?;
         result.map(|mut c| {

@@ -51,6 +51,7 @@ pub async fn ask(
                 completion_tokens: c.completion_tokens,
                 usd: c.usd,
                 estimated: c.estimated,
+                duration_ms: c.duration_ms,
             });
         };
         let mut retried = Vec::new();
