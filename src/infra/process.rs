@@ -204,22 +204,7 @@ pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>
     let handle = expr.start().map_err(failed)?;
     let pgid = handle.pids().first().copied().unwrap_or(0) as i32;
     cancel.register(pgid, true);
-    let deadline = started + cmd.timeout;
-    let mut timed_out = false;
-    // Poll in short slices so a cancellation is noticed promptly.
-    let status = loop {
-        let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
-        match handle.wait_deadline(slice) {
-            Ok(Some(out)) => break Ok(out.status),
-            Ok(None) => {}
-            Err(e) => break Err(e),
-        }
-        if cancel.is_cancelled() || Instant::now() >= deadline {
-            timed_out = !cancel.is_cancelled();
-            kill_group(pgid);
-            break handle.wait().map(|out| out.status);
-        }
-    };
+    let (status, timed_out) = wait(&handle, started + cmd.timeout, cancel, || kill_group(pgid));
     cancel.unregister(pgid);
     // Whatever the leader did, leave no stray grandchildren behind.
     kill_group(pgid);
@@ -236,6 +221,30 @@ pub fn run_bytes(cmd: Command<'_>, cancel: &Cancel) -> Result<(Finished, Vec<u8>
         log: None,
     };
     Ok((finished, out))
+}
+
+/// Waits for `handle` to exit; past `deadline`, or once `cancel` fires, `stop` ends it
+/// first. The exit status, and whether the deadline was what ended it.
+fn wait(
+    handle: &duct::Handle,
+    deadline: Instant,
+    cancel: &Cancel,
+    stop: impl Fn(),
+) -> (std::io::Result<std::process::ExitStatus>, bool) {
+    // Poll in short slices so a cancellation is noticed promptly.
+    loop {
+        let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+        match handle.wait_deadline(slice) {
+            Ok(Some(out)) => return (Ok(out.status), false),
+            Ok(None) => {}
+            Err(e) => return (Err(e), false),
+        }
+        if cancel.is_cancelled() || Instant::now() >= deadline {
+            let timed_out = !cancel.is_cancelled();
+            stop();
+            return (handle.wait().map(|out| out.status), timed_out);
+        }
+    }
 }
 
 /// An anonymous file in memory, closed on exec unless handed to a child; where the kernel
@@ -426,21 +435,7 @@ pub fn run_streamed(cmd: Streamed<'_>, cancel: &Cancel) -> Result<Finished, Spaw
     let leader = handle.pids().first().copied().unwrap_or(0) as i32;
     cancel.register(leader, false);
     let collector = Collector::spawn(reader, log_file);
-    let deadline = started + cmd.timeout;
-    let mut timed_out = false;
-    let status = loop {
-        let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
-        match handle.wait_deadline(slice) {
-            Ok(Some(out)) => break Ok(out.status),
-            Ok(None) => {}
-            Err(e) => break Err(e),
-        }
-        if cancel.is_cancelled() || Instant::now() >= deadline {
-            timed_out = !cancel.is_cancelled();
-            end_tree(leader);
-            break handle.wait().map(|o| o.status);
-        }
-    };
+    let (status, timed_out) = wait(&handle, started + cmd.timeout, cancel, || end_tree(leader));
     cancel.unregister(leader);
     // What the command left running (in the background, or in a session of its own).
     end_tree(leader);
