@@ -697,7 +697,7 @@ pub fn choose(
         if rank >= PARTIAL_RANKS {
             continue;
         }
-        let part = partial(&text, &query, part_cap.min(left));
+        let part = partial(&path, &text, &query, part_cap.min(left));
         // The part's own estimate can run past what was asked; it must still fit.
         let part = part.filter(|p| estimate_tokens(p) as usize + 20 <= left);
         if let Some(part) = part {
@@ -737,7 +737,7 @@ const TAIL: usize = 8;
 /// The parts of a large file worth showing, within `budget` tokens: the regions whose
 /// lines match the query, verbatim, headed by their line numbers, then an outline of
 /// the file's items. `None` when nothing matches and there is no outline either.
-fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
+fn partial(path: &str, text: &str, query: &[String], budget: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let wanted: HashSet<&str> = query.iter().map(String::as_str).collect();
     // Lines by the weight of the query's terms they hold, a term weighing more the fewer
@@ -764,11 +764,25 @@ fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
     let region_budget = budget * 3 / 4;
     let mut chosen: BTreeMap<usize, usize> = BTreeMap::new();
     let mut spent = 0;
-    // The head and the tail first: imports, a changelog's newest entries and the place new
-    // tests are appended are where many changes to a large file land.
+    let line_cost = |l: usize| lines[l].len() / 4 + 1;
+    // A changelog's newest section first, as much of it as the regions' budget holds:
+    // that is where its next entry goes, wherever the gap's words are.
+    let newest = if is_changelog(path) { newest_section(&lines) } else { 0 };
+    if newest > 0 {
+        let mut to = 0;
+        while to < newest && spent + line_cost(to) <= region_budget {
+            spent += line_cost(to);
+            to += 1;
+        }
+        if to > 0 {
+            add_region(&mut chosen, 0, to);
+        }
+    }
+    // The head and the tail: imports and the place new tests are appended are where many
+    // changes to a large file land.
     let ends = [(0, HEAD.min(lines.len())), (lines.len().saturating_sub(TAIL), lines.len())];
-    for (from, to) in ends.into_iter().filter(|_| !hits.is_empty()) {
-        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
+    for (from, to) in ends.into_iter().filter(|_| !hits.is_empty() && newest == 0) {
+        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(line_cost).sum();
         if spent + cost <= region_budget / 3 {
             spent += cost;
             add_region(&mut chosen, from, to);
@@ -817,6 +831,41 @@ fn partial(text: &str, query: &[String], budget: usize) -> Option<String> {
         out.push_str(&outline);
     }
     Some(out)
+}
+
+/// Whether a file's name says it is a changelog (`CHANGELOG.md`, `HISTORY.rst`, `NEWS`).
+fn is_changelog(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let stem = name.split('.').next().unwrap_or("");
+    matches!(
+        stem,
+        "changelog" | "changes" | "history" | "news" | "releases" | "release-notes" | "release_notes"
+    )
+}
+
+/// Where a changelog's newest section ends, counting the heading that closes it (an entry
+/// added last goes right before it): the line after its second version heading (a
+/// Markdown or setext heading with a digit, or one saying `unreleased`), or the end of
+/// the file when it has one such heading; 0 when it has none.
+fn newest_section(lines: &[&str]) -> usize {
+    let underline = |l: &str| {
+        let t = l.trim();
+        t.len() >= 3 && (t.bytes().all(|b| b == b'=') || t.bytes().all(|b| b == b'-'))
+    };
+    let version = |title: &str| {
+        let t = title.to_ascii_lowercase();
+        t.bytes().any(|b| b.is_ascii_digit()) || t.contains("unreleased") || t.contains("tbd")
+    };
+    let mut headings = (0..lines.len()).filter(|&i| {
+        let atx = lines[i].trim_start().starts_with('#');
+        let setext = !lines[i].trim().is_empty() && lines.get(i + 1).is_some_and(|n| underline(n));
+        (atx || setext) && version(lines[i])
+    });
+    match (headings.next(), headings.next()) {
+        (Some(_), Some(second)) => second + 1,
+        (Some(_), None) => lines.len(),
+        _ => 0,
+    }
 }
 
 /// Regions are keyed by their first line; two that start alike keep the longer.
@@ -1319,17 +1368,56 @@ mod tests {
 
     #[test]
     fn a_large_file_shows_its_head_and_tail_where_entries_are_added() {
-        let mut log = String::from("# Changelog\n\n## Unreleased\n\n- Pool: grow on demand.\n\n");
+        let mut tests = String::from("use std::fmt;\n\n");
         for i in 0..2_000 {
-            log.push_str(&format!("- Release note number {i} about something else entirely.\n"));
+            tests.push_str(&format!("#[test]\nfn case_{i}() {{ assert!(true); }}\n"));
+            if i == 1_000 {
+                tests.push_str("#[test]\nfn pool_grows() { Pool::new().grow(); }\n");
+            }
         }
-        log.push_str("- The oldest note.\n");
-        let (dir, all) = repo(&[("CHANGELOG.md", log)]);
-        let c = choose_in(dir.path(), &all, &gap("changelog: mention the pool"), &[], &[], 24_000);
+        tests.push_str("// The newest test.\n");
+        let (dir, all) = repo(&[("tests/pool.rs", tests)]);
+        let c = choose_in(dir.path(), &all, &gap("cover the pool growth"), &[], &[], 12_000);
         let f = &c.files[0];
         assert!(!f.pick.whole);
-        assert!(f.text.contains("@@ lines 1-20 @@\n# Changelog\n\n## Unreleased\n"), "{}", f.text);
-        assert!(f.text.contains("- The oldest note.\n"), "{}", f.text);
+        assert!(f.text.contains("@@ lines 1-20 @@\nuse std::fmt;\n"), "{}", f.text);
+        assert!(f.text.contains("fn pool_grows() { Pool::new().grow(); }\n"), "{}", f.text);
+        assert!(f.text.contains("// The newest test.\n"), "{}", f.text);
+    }
+
+    #[test]
+    fn a_large_changelog_shows_its_newest_section_whole() {
+        let mut log = String::from("# Changelog\n\n## Unreleased\n\n### Fixed\n");
+        for i in 0..60 {
+            log.push_str(&format!("- Entry {i}.\n"));
+        }
+        log.push_str("\n## 1.2.0 (2025-01-02)\n");
+        for i in 0..3_000 {
+            log.push_str(&format!("- Old entry {i}.\n"));
+        }
+        log.push_str("- The pool once leaked.\n");
+        let (dir, all) = repo(&[("CHANGELOG.md", log.clone())]);
+        let c = choose_in(dir.path(), &all, &gap("changelog: note the pool fix"), &[], &[], 8_000);
+        let f = &c.files[0];
+        assert!(!f.pick.whole);
+        // The section and the heading that closes it: the next entry goes right before it.
+        let newest: String = log.lines().take(67).map(|l| format!("{l}\n")).collect();
+        assert!(newest.ends_with("\n## 1.2.0 (2025-01-02)\n"));
+        assert!(f.text.contains(&format!("@@ lines 1-67 @@\n{newest}")), "{}", f.text);
+    }
+
+    #[test]
+    fn a_changelogs_newest_section_ends_at_its_second_version_heading() {
+        let section = |text: &str| newest_section(&text.lines().collect::<Vec<_>>());
+        // Setext headings, a section without a version first (`TBD` counts as one).
+        assert_eq!(section("TBD\n===\nSoon.\n\n1.0.0 (2020)\n=====\n- a\n"), 5);
+        assert_eq!(section("Changelog\n=====\n\n[1.58.0](u) - 2026\n-----\n- a\n\n[1.57.0](u)\n-----\n"), 8);
+        // Headings without a version (`## Fixed`) do not end the section.
+        assert_eq!(section("# Unreleased\n## Fixed\n- a\n# 1.0\n- b\n"), 4);
+        assert_eq!(section("# Unreleased\n- a\n"), 2);
+        assert_eq!(section("Notes without headings.\n"), 0);
+        assert!(is_changelog("CHANGELOG.md") && is_changelog("docs/HISTORY.rst") && is_changelog("NEWS"));
+        assert!(!is_changelog("src/changelog_parser.rs") && !is_changelog("README.md"));
     }
 
     #[test]
