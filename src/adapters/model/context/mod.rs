@@ -506,15 +506,16 @@ fn in_order(path: &str, wanted: &[String]) -> bool {
     wanted.iter().all(|w| parts.any(|p| p.contains(w.as_str())))
 }
 
-/// Each ranked file's score against the query, and why it scores: BM25 of its contents
-/// plus BM25 of its path, and, with history, the earlier commits worded like the gap.
-/// `ranked` says which files take part; only they count in the terms' rarity.
+/// Each file's score against the query, by its place in the index, and why it scores:
+/// BM25 of its contents plus BM25 of its path, and, with history, the earlier commits
+/// worded like the gap. `ranked` says which files take part; only they count in the
+/// terms' rarity, and the others score 0.
 fn score(
     index: &Index,
     query: &[String],
     history: Option<&History>,
     ranked: &dyn Fn(usize) -> bool,
-) -> Vec<(usize, f64, &'static str)> {
+) -> Vec<(f64, &'static str)> {
     let in_rank: Vec<bool> = (0..index.len()).map(ranked).collect();
     let n = in_rank.iter().filter(|r| **r).count() as f64;
     let mut own = vec![0.0f64; index.len()];
@@ -549,15 +550,17 @@ fn score(
     }
     let best_own = (0..index.len()).filter(|d| in_rank[*d]).map(|d| own[d]).fold(f64::MIN_POSITIVE, f64::max);
     (0..index.len())
-        .filter(|d| in_rank[*d])
         .map(|d| {
+            if !in_rank[d] {
+                return (0.0, "");
+            }
             if history.is_none() {
-                return (d, own[d], "matches the gap");
+                return (own[d], "matches the gap");
             }
             let (own, past) = (own[d] / best_own, HISTORY_WEIGHT * past[d] / best_past);
             let why =
                 if past > own { "changed by earlier commits worded like the gap" } else { "matches the gap" };
-            (d, own + past, why)
+            (own + past, why)
         })
         .collect()
 }
@@ -605,8 +608,9 @@ pub fn choose(
         };
         let best = score(index, &query, tree.history, &with_ci)
             .into_iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| index.path(b.0).cmp(index.path(a.0))));
-        if best.is_some_and(|(d, s, _)| s > 0.0 && index.kind(d) == Some(LeftOut::Ci)) {
+            .enumerate()
+            .max_by(|(a, x), (b, y)| x.0.total_cmp(&y.0).then_with(|| index.path(*b).cmp(index.path(*a))));
+        if best.is_some_and(|(d, (s, _))| s > 0.0 && index.kind(d) == Some(LeftOut::Ci)) {
             left_out.named.push(LeftOut::Ci);
         }
     }
@@ -614,31 +618,31 @@ pub fn choose(
         !excluded.contains(&d) && (!left_out.leaves_out_kind(index.kind(d)) || explicit_docs.contains(&d))
     };
     let scored = score(index, &query, tree.history, &ranked_doc);
-    let score_of: HashMap<usize, f64> = scored.iter().map(|(d, s, _)| (*d, *s)).collect();
-    let mut ranked: Vec<(String, f64, &'static str)> = explicit
+    let explicit: Vec<Ranked> = explicit
         .iter()
-        .map(|(f, why)| {
-            (f.clone(), index.doc(f).and_then(|d| score_of.get(&d)).copied().unwrap_or(0.0), *why)
-        })
+        .map(|(f, why)| (f.as_str(), index.doc(f).map_or(0.0, |d| scored[d].0), *why))
         .collect();
     // The best first; after it, by score for the size: five small files that match well
     // inform more than one large one that matches a little better. Ties go by path, so the
     // same tree always gives the same prompt.
-    let mut by_score: Vec<(f64, &str, (f64, &'static str))> = scored
-        .into_iter()
-        .filter(|(d, s, _)| *s > 0.0 && !explicit_docs.contains(d))
-        .map(|(d, s, why)| {
+    let mut by_score: Vec<(f64, Ranked)> = scored
+        .iter()
+        .enumerate()
+        .filter(|(d, (s, _))| *s > 0.0 && !explicit_docs.contains(d))
+        .map(|(d, (s, why))| {
             let size = index.field_len(d, Field::Contents) as f64;
-            (s / (size + 200.0).powf(SIZE_DAMPING), index.path(d), (s, why))
+            (s / (size + 200.0).powf(SIZE_DAMPING), (index.path(d), *s, *why))
         })
         .collect();
-    if let Some(best) = (0..by_score.len()).max_by(|&a, &b| {
-        by_score[a].2 .0.total_cmp(&by_score[b].2 .0).then_with(|| by_score[b].1.cmp(by_score[a].1))
-    }) {
-        by_score.swap(0, best);
-        by_score[1..].sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    }
-    ranked.extend(by_score.into_iter().map(|(_, path, (s, why))| (path.to_string(), s, why)));
+    let best = (0..by_score.len()).max_by(|&a, &b| {
+        let ((_, a), (_, b)) = (by_score[a], by_score[b]);
+        a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0))
+    });
+    let best = best.map(|b| by_score.swap_remove(b).1);
+    let rest = Sorted::new(by_score, |a: &(f64, Ranked), b: &(f64, Ranked)| {
+        b.0.total_cmp(&a.0).then_with(|| a.1 .0.cmp(b.1 .0))
+    });
+    let mut ranked = Ranking { first: explicit.into_iter().chain(best).collect(), rest };
 
     // Most of the budget for contents; the file list gets what it needs, up to a tenth.
     let list_cost: usize = all.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
@@ -652,7 +656,8 @@ pub fn choose(
     let cost = |bytes: u64| usize::try_from(bytes).unwrap_or(usize::MAX).div_ceil(4).saturating_add(20);
     let mut plan_left = left;
     let mut planned = Vec::new();
-    for (rank, (path, ..)) in ranked.iter().enumerate() {
+    for rank in 0.. {
+        let Some((path, ..)) = ranked.get(rank) else { break };
         if plan_left < 100 {
             break;
         }
@@ -662,21 +667,22 @@ pub fn choose(
             Some(_) => plan_left -= part_cap.min(plan_left),
             None => {}
         }
-        planned.push(path.as_str());
+        planned.push(path);
     }
     source.prefetch(&planned);
-    for (rank, (path, score, why)) in ranked.into_iter().enumerate() {
+    for rank in 0.. {
+        let Some((path, score, why)) = ranked.get(rank) else { break };
         if left < 100 {
             break;
         }
         // Below the top few, a file too large to show whole is not even read.
-        if rank >= PARTIAL_RANKS && source.size(&path).is_some_and(|bytes| cost(bytes) > left) {
+        if rank >= PARTIAL_RANKS && source.size(path).is_some_and(|bytes| cost(bytes) > left) {
             continue;
         }
-        let text = match source.read(&path, INDEX_BYTES) {
+        let text = match source.read(path, INDEX_BYTES) {
             Ok(t) => t,
             Err(Unreadable::Link(target)) => {
-                links.push((path, target));
+                links.push((path.to_string(), target));
                 continue;
             }
             Err(Unreadable::Other) => continue,
@@ -686,8 +692,8 @@ pub fn choose(
         if whole_cost <= left {
             left -= whole_cost;
             files.push(Shown {
-                pick: Pick { path: path.clone(), whole: true, score, why: why.into() },
-                path,
+                pick: Pick { path: path.to_string(), whole: true, score, why: why.into() },
+                path: path.to_string(),
                 text,
             });
             continue;
@@ -697,14 +703,14 @@ pub fn choose(
         if rank >= PARTIAL_RANKS {
             continue;
         }
-        let part = partial(&path, &text, &query, part_cap.min(left));
+        let part = partial(path, &text, &query, part_cap.min(left));
         // The part's own estimate can run past what was asked; it must still fit.
         let part = part.filter(|p| estimate_tokens(p) as usize + 20 <= left);
         if let Some(part) = part {
             left -= estimate_tokens(&part) as usize + 20;
             files.push(Shown {
-                pick: Pick { path: path.clone(), whole: false, score, why: why.into() },
-                path,
+                pick: Pick { path: path.to_string(), whole: false, score, why: why.into() },
+                path: path.to_string(),
                 text: part,
             });
         }
@@ -720,6 +726,56 @@ pub fn choose(
         listed.push(f.clone());
     }
     Context { files, links, listed, total_files: all.len() }
+}
+
+/// A ranked file: its path, its score and why it scores.
+type Ranked<'a> = (&'a str, f64, &'static str);
+
+/// The ranking, best first: the files placed first (named, touched before, the best
+/// match), then the rest, sorted only as far as filling the budget asks.
+struct Ranking<'a, F> {
+    first: Vec<Ranked<'a>>,
+    rest: Sorted<(f64, Ranked<'a>), F>,
+}
+
+impl<'a, F: Fn(&(f64, Ranked<'a>), &(f64, Ranked<'a>)) -> std::cmp::Ordering> Ranking<'a, F> {
+    fn get(&mut self, rank: usize) -> Option<Ranked<'a>> {
+        match rank.checked_sub(self.first.len()) {
+            None => Some(self.first[rank]),
+            Some(i) => self.rest.get(i).map(|(_, r)| *r),
+        }
+    }
+}
+
+/// Items in the order `cmp` gives, sorted in growing runs as they are asked for: filling
+/// a budget takes the best few hundred of what may be thousands of matching files. With
+/// a total order the result is the same as sorting them all.
+struct Sorted<T, F> {
+    items: Vec<T>,
+    sorted: usize,
+    cmp: F,
+}
+
+impl<T, F: Fn(&T, &T) -> std::cmp::Ordering> Sorted<T, F> {
+    fn new(items: Vec<T>, cmp: F) -> Self {
+        Sorted { items, sorted: 0, cmp }
+    }
+
+    fn get(&mut self, i: usize) -> Option<&T> {
+        if i >= self.items.len() {
+            return None;
+        }
+        if i >= self.sorted {
+            let upto = (i + 1).max(self.sorted * 2).max(256).min(self.items.len());
+            let (rest, k) = (&mut self.items[self.sorted..], upto - self.sorted);
+            if k < rest.len() {
+                rest.select_nth_unstable_by(k - 1, &self.cmp);
+            }
+            rest[..k].sort_unstable_by(&self.cmp);
+            self.sorted = upto;
+        }
+        Some(&self.items[i])
+    }
 }
 
 /// How far down the ranking a file too large to show whole is still shown in part, and
@@ -1136,6 +1192,26 @@ mod tests {
     }
 
     #[test]
+    fn sorting_as_far_as_asked_gives_the_full_sort() {
+        // Scores with many ties, broken by name: a total order, as the ranking's.
+        let items: Vec<(u32, String)> = (0..3_000u32).map(|i| ((i * 7_919) % 613, format!("f{i}"))).collect();
+        let cmp = |a: &(u32, String), b: &(u32, String)| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1));
+        let mut full = items.clone();
+        full.sort_by(cmp);
+        let mut lazy = Sorted::new(items, cmp);
+        // Asked in order past a run's end: only what was asked for is sorted.
+        for (i, item) in full.iter().enumerate().take(700) {
+            assert_eq!(lazy.get(i), Some(item), "item {i}");
+        }
+        assert!(lazy.sorted < 3_000);
+        // Then far ahead, and back.
+        for i in [2_999, 1_500, 5] {
+            assert_eq!(lazy.get(i), Some(&full[i]), "item {i}");
+        }
+        assert_eq!(lazy.get(3_000), None);
+    }
+
+    #[test]
     fn a_path_match_outweighs_a_passing_mention() {
         let q = query_terms("increase pool capacity");
         let files = [
@@ -1144,9 +1220,7 @@ mod tests {
             ("README.md", content_counts("nothing relevant")),
         ];
         let index = Index::build(files.iter().map(|(p, c)| (*p, c.as_str())));
-        let s = |path| {
-            score(&index, &q, None, &|_| true).into_iter().find(|(d, ..)| index.path(*d) == path).unwrap().1
-        };
+        let s = |path| score(&index, &q, None, &|_| true)[index.doc(path).unwrap()].0;
         let (pool, other, readme) = (s("src/pool.rs"), s("src/other.rs"), s("README.md"));
         assert!(pool > other && other > 0.0 && readme == 0.0, "{pool} {other} {readme}");
     }
