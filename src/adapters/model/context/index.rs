@@ -134,12 +134,18 @@ impl Index {
     /// The index kept at `path` for `key` (a base commit); `None` when there is none, or
     /// it was kept for another key, or it is not whole.
     pub fn load(path: &std::path::Path, key: &str) -> Option<Index> {
-        let mut bytes = std::fs::read(path).ok()?;
+        use std::io::Read;
         let header = format!("prbot-context-index 1 {key}\n");
-        if !bytes.starts_with(header.as_bytes()) {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut head = vec![0; header.len()];
+        file.read_exact(&mut head).ok()?;
+        if head != header.as_bytes() {
             return None;
         }
-        bytes.drain(..header.len());
+        // Read past the header straight into place: the index is megabytes.
+        let size = file.metadata().ok()?.len().saturating_sub(header.len() as u64);
+        let mut bytes = Vec::with_capacity(usize::try_from(size).ok()?);
+        file.read_to_end(&mut bytes).ok()?;
         Index::from_bytes(bytes)
     }
 
