@@ -889,10 +889,14 @@ fn partial(path: &str, text: &str, query: &[String], budget: usize) -> Option<St
     Some(out)
 }
 
-/// Whether a file's name says it is a changelog (`CHANGELOG.md`, `HISTORY.rst`, `NEWS`).
+/// Whether a file's name says it is a changelog (`CHANGELOG.md`, `HISTORY.rst`, `NEWS`);
+/// a module named like one (`src/history.rs`) is not.
 fn is_changelog(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-    let stem = name.split('.').next().unwrap_or("");
+    let (stem, extension) = name.split_once('.').unwrap_or((&name, ""));
+    if !matches!(extension, "" | "md" | "markdown" | "rst" | "txt" | "adoc" | "org") {
+        return false;
+    }
     matches!(
         stem,
         "changelog" | "changes" | "history" | "news" | "releases" | "release-notes" | "release_notes"
@@ -913,7 +917,8 @@ fn newest_section(lines: &[&str]) -> usize {
         t.bytes().any(|b| b.is_ascii_digit()) || t.contains("unreleased") || t.contains("tbd")
     };
     let mut headings = (0..lines.len()).filter(|&i| {
-        let atx = lines[i].trim_start().starts_with('#');
+        let atx = lines[i].trim_start().trim_start_matches('#').starts_with(' ')
+            && lines[i].trim_start().starts_with('#');
         let setext = !lines[i].trim().is_empty() && lines.get(i + 1).is_some_and(|n| underline(n));
         (atx || setext) && version(lines[i])
     });
@@ -1492,6 +1497,9 @@ mod tests {
         assert_eq!(section("Notes without headings.\n"), 0);
         assert!(is_changelog("CHANGELOG.md") && is_changelog("docs/HISTORY.rst") && is_changelog("NEWS"));
         assert!(!is_changelog("src/changelog_parser.rs") && !is_changelog("README.md"));
+        assert!(!is_changelog("src/history.rs") && !is_changelog("news.py"));
+        // An attribute is no heading.
+        assert_eq!(section("# Unreleased\n#[cfg(unix)] 2\n- a\n# 1.0\n"), 4);
     }
 
     #[test]
