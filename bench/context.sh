@@ -54,6 +54,8 @@ for c in range(1000):
     out.write("\n")
 PY
 git -C "$work/repo" reset -q --hard
+# Packed, as a clone is: prbot reads the base through the object store.
+git -C "$work/repo" repack -adq
 printf '%s\n' '{"summary": "s", "files": [{"path": "src/bench.rs", "is_new": true, "content": "pub fn bench() {}\n"}]}' > "$work/reply.json"
 start_model "$work/reply.json"
 cat > "$work/p.yml" <<YAML
