@@ -789,10 +789,10 @@ impl<T, F: Fn(&T, &T) -> std::cmp::Ordering> Sorted<T, F> {
 /// the share of the budget each such part may take.
 const PARTIAL_RANKS: usize = 16;
 const PART_PERCENT: usize = 8;
-/// How much a file's size holds it back when the budget is filled (0: not at all), and
-/// the size (in words, about 45 KB of code) past which it holds it back no further; the
-/// best on ripgrep, just and fd at 12k, 24k and 48k tokens alike.
+/// How much a file's size holds it back when the budget is filled (0: not at all).
 const SIZE_DAMPING: f64 = 0.3;
+/// The size, in words (about 45 KB of code), past which it holds a file back no further:
+/// the best bound on ripgrep, just and fd at 12k, 24k and 48k tokens alike.
 const SIZE_CAP_WORDS: u32 = 6_000;
 /// Lines of context around each match in a partial file.
 const AROUND: usize = 6;
