@@ -249,6 +249,43 @@ impl LeftOutFor {
         }
     }
 
+    /// A gap whose scope is a CI workflow's name and nothing else's (`release: add
+    /// binaries for riscv64`, with `.github/workflows/release.yml` and no `release` folder
+    /// or file outside the CI) names the CI too.
+    pub fn or_a_workflow_by_scope(&mut self, gap: &Gap, all: &[String]) {
+        if self.named.contains(&LeftOut::Ci) {
+            return;
+        }
+        let Some((scope, _)) = gap.text.split_once(':') else { return };
+        // `fix(release)` and `release` alike; a scope is one word.
+        let scope = scope.trim();
+        let scope = scope.split_once('(').map_or(scope, |(_, s)| s.trim_end_matches([')', '!']));
+        let scope = scope.trim_end_matches('!').to_ascii_lowercase();
+        if scope.is_empty() || !scope.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')) {
+            return;
+        }
+        // Named by a path's part, a file's name without its extensions or a folder, in
+        // any form of the word (`tests/` for `test:`).
+        let scope = stem(scope);
+        let names = |part: &str| {
+            let word = part.split('.').next().unwrap_or("");
+            word.len() >= scope.len().min(3)
+                && word.as_bytes()[..scope.len().min(3)]
+                    .eq_ignore_ascii_case(&scope.as_bytes()[..scope.len().min(3)])
+                && stem(word.to_ascii_lowercase()) == scope
+        };
+        // Names first, as they mostly differ in their first letters; the rest of the tree
+        // is looked through only when a workflow is so named.
+        let workflow = all
+            .iter()
+            .any(|f| names(f.rsplit('/').next().unwrap_or(f)) && kind_left_out(f) == Some(LeftOut::Ci));
+        // A scope the rest of the tree names too (`test:` beside `tests/`) is not the CI's.
+        let other = || all.iter().any(|f| f.split('/').any(names) && kind_left_out(f) != Some(LeftOut::Ci));
+        if workflow && !other() {
+            self.named.push(LeftOut::Ci);
+        }
+    }
+
     /// Whether `path` is of a kind left out that the gap does not name.
     #[cfg(test)]
     fn leaves_out(&self, path: &str) -> bool {
@@ -579,6 +616,7 @@ pub fn choose(
     let query = query_terms(&gap.text);
     let mut left_out = LeftOutFor::gap(gap);
     left_out.or_actions_the_ci_uses(gap, all, source);
+    left_out.or_a_workflow_by_scope(gap, all);
     let named = named(&gap.text, all);
     let mut explicit: Vec<(String, &'static str)> =
         named.iter().map(|f| (f.clone(), "named by the gap")).collect();
@@ -1337,6 +1375,29 @@ mod tests {
         assert!(!ci_named("build(deps): bump serde-rs/json from 1.0 to 1.1"));
         assert!(!ci_named("Release with softprops action-gh-release"));
         assert!(!ci_named("Move src/main.rs"));
+    }
+
+    #[test]
+    fn a_gap_scoped_by_a_workflows_name_names_the_ci() {
+        let ci_named = |text: &str, all: &[&str]| {
+            let all: Vec<String> = all.iter().map(|f| f.to_string()).collect();
+            let mut left_out = LeftOutFor::gap(&gap(text));
+            left_out.or_a_workflow_by_scope(&gap(text), &all);
+            !left_out.leaves_out(".github/workflows/x.yml")
+        };
+        let tree =
+            [".github/workflows/release.yml", ".github/workflows/test.yml", "src/main.rs", "tests/cli.rs"];
+        assert!(ci_named("release: add binaries for riscv64", &tree));
+        assert!(ci_named("fix(Release)!: drop the 32-bit build", &tree));
+        // A scope other paths hold too, a scope no workflow is named by, or no scope.
+        assert!(!ci_named("test: cover the empty name", &tree));
+        assert!(!ci_named("printer: fix the release notes", &tree));
+        assert!(!ci_named("Prepare the release: notes", &tree));
+        assert!(!ci_named("release: bump", &[".github/workflows/release.yml", "release/notes.md"]));
+        // A file named like the scope inside the CI folders, but no workflow so named.
+        assert!(!ci_named("release: bump", &[".github/release/config.yml"]));
+        // A CI entry point outside a folder.
+        assert!(ci_named("azure-pipelines: add arm64", &["azure-pipelines.yml", "src/main.rs"]));
     }
 
     #[test]
