@@ -267,15 +267,14 @@ impl LeftOutFor {
         // Named by a path's part, a file's name without its extensions or a folder, in
         // any form of the word (`tests/` for `test:`).
         let scope = stem(scope);
+        // A stem keeps its word's first letter, so most names are told apart without one.
         let names = |part: &str| {
             let word = part.split('.').next().unwrap_or("");
-            word.len() >= scope.len().min(3)
-                && word.as_bytes()[..scope.len().min(3)]
-                    .eq_ignore_ascii_case(&scope.as_bytes()[..scope.len().min(3)])
+            word.as_bytes().first().map(u8::to_ascii_lowercase) == scope.as_bytes().first().copied()
                 && stem(word.to_ascii_lowercase()) == scope
         };
-        // Names first, as they mostly differ in their first letters; the rest of the tree
-        // is looked through only when a workflow is so named.
+        // Names first; the rest of the tree is looked through only when a workflow is so
+        // named.
         let workflow = all
             .iter()
             .any(|f| names(f.rsplit('/').next().unwrap_or(f)) && kind_left_out(f) == Some(LeftOut::Ci));
@@ -965,8 +964,8 @@ fn newest_section(lines: &[&str]) -> usize {
         t.bytes().any(|b| b.is_ascii_digit()) || t.contains("unreleased") || t.contains("tbd")
     };
     let mut headings = (0..lines.len()).filter(|&i| {
-        let atx = lines[i].trim_start().trim_start_matches('#').starts_with(' ')
-            && lines[i].trim_start().starts_with('#');
+        let t = lines[i].trim_start();
+        let atx = t.starts_with('#') && t.trim_start_matches('#').starts_with(' ');
         let setext = !lines[i].trim().is_empty() && lines.get(i + 1).is_some_and(|n| underline(n));
         (atx || setext) && version(lines[i])
     });
@@ -1396,6 +1395,8 @@ mod tests {
         assert!(!ci_named("release: bump", &[".github/workflows/release.yml", "release/notes.md"]));
         // A file named like the scope inside the CI folders, but no workflow so named.
         assert!(!ci_named("release: bump", &[".github/release/config.yml"]));
+        // A short scope whose stem ends unlike the word (`fly` → `fli`).
+        assert!(ci_named("fly: deploy to the new region", &[".github/workflows/fly.yml", "src/main.rs"]));
         // A CI entry point outside a folder.
         assert!(ci_named("azure-pipelines: add arm64", &["azure-pipelines.yml", "src/main.rs"]));
     }
