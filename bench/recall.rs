@@ -11,7 +11,7 @@
 //! whole files only, in score order. Printed as a markdown table. The history prbot ranks
 //! with is the parent's (`RECALL_NO_HISTORY=1`: none). `RECALL_FAST=1` runs 24k only
 //! without the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their
-//! rank, size and how they were shown.
+//! rank, size and how they were shown (for a part that misses, the changed lines and those shown).
 
 use prbot::Gap;
 use prbot::{choose_context as choose, index_of, Folder, History, Tree};
@@ -77,13 +77,18 @@ fn changed_lines(git_dir: &Path, parent: &str, commit: &str, file: &str) -> Vec<
         .collect()
 }
 
-/// Whether a partial file's verbatim regions (`@@ lines a-b @@`) hold every changed line.
-fn regions_cover(partial: &str, changed: &[(usize, usize)]) -> bool {
-    let regions: Vec<(usize, usize)> = partial
+/// A partial file's verbatim regions (`@@ lines a-b @@`).
+fn regions(partial: &str) -> Vec<(usize, usize)> {
+    partial
         .lines()
         .filter_map(|l| l.strip_prefix("@@ lines ")?.strip_suffix(" @@")?.split_once('-'))
         .filter_map(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .collect();
+        .collect()
+}
+
+/// Whether a partial file's verbatim regions (`@@ lines a-b @@`) hold every changed line.
+fn regions_cover(partial: &str, changed: &[(usize, usize)]) -> bool {
+    let regions = regions(partial);
     !changed.is_empty()
         && changed.iter().all(|(from, to)| {
             (*from..=*to).all(|line| regions.iter().any(|(a, b)| (*a..=*b).contains(&line)))
@@ -169,7 +174,11 @@ fn detail(
             Some(f) if f.pick.whole => "WHOLE".to_string(),
             Some(f) => {
                 let cov = regions_cover(&f.text, &changed(g));
-                format!("part{}", if cov { "+" } else { "-" })
+                if cov {
+                    "part+".to_string()
+                } else {
+                    format!("part- changed {:?} shown {:?}", changed(g), regions(&f.text))
+                }
             }
             None => "-".to_string(),
         };

@@ -833,6 +833,8 @@ const SIZE_DAMPING: f64 = 0.3;
 const SIZE_CAP_WORDS: u32 = 6_000;
 /// Lines of context around each match in a partial file.
 const AROUND: usize = 6;
+/// The longest section of a document shown whole around a match.
+const SECTION_LINES: usize = 80;
 /// Lines shown from the start and the end of a partial file.
 const HEAD: usize = 20;
 const TAIL: usize = 8;
@@ -891,14 +893,18 @@ fn partial(path: &str, text: &str, query: &[String], budget: usize) -> Option<St
             add_region(&mut chosen, from, to);
         }
     }
+    let sections = if is_prose(path) { headings(&lines) } else { Vec::new() };
     for (_, i) in hits {
-        let (from, to) = (i.saturating_sub(AROUND), (i + AROUND + 1).min(lines.len()));
-        let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(|l| lines[l].len() / 4 + 1).sum();
-        if spent + cost > region_budget {
-            continue;
+        let around = (i.saturating_sub(AROUND), (i + AROUND + 1).min(lines.len()));
+        // The match's section when it fits, else the lines around it.
+        for (from, to) in [section_of(i, around, &sections, lines.len()), around] {
+            let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(line_cost).sum();
+            if spent + cost <= region_budget {
+                spent += cost;
+                add_region(&mut chosen, from, to);
+                break;
+            }
         }
-        spent += cost;
-        add_region(&mut chosen, from, to);
     }
     let regions = merge(chosen);
     let mut out = format!(
@@ -936,6 +942,62 @@ fn partial(path: &str, text: &str, query: &[String], budget: usize) -> Option<St
     Some(out)
 }
 
+/// The section of a document that holds line `i`, with the heading that closes it (new
+/// text goes at a section's end, and a model editing prose needs the whole of it), and
+/// the lines `around` it; only those when the section is long or there are none.
+fn section_of(i: usize, around: (usize, usize), headings: &[usize], len: usize) -> (usize, usize) {
+    let next = headings.partition_point(|&h| h <= i);
+    let start = next.checked_sub(1).map_or(0, |p| headings[p]);
+    let end = headings.get(next).map_or(len, |h| h + 1);
+    if headings.is_empty() || end - start > SECTION_LINES {
+        around
+    } else {
+        (start.min(around.0), end.max(around.1))
+    }
+}
+
+/// Whether a file is a document in a markup with headings (Markdown, reStructuredText,
+/// AsciiDoc).
+fn is_prose(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    matches!(name.rsplit_once('.').map(|(_, e)| e), Some("md" | "markdown" | "rst" | "adoc"))
+}
+
+/// The lines that start a section: Markdown `#` headings outside code blocks, and setext
+/// headings (a title underlined with `===` or `---`).
+fn headings(lines: &[&str]) -> Vec<usize> {
+    let underline = |l: &str| {
+        let t = l.trim();
+        t.len() >= 3 && (t.bytes().all(|b| b == b'=') || t.bytes().all(|b| b == b'-'))
+    };
+    // A code block closes on its opening fence's character, at least as many times
+    // (a ```` block may hold ``` lines); its `#` lines are comments.
+    let fence = |t: &str| {
+        let c = t.chars().next().filter(|c| matches!(c, '`' | '~'))?;
+        let n = t.chars().take_while(|&x| x == c).count();
+        (n >= 3).then_some((c, n))
+    };
+    let mut open: Option<(char, usize)> = None;
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        match (open, fence(t)) {
+            (None, Some(f)) => open = Some(f),
+            (Some((c, n)), Some((d, m))) if c == d && m >= n && t.trim_end().len() == m => open = None,
+            _ => {}
+        }
+        if open.is_some() || fence(t).is_some() {
+            continue;
+        }
+        let atx = t.starts_with('#') && t.trim_start_matches('#').starts_with(' ');
+        let setext = !l.trim().is_empty() && !underline(l) && lines.get(i + 1).is_some_and(|n| underline(n));
+        if atx || setext {
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// Whether a file's name says it is a changelog (`CHANGELOG.md`, `HISTORY.rst`, `NEWS`);
 /// a module named like one (`src/history.rs`) is not.
 fn is_changelog(path: &str) -> bool {
@@ -955,21 +1017,12 @@ fn is_changelog(path: &str) -> bool {
 /// Markdown or setext heading with a digit, or one saying `unreleased`), or the end of
 /// the file when it has one such heading; 0 when it has none.
 fn newest_section(lines: &[&str]) -> usize {
-    let underline = |l: &str| {
-        let t = l.trim();
-        t.len() >= 3 && (t.bytes().all(|b| b == b'=') || t.bytes().all(|b| b == b'-'))
-    };
     let version = |title: &str| {
         let t = title.to_ascii_lowercase();
         t.bytes().any(|b| b.is_ascii_digit()) || t.contains("unreleased") || t.contains("tbd")
     };
-    let mut headings = (0..lines.len()).filter(|&i| {
-        let t = lines[i].trim_start();
-        let atx = t.starts_with('#') && t.trim_start_matches('#').starts_with(' ');
-        let setext = !lines[i].trim().is_empty() && lines.get(i + 1).is_some_and(|n| underline(n));
-        (atx || setext) && version(lines[i])
-    });
-    match (headings.next(), headings.next()) {
+    let mut versions = headings(lines).into_iter().filter(|&i| version(lines[i]));
+    match (versions.next(), versions.next()) {
         (Some(_), Some(second)) => second + 1,
         (Some(_), None) => lines.len(),
         _ => 0,
@@ -1565,6 +1618,68 @@ mod tests {
         let newest: String = log.lines().take(67).map(|l| format!("{l}\n")).collect();
         assert!(newest.ends_with("\n## 1.2.0 (2025-01-02)\n"));
         assert!(f.text.contains(&format!("@@ lines 1-67 @@\n{newest}")), "{}", f.text);
+    }
+
+    #[test]
+    fn a_large_documents_match_shows_its_section_through_the_next_heading() {
+        let mut doc = String::from("# Guide\n\n");
+        for i in 0..1_500 {
+            doc.push_str(&format!("## Topic {i}\n\nFiller paragraph {i} about nothing much.\n\n"));
+        }
+        // A short section: the match is on its first line, its end is 20 lines on.
+        let short_from = doc.lines().count() + 1;
+        doc.push_str("### Timestamps\n\nTimestamps print before each command.\n\n");
+        // A code block whose `#` lines are comments, in a ```` block that holds a ``` line.
+        doc.push_str("````md\n```\n# not a heading\n````\n\n```sh\n# nor this\n```\n\n");
+        for i in 0..8 {
+            doc.push_str(&format!("Line {i} of the section.\n"));
+        }
+        let short_to = doc.lines().count() + 1;
+        doc.push_str("### Signals\n\n");
+        // A long section: only the lines around its match.
+        let long_from = doc.lines().count() + 1;
+        doc.push_str("### Colours\n\n");
+        for i in 0..200 {
+            doc.push_str(&format!("Colour line {i}.\n"));
+            if i == 100 {
+                doc.push_str("The colours obey timestamps too.\n");
+            }
+        }
+        let (dir, all) = repo(&[("README.md", doc.clone())]);
+        let c = choose_in(dir.path(), &all, &gap("timestamps"), &[], &[], 8_000);
+        let f = &c.files[0];
+        assert!(!f.pick.whole);
+        let lines: Vec<&str> = doc.lines().collect();
+        // The match is the heading: the lines before it come too, where a new section goes.
+        let from = short_from - AROUND;
+        let section: String = lines[from - 1..short_to].iter().map(|l| format!("{l}\n")).collect();
+        assert!(section.ends_with("### Signals\n"));
+        assert!(f.text.contains(&format!("@@ lines {from}-{short_to} @@\n{section}")), "{}", f.text);
+        let hit = lines.iter().position(|l| l.starts_with("The colours obey")).unwrap() + 1;
+        assert!(f.text.contains(&format!("@@ lines {}-{} @@\n", hit - AROUND, hit + AROUND)), "{}", f.text);
+        assert!(!f.text.contains(&format!("@@ lines {long_from}-")), "{}", f.text);
+        // Code is not cut into sections, even where its comments look like headings.
+        let mut code = String::new();
+        for i in 0..3_000 {
+            code.push_str(&format!("filler_{i} = {i}\n"));
+        }
+        code.push_str("# Settings\n");
+        for i in 0..30 {
+            code.push_str(&format!("setting_{i} = {i}\n"));
+        }
+        code.push_str("timestamps = True\n");
+        for i in 0..30 {
+            code.push_str(&format!("option_{i} = {i}\n"));
+        }
+        code.push_str("# Other\n");
+        for i in 0..3_000 {
+            code.push_str(&format!("other_{i} = {i}\n"));
+        }
+        let (dir, all) = repo(&[("app/settings.py", code.clone())]);
+        let c = choose_in(dir.path(), &all, &gap("timestamps"), &[], &[], 8_000);
+        let hit = code.lines().position(|l| l.starts_with("timestamps =")).unwrap() + 1;
+        let around = format!("@@ lines {}-{} @@\n", hit - AROUND, hit + AROUND);
+        assert!(c.files[0].text.contains(&around), "{}", c.files[0].text);
     }
 
     #[test]
