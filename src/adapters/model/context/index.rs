@@ -6,7 +6,7 @@
 use super::{kind_left_out, tokens, LeftOut};
 use rustc_hash::FxHashMap;
 
-const MAGIC: &[u8; 8] = b"PRBOTIX1";
+const MAGIC: &[u8; 8] = b"PRBOTIX2";
 /// Header fields after the magic: docs, contents terms, path terms, postings, string bytes.
 const HEADER: usize = 8 + 5 * 4;
 /// Per file: path offset, path length, contents length, path length in words, kind.

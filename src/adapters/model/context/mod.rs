@@ -45,17 +45,28 @@ pub use crate::domain::records::Pick;
 /// parts reduced to their English stem (`dependencies` and `dependency` meet).
 pub fn tokens(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let parts = camel_parts(word);
-        if parts.len() > 1 {
-            let joined = word.to_lowercase();
-            if joined.len() >= 2 {
-                out.push(joined);
-            }
+    // An identifier joined by `_` or `-` is kept whole too (`justfile_name`,
+    // `--justfile-name` and `justfileName` meet as `justfilename`): its parts may be in
+    // every file, the whole in few.
+    for run in text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-') {
+        let mut words = run.split(['_', '-']).filter(|w| !w.is_empty()).peekable();
+        let first = words.next();
+        if first.is_some() && words.peek().is_some() {
+            out.push(run.replace(['_', '-'], "").to_lowercase());
         }
-        out.extend(parts.into_iter().filter(|p| p.len() >= 2).map(stem));
+        for word in first.into_iter().chain(words) {
+            tokens_of_word(word, &mut out);
+        }
     }
     out
+}
+
+fn tokens_of_word(word: &str, out: &mut Vec<String>) {
+    let parts = camel_parts(word);
+    if parts.len() > 1 {
+        out.push(word.to_lowercase());
+    }
+    out.extend(parts.into_iter().filter(|p| p.len() >= 2).map(stem));
 }
 
 /// A word's English stem; a part with digits (`f123`, `utf8`) is no English word and stays.
@@ -329,7 +340,7 @@ impl Terms {
 fn content_counts(text: &str) -> String {
     // Each distinct word is tokenised once: a file repeats its words.
     let mut words: FxHashMap<&str, u32> = FxHashMap::default();
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-').filter(|w| !w.is_empty()) {
         *words.entry(word).or_default() += 1;
     }
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
@@ -360,7 +371,7 @@ pub struct TermCache {
 }
 
 impl TermCache {
-    const HEADER: &'static str = "prbot-context-terms 4";
+    const HEADER: &'static str = "prbot-context-terms 5";
 
     /// Reads the cache at `path`; a missing or unreadable one starts empty.
     pub fn load(path: &Path) -> TermCache {
@@ -1285,8 +1296,14 @@ mod tests {
     fn tokenises_and_splits_camel_and_snake_case() {
         assert_eq!(
             tokens("parseHTTPRequest2 max_file-size"),
-            ["parsehttprequest2", "pars", "http", "request2", "max", "file", "size"]
+            ["parsehttprequest2", "pars", "http", "request2", "maxfilesize", "max", "file", "size"]
         );
+        // An identifier is one term in each of its spellings, besides its parts.
+        let whole = |t: &str| tokens(t).into_iter().next().unwrap();
+        assert_eq!(whole("`--justfile-name`"), "justfilename");
+        assert_eq!(whole("justfile_name"), "justfilename");
+        assert_eq!(whole("justfileName"), "justfilename");
+        assert_eq!(tokens("ab -- cd - ef_"), ["ab", "cd", "ef"]);
         assert_eq!(tokens("GreetConfig::new(a)"), ["greetconfig", "greet", "config", "new"]);
         // Parts are stemmed, so a word's forms meet; the joined identifier is kept as is.
         assert_eq!(tokens("dependencies"), tokens("Dependency"));
