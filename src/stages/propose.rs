@@ -46,6 +46,7 @@ impl Propose<'_> {
             temperature: s.temperature,
             max_tokens: s.max_tokens,
         };
+        cx.start_reset()?;
         let mut calls = std::mem::take(&mut cx.model_calls);
         let before = calls.len();
         let result = cx.block_on(ladder::ask(&cx.model, &models, &conversation, &opts, &mut calls));

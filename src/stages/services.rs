@@ -75,8 +75,8 @@ pub struct Services {
 enum Worktree {
     /// Whatever the last cycle, or a killed one, left: reset before use.
     Unknown,
-    /// Being reset, since the clone was first used: the reset runs while the cycle reads
-    /// the base and asks the model, and is waited for when the worktree is first used.
+    /// Being reset, from when the prompt was built: the reset runs while the model
+    /// answers, and is waited for when the worktree is first used.
     Resetting(std::thread::JoinHandle<Result<(), crate::infra::git::GitError>>),
     /// The base and what this cycle wrote.
     Ready,
@@ -221,13 +221,22 @@ impl Services {
             let base = self.base_commit()?;
             let ws = Workspace::open(&self.repo, &self.work_dir, &base, &self.cancel)
                 .map_err(|e| End::internal("cannot prepare the worktree", e))?;
-            if matches!(self.worktree, Worktree::Unknown) {
-                let resetting = ws.clone();
-                self.worktree = Worktree::Resetting(std::thread::spawn(move || resetting.reset()));
-            }
             self.workspace = Some(ws);
         }
         Ok(self.workspace.as_ref().expect("just set"))
+    }
+
+    /// Starts the worktree's reset in the background, unless it is under way or done:
+    /// propose starts it once the prompt is built, so the reset runs while the model
+    /// answers rather than beside the ranking, and is waited for when the worktree is
+    /// first used.
+    pub fn start_reset(&mut self) -> Result<(), End> {
+        self.clone_of_base()?;
+        if matches!(self.worktree, Worktree::Unknown) {
+            let resetting = self.workspace.as_ref().expect("just made").clone();
+            self.worktree = Worktree::Resetting(std::thread::spawn(move || resetting.reset()));
+        }
+        Ok(())
     }
 
     /// The cycle's worktree, reset to the base by its first use: the one reset of a cycle,
