@@ -151,7 +151,7 @@ pub struct TrackedFile<'a> {
     pub link: bool,
 }
 
-/// The base commit's files, in path order: the listing as it was read, and where each
+/// The base commit's files, as `ls-tree` lists them: the listing as it was read, and where each
 /// file's fields lie in it, so that 20,000 files cost one string, not 40,000.
 pub struct BaseFiles {
     text: String,
@@ -190,13 +190,7 @@ impl BaseFiles {
                 link: mode == "120000",
             });
         }
-        let mut list = BaseFiles { text, files };
-        // git lists a tree in the byte order of its paths; [`Self::get`] relies on it.
-        if !list.files.windows(2).all(|w| list.text[w[0].path.clone()] < list.text[w[1].path.clone()]) {
-            let text = &list.text;
-            list.files.sort_by(|a, b| text[a.path.clone()].cmp(&text[b.path.clone()]));
-        }
-        list
+        BaseFiles { text, files }
     }
 
     fn file(&self, slot: &Slot) -> TrackedFile<'_> {
@@ -210,12 +204,6 @@ impl BaseFiles {
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = TrackedFile<'_>> + '_ {
         self.files.iter().map(|s| self.file(s))
-    }
-
-    /// The file at `path`, if the base has one there.
-    pub fn get(&self, path: &str) -> Option<TrackedFile<'_>> {
-        let i = self.files.binary_search_by(|s| self.text[s.path.clone()].cmp(path)).ok()?;
-        Some(self.file(&self.files[i]))
     }
 }
 
@@ -604,8 +592,6 @@ mod tests {
         // Kept under the base's id: a changed tree does not change the list of the base.
         std::fs::remove_file(ws.path.join("bin.dat")).unwrap();
         assert_eq!(ws.tracked_files().unwrap().iter().len(), 3);
-        assert_eq!(list.get("src/a b.rs"), Some(files[2]));
-        assert_eq!(list.get("src"), None);
         let missing = "0".repeat(head.commit.len());
         let ids = [files[2].blob, missing.as_str(), files[0].blob, "HEAD:link", "HEAD:src"];
         let mut objects = crate::infra::git::Objects::open(&repo.git(&Cancel::new())).unwrap();
@@ -635,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn the_file_list_is_read_in_place_and_found_by_path() {
+    fn the_file_list_is_read_in_place() {
         let listing = [
             "100644 blob aaaa      12\tsrc/b.rs",
             "160000 commit cccc       -\tvendor/sub",
@@ -647,21 +633,16 @@ mod tests {
         let list = BaseFiles::parse(format!("header\n{listing}\0"), "header\n".len());
         let files: Vec<TrackedFile> = list.iter().collect();
         let file = |path, blob, size, link| TrackedFile { path, blob, size, link };
-        // In byte order whatever order they came in; the submodule is no file.
+        // The submodule is no file.
         assert_eq!(
             files,
             [
+                file("src/b.rs", "aaaa", 12, false),
                 file("link", "bbbb", 5, true),
                 file("src/a b.rs", "dddd", 1_234_567, false),
-                file("src/b.rs", "aaaa", 12, false),
                 file("src/tab\there.rs", "eeee", 1, false),
             ]
         );
-        for f in &files {
-            assert_eq!(list.get(f.path), Some(*f));
-        }
-        assert_eq!(list.get("vendor/sub"), None);
-        assert_eq!(list.get("src"), None);
     }
 
     /// A repository at `tmp/repo` with `files` in one commit, and prbot's clone of it, reset.

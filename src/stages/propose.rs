@@ -107,7 +107,6 @@ impl Propose<'_> {
         let ws = cx.clone_of_base()?;
         let (ws_git, base_commit) = (ws.git().clone(), ws.base_commit.clone());
         let cache_path = ws.cache_dir.join("context-terms");
-        let tracked = ws.tracked_files()?;
         // Earlier commits help the ranking; a repository without them is ranked without.
         let history = match ws.history_log(context::History::DEPTH) {
             Ok(log) => Some(context::History::parse(&log)),
@@ -117,9 +116,12 @@ impl Propose<'_> {
             }
         };
         let index_path = ws.cache_dir.join("context-index");
+        // The index of the base holds its files too (paths, blobs, sizes, links): a warm
+        // cycle reads no file list.
         let index = match context::Index::load(&index_path, &base_commit) {
             Some(index) => index,
             None => {
+                let tracked = ws.tracked_files()?;
                 let index = Self::index_base(cx, &tracked, &cache_path)?;
                 if let Err(e) = index.save(&index_path, &base_commit) {
                     tracing::warn!("cannot keep the context index {}: {e}", index_path.display());
@@ -127,7 +129,7 @@ impl Propose<'_> {
                 index
             }
         };
-        let all: Vec<String> = tracked.iter().map(|f| f.path.to_string()).collect();
+        let all: Vec<String> = index.paths().map(str::to_string).collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);
@@ -153,7 +155,7 @@ impl Propose<'_> {
             + 200;
         let prd_path = cx.pipeline.prd.path.to_string_lossy().into_owned();
         let budget = s.context_tokens.saturating_sub(reserved);
-        let mut stored = context::Stored::new(cx.objects()?, &tracked);
+        let mut stored = context::Stored::new(cx.objects()?, &index);
         let tree =
             context::Tree { source: &mut stored, files: &all, index: &index, history: history.as_ref() };
         let ctx = context::choose(tree, gap, &touched, std::slice::from_ref(&prd_path), budget);
@@ -204,7 +206,11 @@ impl Propose<'_> {
             tracing::warn!("cannot keep the context cache {}: {e}", cache_path.display());
         }
         // A file not counted (binary, too large, past the total) is ranked by its path.
-        let files = tracked.iter().filter(|f| !f.link).map(|f| (f.path, cache.get(f.blob).unwrap_or("-")));
+        let files = tracked.iter().map(|f| context::IndexEntry {
+            path: f.path,
+            counts: if f.link { "-" } else { cache.get(f.blob).unwrap_or("-") },
+            object: Some(context::IndexObject { blob: f.blob, size: f.size, link: f.link }),
+        });
         Ok(context::Index::build(files))
     }
 }

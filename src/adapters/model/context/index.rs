@@ -6,11 +6,14 @@
 use super::{kind_left_out, tokens, LeftOut};
 use rustc_hash::FxHashMap;
 
-const MAGIC: &[u8; 8] = b"PRBOTIX2";
+const MAGIC: &[u8; 8] = b"PRBOTIX3";
 /// Header fields after the magic: docs, contents terms, path terms, postings, string bytes.
 const HEADER: usize = 8 + 5 * 4;
-/// Per file: path offset, path length, contents length, path length in words, kind.
-const DOC: usize = 5;
+/// Per file: path offset, path length, contents length, path length in words, kind (and
+/// [`LINK`]), blob id offset, blob id length, size in bytes (at most `u32::MAX`).
+const DOC: usize = 8;
+/// The kind's bit that marks a symbolic link: listed, never ranked.
+const LINK: u32 = 1 << 8;
 /// Per term: string offset, string length, first posting, postings.
 const TERM: usize = 4;
 
@@ -19,6 +22,29 @@ const TERM: usize = 4;
 pub(super) enum Field {
     Contents,
     Path,
+}
+
+/// One file to index: its path, its contents' term counts as
+/// [`super::content_counts`] writes them (`-` for a file ranked by its path alone), and
+/// where the base holds it, for a tree read from the object store.
+pub struct Entry<'a> {
+    pub path: &'a str,
+    pub counts: &'a str,
+    pub object: Option<Object<'a>>,
+}
+
+impl<'a> From<(&'a str, &'a str)> for Entry<'a> {
+    fn from((path, counts): (&'a str, &'a str)) -> Self {
+        Entry { path, counts, object: None }
+    }
+}
+
+/// A file's object in the base: its blob, its size and whether it is a symbolic link.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Object<'a> {
+    pub blob: &'a str,
+    pub size: u64,
+    pub link: bool,
 }
 
 /// A read-only view of an index's bytes.
@@ -30,30 +56,40 @@ pub struct Index {
 }
 
 impl Index {
-    /// Builds the index of `files`: each path with its contents' term counts as
-    /// [`super::content_counts`] writes them (`-` for a file ranked by its path alone).
-    pub fn build<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> Index {
-        let mut files: Vec<(&str, &str)> = files.collect();
-        files.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        files.dedup_by(|a, b| a.0 == b.0);
+    /// Builds the index of `files`. A symbolic link is kept with its object, for the
+    /// file list and for reading, but holds no terms: it is never ranked.
+    pub fn build<'a, E: Into<Entry<'a>>>(files: impl Iterator<Item = E>) -> Index {
+        let mut files: Vec<Entry> = files.map(Into::into).collect();
+        files.sort_unstable_by(|a, b| a.path.cmp(b.path));
+        files.dedup_by(|a, b| a.path == b.path);
         let mut strings: Vec<u8> = Vec::new();
         let mut doc_table: Vec<u32> = Vec::with_capacity(files.len() * DOC);
         // Each term's postings, `doc, count` flattened, in the order of the files.
         let mut contents: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
         let mut paths: FxHashMap<String, Vec<u32>> = FxHashMap::default();
         let mut folders: FxHashMap<&str, Vec<String>> = FxHashMap::default();
-        for (doc, (path, counts)) in files.iter().enumerate() {
-            let doc = doc as u32;
+        for (doc, entry) in files.iter().enumerate() {
+            let (doc, path) = (doc as u32, entry.path);
+            let link = entry.object.is_some_and(|o| o.link);
             let mut len = 0;
-            if let Some((total, pairs)) = counts.split_once(' ') {
+            let mut words: Vec<&str> = Vec::new();
+            let (blob, size) = entry.object.map_or(("", 0), |o| (o.blob, o.size));
+            let flags = kind_code(path) | if link { LINK } else { 0 };
+            if link {
+                doc_table.extend([strings.len() as u32, path.len() as u32, 0, 0, flags]);
+                strings.extend_from_slice(path.as_bytes());
+                doc_table.extend([strings.len() as u32, blob.len() as u32, size.min(u32::MAX as u64) as u32]);
+                strings.extend_from_slice(blob.as_bytes());
+                continue;
+            }
+            if let Some((total, pairs)) = entry.counts.split_once(' ') {
                 len = total.parse().unwrap_or(0);
                 for (term, n) in pairs.split(' ').filter_map(|p| p.rsplit_once(':')) {
                     contents.entry(term).or_default().extend([doc, n.parse().unwrap_or(0)]);
                 }
             }
             let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
-            let mut words: Vec<&str> =
-                folders.entry(folder).or_insert_with(|| tokens(folder)).iter().map(String::as_str).collect();
+            words.extend(folders.entry(folder).or_insert_with(|| tokens(folder)).iter().map(String::as_str));
             let named = tokens(name);
             words.extend(named.iter().map(String::as_str));
             words.sort_unstable();
@@ -66,14 +102,10 @@ impl Index {
                     }
                 }
             }
-            doc_table.extend([
-                strings.len() as u32,
-                path.len() as u32,
-                len,
-                words.len() as u32,
-                kind_code(path),
-            ]);
+            doc_table.extend([strings.len() as u32, path.len() as u32, len, words.len() as u32, flags]);
             strings.extend_from_slice(path.as_bytes());
+            doc_table.extend([strings.len() as u32, blob.len() as u32, size.min(u32::MAX as u64) as u32]);
+            strings.extend_from_slice(blob.as_bytes());
         }
         let mut term_tables: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
         let mut postings: Vec<u32> = Vec::new();
@@ -186,7 +218,24 @@ impl Index {
     }
 
     pub(super) fn kind(&self, doc: usize) -> Option<LeftOut> {
-        kind_of(self.word(doc * DOC + 4) as u32)
+        kind_of(self.word(doc * DOC + 4) as u32 & !LINK)
+    }
+
+    /// Whether the file is a symbolic link, which is listed but never ranked.
+    pub(super) fn is_link(&self, doc: usize) -> bool {
+        self.word(doc * DOC + 4) as u32 & LINK != 0
+    }
+
+    /// Where the base holds the file; `None` for an index not built from the base.
+    pub fn object(&self, doc: usize) -> Option<Object<'_>> {
+        let blob = self.string(self.word(doc * DOC + 5), self.word(doc * DOC + 6));
+        let size = self.word(doc * DOC + 7) as u64;
+        (!blob.is_empty()).then_some(Object { blob, size, link: self.is_link(doc) })
+    }
+
+    /// Every path, in byte order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        (0..self.docs).map(|d| self.path(d))
     }
 
     /// The file at `path`, if the index holds it.

@@ -13,7 +13,7 @@ mod index;
 use super::client::estimate_tokens;
 use crate::domain::prd::Gap;
 use index::Field;
-pub use index::Index;
+pub use index::{Entry as IndexEntry, Index, Object as IndexObject};
 
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -563,7 +563,7 @@ fn score(
     history: Option<&History>,
     ranked: &dyn Fn(usize) -> bool,
 ) -> Vec<(f64, &'static str)> {
-    let in_rank: Vec<bool> = (0..index.len()).map(ranked).collect();
+    let in_rank: Vec<bool> = (0..index.len()).map(|d| !index.is_link(d) && ranked(d)).collect();
     let n = in_rank.iter().filter(|r| **r).count() as f64;
     let mut own = vec![0.0f64; index.len()];
     for (field, weight) in [(Field::Contents, 1.0), (Field::Path, PATH_WEIGHT)] {
@@ -1146,26 +1146,28 @@ impl Source for Folder<'_> {
 }
 
 /// The base commit's files, read from the object store: what the commit holds, whatever
-/// the worktree holds now, and a link is only ever its target's name.
+/// the worktree holds now, and a link is only ever its target's name. Where each file's
+/// blob is comes from the base's index.
 pub struct Stored<'a> {
     objects: &'a mut crate::infra::git::Objects,
-    files: &'a crate::infra::workspace::BaseFiles,
+    index: &'a Index,
     /// Blobs read ahead, by blob id: `None` when the store has no such blob.
     ahead: HashMap<String, Option<Vec<u8>>>,
 }
 
 impl<'a> Stored<'a> {
-    pub fn new(
-        objects: &'a mut crate::infra::git::Objects,
-        files: &'a crate::infra::workspace::BaseFiles,
-    ) -> Self {
-        Stored { objects, files, ahead: HashMap::new() }
+    pub fn new(objects: &'a mut crate::infra::git::Objects, index: &'a Index) -> Self {
+        Stored { objects, index, ahead: HashMap::new() }
+    }
+
+    fn file(&self, path: &str) -> Option<index::Object<'a>> {
+        self.index.doc(path).and_then(|d| self.index.object(d))
     }
 }
 
 impl Source for Stored<'_> {
     fn read(&mut self, path: &str, max: usize) -> Result<String, Unreadable> {
-        let file = self.files.get(path).ok_or(Unreadable::Other)?;
+        let file = self.file(path).ok_or(Unreadable::Other)?;
         if !file.link && file.size > max as u64 {
             return Err(Unreadable::Other);
         }
@@ -1191,13 +1193,13 @@ impl Source for Stored<'_> {
     }
 
     fn size(&self, path: &str) -> Option<u64> {
-        self.files.get(path).filter(|f| !f.link).map(|f| f.size)
+        self.file(path).filter(|f| !f.link).map(|f| f.size)
     }
 
     fn prefetch(&mut self, paths: &[&str]) {
         let blobs: Vec<&str> = paths
             .iter()
-            .filter_map(|p| self.files.get(p))
+            .filter_map(|p| self.file(p))
             .filter(|f| f.link || f.size <= INDEX_BYTES as u64)
             .map(|f| f.blob)
             .collect();
@@ -1274,6 +1276,35 @@ mod tests {
         assert!(Index::from_bytes(bytes[..bytes.len() - 1].to_vec()).is_none());
         assert!(Index::from_bytes(b"PRBOTIX0".iter().copied().chain(bytes[8..].iter().copied()).collect())
             .is_none());
+    }
+
+    #[test]
+    fn the_index_keeps_each_files_object_and_never_ranks_a_link() {
+        let object = |blob, size, link| Some(IndexObject { blob, size, link });
+        let counts = content_counts("pool pool");
+        let files = [
+            IndexEntry { path: "src/pool.rs", counts: &counts, object: object("b1", 9, false) },
+            IndexEntry { path: "pool/Cargo.lock", counts: "-", object: object("b2", 11, true) },
+            IndexEntry { path: "big.bin", counts: "-", object: object("b3", 5_000_000_000, false) },
+        ];
+        let index = Index::build(files.into_iter());
+        // Every file, links too, in byte order: the prompt's file list.
+        assert_eq!(index.paths().collect::<Vec<_>>(), ["big.bin", "pool/Cargo.lock", "src/pool.rs"]);
+        let at = |p| index.object(index.doc(p).unwrap());
+        assert_eq!(at("src/pool.rs"), object("b1", 9, false));
+        assert_eq!(at("pool/Cargo.lock"), object("b2", 11, true));
+        // A size past what the index holds stays past every bound prbot reads to.
+        assert_eq!(at("big.bin").map(|o| o.size), Some(u32::MAX as u64));
+        // The link's path holds the gap's word, yet only the file ranks; it keeps its kind.
+        let link = index.doc("pool/Cargo.lock").unwrap();
+        assert!(matches!(index.kind(link), Some(LeftOut::Lock)));
+        assert!(index.postings(Field::Path, "pool").all(|(d, _)| d != link));
+        let scored = score(&index, &query_terms("pool link"), None, &|_| true);
+        assert_eq!(scored[link].0, 0.0);
+        assert!(scored[index.doc("src/pool.rs").unwrap()].0 > 0.0);
+        // Built from a folder, an index holds no objects.
+        let plain = Index::build([("src/pool.rs", counts.as_str())].into_iter());
+        assert_eq!(plain.object(0), None);
     }
 
     #[test]
