@@ -49,7 +49,7 @@ pub struct Object<'a> {
 
 /// A read-only view of an index's bytes.
 pub struct Index {
-    pub(super) bytes: Vec<u8>,
+    data: Data,
     docs: usize,
     terms: [usize; 2],
     postings: usize,
@@ -149,6 +149,11 @@ impl Index {
 
     /// Takes an index's bytes; `None` unless its sections fit the bytes there are.
     pub fn from_bytes(bytes: Vec<u8>) -> Option<Index> {
+        Index::from_data(Data::Owned(bytes))
+    }
+
+    fn from_data(data: Data) -> Option<Index> {
+        let bytes = data.bytes();
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return None;
         }
@@ -156,7 +161,7 @@ impl Index {
         let (docs, contents, paths, postings, strings) = (field(0), field(1), field(2), field(3), field(4));
         let words = docs * DOC + (contents + paths) * TERM + postings * 2;
         (HEADER + 4 * words + strings == bytes.len()).then_some(Index {
-            bytes,
+            data,
             docs,
             terms: [contents, paths],
             postings,
@@ -164,33 +169,36 @@ impl Index {
     }
 
     /// The index kept at `path` for `key` (a base commit); `None` when there is none, or
-    /// it was kept for another key, or it is not whole.
+    /// it was kept for another key, or it is not whole. It is mapped, not read: a cycle
+    /// touches only the pages its terms and files lie on.
     pub fn load(path: &std::path::Path, key: &str) -> Option<Index> {
-        use std::io::Read;
         let header = format!("prbot-context-index 1 {key}\n");
-        let mut file = std::fs::File::open(path).ok()?;
-        let mut head = vec![0; header.len()];
-        file.read_exact(&mut head).ok()?;
-        if head != header.as_bytes() {
+        let file = std::fs::File::open(path).ok()?;
+        // SAFETY: prbot only ever replaces the file by a rename (`write_atomic`), never
+        // writes it in place, and the sandbox hides it from the project's commands, so
+        // the mapped bytes do not change while the index is in use.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        if !map.starts_with(header.as_bytes()) {
             return None;
         }
-        // Read past the header straight into place: the index is megabytes.
-        let size = file.metadata().ok()?.len().saturating_sub(header.len() as u64);
-        let mut bytes = Vec::with_capacity(usize::try_from(size).ok()?);
-        file.read_to_end(&mut bytes).ok()?;
-        Index::from_bytes(bytes)
+        Index::from_data(Data::Mapped(map, header.len()))
     }
 
     /// Keeps the index at `path` for `key`.
     pub fn save(&self, path: &std::path::Path, key: &str) -> std::io::Result<()> {
         let mut out = format!("prbot-context-index 1 {key}\n").into_bytes();
-        out.extend_from_slice(&self.bytes);
+        out.extend_from_slice(self.data.bytes());
         crate::infra::fsutil::write_atomic(path, &out)
+    }
+
+    /// The index's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        self.data.bytes()
     }
 
     fn word(&self, at: usize) -> usize {
         let at = HEADER + 4 * at;
-        u32::from_le_bytes(self.bytes[at..at + 4].try_into().unwrap()) as usize
+        u32::from_le_bytes(self.bytes()[at..at + 4].try_into().unwrap()) as usize
     }
 
     fn strings_at(&self) -> usize {
@@ -200,7 +208,7 @@ impl Index {
     /// The string at `offset`, `len` bytes long; empty if it is not in the strings.
     fn string(&self, offset: usize, len: usize) -> &str {
         let at = self.strings_at() + offset;
-        self.bytes.get(at..at + len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+        self.bytes().get(at..at + len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
     }
 
     /// How many files the index holds.
@@ -278,6 +286,21 @@ impl Index {
         (first..first + n)
             .map(move |p| (self.word(base + 2 * p), self.word(base + 2 * p + 1) as u32))
             .filter(move |(doc, _)| *doc < self.docs)
+    }
+}
+
+/// An index's bytes: built in memory, or a kept file mapped past its header.
+enum Data {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap, usize),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Owned(bytes) => bytes,
+            Data::Mapped(map, header) => &map[*header..],
+        }
     }
 }
 

@@ -1272,7 +1272,7 @@ mod tests {
         assert_eq!((index.field_len(png, Field::Contents), index.path(png)), (0, "a/binary.png"));
         assert!(index.doc("src/none.rs").is_none());
         // Damaged bytes are no index at all, not a wrong one.
-        let bytes = index.bytes.clone();
+        let bytes = index.bytes().to_vec();
         assert!(Index::from_bytes(bytes[..bytes.len() - 1].to_vec()).is_none());
         assert!(Index::from_bytes(b"PRBOTIX0".iter().copied().chain(bytes[8..].iter().copied()).collect())
             .is_none());
@@ -1795,13 +1795,14 @@ mod tests {
         let before = ranked(&built);
         // The ranking comes from the index, not from the files.
         std::fs::write(dir.path().join("src/walk.rs"), "capacity capacity pool pool pool\n").unwrap();
-        let loaded = Index::load(&kept, "base-1").expect("kept");
-        assert_eq!(ranked(&loaded), before);
+        assert_eq!(ranked(&Index::load(&kept, "base-1").expect("kept")), before);
         assert_eq!(before.len(), 1, "{before:?}");
         // Kept for another base, or cut short: not used.
         assert!(Index::load(&kept, "base-2").is_none());
         let bytes = std::fs::read(&kept).unwrap();
         std::fs::write(&kept, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(Index::load(&kept, "base-1").is_none());
+        std::fs::write(&kept, b"").unwrap();
         assert!(Index::load(&kept, "base-1").is_none());
     }
 }
