@@ -1,7 +1,8 @@
 //! The ranking's index of one tree: for each term, the files that hold it and how often,
 //! for their contents and for their paths. A cycle looks up only the gap's terms, so
 //! ranking costs what the gap matches, not what the repository holds. Kept in prbot's
-//! cache folder under the base commit, in one file read as it is (no parsing).
+//! cache folder under the base commit, in one file mapped as it is (no parsing), with
+//! each file's blob, size and kind, so a warm cycle needs no other list of the base.
 
 use super::{kind_left_out, tokens, LeftOut};
 use rustc_hash::FxHashMap;
@@ -71,38 +72,39 @@ impl Index {
         for (doc, entry) in files.iter().enumerate() {
             let (doc, path) = (doc as u32, entry.path);
             let link = entry.object.is_some_and(|o| o.link);
-            let mut len = 0;
-            let mut words: Vec<&str> = Vec::new();
-            let (blob, size) = entry.object.map_or(("", 0), |o| (o.blob, o.size));
-            let flags = kind_code(path) | if link { LINK } else { 0 };
-            if link {
-                doc_table.extend([strings.len() as u32, path.len() as u32, 0, 0, flags]);
-                strings.extend_from_slice(path.as_bytes());
-                doc_table.extend([strings.len() as u32, blob.len() as u32, size.min(u32::MAX as u64) as u32]);
-                strings.extend_from_slice(blob.as_bytes());
-                continue;
-            }
-            if let Some((total, pairs)) = entry.counts.split_once(' ') {
-                len = total.parse().unwrap_or(0);
-                for (term, n) in pairs.split(' ').filter_map(|p| p.rsplit_once(':')) {
-                    contents.entry(term).or_default().extend([doc, n.parse().unwrap_or(0)]);
-                }
-            }
-            let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
-            words.extend(folders.entry(folder).or_insert_with(|| tokens(folder)).iter().map(String::as_str));
-            let named = tokens(name);
-            words.extend(named.iter().map(String::as_str));
-            words.sort_unstable();
-            for run in words.chunk_by(|a, b| a == b) {
-                let entry = [doc, run.len() as u32];
-                match paths.get_mut(run[0]) {
-                    Some(list) => list.extend(entry),
-                    None => {
-                        paths.insert(run[0].to_string(), entry.to_vec());
+            let (mut len, mut path_words) = (0, 0);
+            // A link holds no terms: it is listed and read as a link, never ranked.
+            if !link {
+                if let Some((total, pairs)) = entry.counts.split_once(' ') {
+                    len = total.parse().unwrap_or(0);
+                    for (term, n) in pairs.split(' ').filter_map(|p| p.rsplit_once(':')) {
+                        contents.entry(term).or_default().extend([doc, n.parse().unwrap_or(0)]);
                     }
                 }
+                let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let mut words: Vec<&str> = folders
+                    .entry(folder)
+                    .or_insert_with(|| tokens(folder))
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
+                let named = tokens(name);
+                words.extend(named.iter().map(String::as_str));
+                words.sort_unstable();
+                for run in words.chunk_by(|a, b| a == b) {
+                    let entry = [doc, run.len() as u32];
+                    match paths.get_mut(run[0]) {
+                        Some(list) => list.extend(entry),
+                        None => {
+                            paths.insert(run[0].to_string(), entry.to_vec());
+                        }
+                    }
+                }
+                path_words = words.len() as u32;
             }
-            doc_table.extend([strings.len() as u32, path.len() as u32, len, words.len() as u32, flags]);
+            let (blob, size) = entry.object.map_or(("", 0), |o| (o.blob, o.size));
+            let flags = kind_code(path) | if link { LINK } else { 0 };
+            doc_table.extend([strings.len() as u32, path.len() as u32, len, path_words, flags]);
             strings.extend_from_slice(path.as_bytes());
             doc_table.extend([strings.len() as u32, blob.len() as u32, size.min(u32::MAX as u64) as u32]);
             strings.extend_from_slice(blob.as_bytes());

@@ -1674,7 +1674,7 @@ mod tests {
         for i in 0..1_500 {
             doc.push_str(&format!("## Topic {i}\n\nFiller paragraph {i} about nothing much.\n\n"));
         }
-        // A short section: the match is on its first line, its end is 20 lines on.
+        // A short section, its match on its heading.
         let short_from = doc.lines().count() + 1;
         doc.push_str("### Timestamps\n\nTimestamps print before each command.\n\n");
         // A code block whose `#` lines are comments, in a ```` block that holds a ``` line.
