@@ -523,13 +523,21 @@ fn bm25<'a>(docs: impl Iterator<Item = &'a Terms> + Clone, terms: usize) -> Vec<
 fn named(gap: &str, all: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in crate::domain::prd::mentioned_paths(gap) {
-        let exact: Vec<&String> = all.iter().filter(|f| **f == m || f.ends_with(&format!("/{m}"))).collect();
+        let end = format!("/{m}");
+        let exact: Vec<&String> = all.iter().filter(|f| **f == m || f.ends_with(&end)).collect();
         let found: Vec<&String> = if !exact.is_empty() {
             exact
         } else {
             let wanted: Vec<String> =
                 m.to_lowercase().split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
-            let partial: Vec<&String> = all.iter().filter(|f| in_order(&f.to_lowercase(), &wanted)).collect();
+            // Most paths are lower-case already: only the others are copied to compare.
+            let partial: Vec<&String> = all
+                .iter()
+                .filter(|f| match f.chars().any(char::is_uppercase) {
+                    true => in_order(&f.to_lowercase(), &wanted),
+                    false => in_order(f, &wanted),
+                })
+                .collect();
             if partial.len() <= 3 {
                 partial
             } else {
@@ -1757,6 +1765,14 @@ mod tests {
         let c = choose_in(dir.path(), &all, &gap("ignore/types: add zig"), &[], &[], 2_000);
         assert_eq!(c.files[0].path, "crates/ignore/src/default_types.rs");
         assert_eq!(c.files[0].pick.why, "named by the gap");
+        // Case does not matter, on either side.
+        let (dir, all) =
+            repo(&[("Docs/Guide/Install.md", "Steps.\n".into()), ("docs/other.md", "Other.\n".into())]);
+        let c = choose_in(dir.path(), &all, &gap("docs/INSTALL: mention zig"), &[], &[], 2_000);
+        assert_eq!(
+            (c.files[0].path.as_str(), c.files[0].pick.why.as_str()),
+            ("Docs/Guide/Install.md", "named by the gap")
+        );
     }
 
     #[test]
