@@ -164,6 +164,8 @@ fn detail(
 ) {
     let index = index_of(files, &mut Folder(root));
     let (mut a, mut b) = (Folder(root), Folder(root));
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let files = &files[..];
     let all = choose(Tree { source: &mut a, files, index: &index, history }, gap, &[], &[], usize::MAX / 4);
     let ctx = choose(Tree { source: &mut b, files, index: &index, history }, gap, &[], &[], 23_200);
     let mut line = format!("{:?}", gap.text);
@@ -251,12 +253,13 @@ fn main() {
             });
         }
         let index = index_of(&files, &mut Folder(&root));
+        let paths: Vec<&str> = files.iter().map(String::as_str).collect();
         let budgets: &[usize] =
             if std::env::var_os("RECALL_FAST").is_some() { &BUDGETS[1..2] } else { &BUDGETS };
         for &budget in budgets {
             // The prompt's own text (system prompt, task) takes about this much.
             let mut folder = Folder(&root);
-            let tree = Tree { source: &mut folder, files: &files, index: &index, history: history.as_ref() };
+            let tree = Tree { source: &mut folder, files: &paths, index: &index, history: history.as_ref() };
             let ctx = choose(tree, &gap, &[], &[], budget.saturating_sub(800));
             let whole: Vec<String> =
                 ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();

@@ -129,7 +129,7 @@ impl Propose<'_> {
                 index
             }
         };
-        let all: Vec<String> = index.paths().map(str::to_string).collect();
+        let all: Vec<&str> = index.paths().collect();
         let prior: Vec<_> = picked.prior.iter().take(s.prior_attempts).cloned().collect();
         let touched: Vec<String> = prior.iter().flat_map(|a| a.files.clone()).collect();
         let prior_block = crate::domain::records::prior_attempts_block(&prior);

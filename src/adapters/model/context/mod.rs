@@ -216,7 +216,7 @@ impl LeftOutFor {
     /// A gap that names an action the CI workflows use (`bump softprops/action-gh-release
     /// from 2 to 3`) names the CI too. Only the CI's own files are read, and only when the
     /// gap holds an `owner/name` word.
-    pub fn or_actions_the_ci_uses(&mut self, gap: &Gap, all: &[String], source: &mut dyn Source) {
+    pub fn or_actions_the_ci_uses(&mut self, gap: &Gap, all: &[&str], source: &mut dyn Source) {
         if self.named.contains(&LeftOut::Ci) {
             return;
         }
@@ -263,7 +263,7 @@ impl LeftOutFor {
     /// A gap whose scope is a CI workflow's name and nothing else's (`release: add
     /// binaries for riscv64`, with `.github/workflows/release.yml` and no `release` folder
     /// or file outside the CI) names the CI too.
-    pub fn or_a_workflow_by_scope(&mut self, gap: &Gap, all: &[String]) {
+    pub fn or_a_workflow_by_scope(&mut self, gap: &Gap, all: &[&str]) {
         if self.named.contains(&LeftOut::Ci) {
             return;
         }
@@ -432,7 +432,7 @@ impl TermCache {
 /// [`Index`], and the commits that led to it.
 pub struct Tree<'a> {
     pub source: &'a mut dyn Source,
-    pub files: &'a [String],
+    pub files: &'a [&'a str],
     pub index: &'a Index,
     pub history: Option<&'a History>,
 }
@@ -520,19 +520,20 @@ fn bm25<'a>(docs: impl Iterator<Item = &'a Terms> + Clone, terms: usize) -> Vec<
 /// Files the gap names: by path, by a path's end (`greet.sh`), or by a partial path whose
 /// parts appear in order in a file's path (`ignore/types` → `crates/ignore/src/types.rs`),
 /// when that is specific enough to pick a few files.
-fn named(gap: &str, all: &[String]) -> Vec<String> {
+fn named(gap: &str, all: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for m in crate::domain::prd::mentioned_paths(gap) {
         let end = format!("/{m}");
-        let exact: Vec<&String> = all.iter().filter(|f| **f == m || f.ends_with(&end)).collect();
-        let found: Vec<&String> = if !exact.is_empty() {
+        let exact: Vec<&str> = all.iter().copied().filter(|f| *f == m || f.ends_with(&end)).collect();
+        let found: Vec<&str> = if !exact.is_empty() {
             exact
         } else {
             let wanted: Vec<String> =
                 m.to_lowercase().split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
             // Most paths are lower-case already: only the others are copied to compare.
-            let partial: Vec<&String> = all
+            let partial: Vec<&str> = all
                 .iter()
+                .copied()
                 .filter(|f| match f.chars().any(char::is_uppercase) {
                     true => in_order(&f.to_lowercase(), &wanted),
                     false => in_order(f, &wanted),
@@ -545,8 +546,8 @@ fn named(gap: &str, all: &[String]) -> Vec<String> {
             }
         };
         for f in found {
-            if !out.contains(f) {
-                out.push(f.clone());
+            if !out.iter().any(|o| o == f) {
+                out.push(f.to_string());
             }
         }
     }
@@ -638,7 +639,7 @@ pub fn choose(
     let named = named(&gap.text, all);
     let mut explicit: Vec<(String, &'static str)> =
         named.iter().map(|f| (f.clone(), "named by the gap")).collect();
-    for f in touched_before.iter().filter(|f| all.contains(f)) {
+    for f in touched_before.iter().filter(|f| all.contains(&f.as_str())) {
         if !explicit.iter().any(|(e, _)| e == f) {
             explicit.push((f.clone(), "touched by an earlier attempt"));
         }
@@ -778,7 +779,7 @@ pub fn choose(
             break;
         }
         list_left -= cost;
-        listed.push(f.clone());
+        listed.push(f.to_string());
     }
     Context { files, links, listed, total_files: all.len() }
 }
@@ -1474,6 +1475,7 @@ mod tests {
         ]);
         let ci_named = |text: &str| {
             let mut left_out = LeftOutFor::gap(&gap(text));
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
             left_out.or_actions_the_ci_uses(&gap(text), &all, &mut Folder(dir.path()));
             !left_out.leaves_out(".github/workflows/release.yml")
         };
@@ -1488,9 +1490,8 @@ mod tests {
     #[test]
     fn a_gap_scoped_by_a_workflows_name_names_the_ci() {
         let ci_named = |text: &str, all: &[&str]| {
-            let all: Vec<String> = all.iter().map(|f| f.to_string()).collect();
             let mut left_out = LeftOutFor::gap(&gap(text));
-            left_out.or_a_workflow_by_scope(&gap(text), &all);
+            left_out.or_a_workflow_by_scope(&gap(text), all);
             !left_out.leaves_out(".github/workflows/x.yml")
         };
         let tree =
@@ -1543,8 +1544,9 @@ mod tests {
         budget: usize,
     ) -> Context {
         let index = index_of(all, &mut Folder(dir));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         choose(
-            Tree { source: &mut Folder(dir), files: all, index: &index, history: None },
+            Tree { source: &mut Folder(dir), files: &all, index: &index, history: None },
             gap,
             touched,
             exclude,
@@ -1800,6 +1802,7 @@ mod tests {
         let g = gap("Increase the pool capacity");
         let built = index_of(&all, &mut Folder(dir.path()));
         built.save(&kept, "base-1").unwrap();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let ranked = |index: &Index| {
             let tree = Tree { source: &mut Folder(dir.path()), files: &all, index, history: None };
             choose(tree, &g, &[], &[], 2_000)
