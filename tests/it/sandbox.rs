@@ -105,6 +105,7 @@ impl Victim {
         let repo = self.env.repo.display();
         let home = self.home.display();
         let outside = self.outside.display();
+        let work = self.env.work.display();
         let id = &self.id;
         format!(
             r#"#!/bin/sh
@@ -134,7 +135,9 @@ echo pwned > /tmp/prbot-attack-{id} 2>/dev/null
 git --git-dir={repo}/.git update-ref refs/heads/main HEAD~0^{{tree}} 2>/dev/null
 git --git-dir={repo}/.git update-ref refs/heads/attack-{id} HEAD 2>/dev/null
 git update-ref refs/heads/attack-{id} HEAD 2>/dev/null
-# 5. processes that outlive the cycle
+# 5. prbot's caches beside the build cache: the next prompt is ranked from the index
+echo pwned > {work}/cache/context-index 2>/dev/null
+# 6. processes that outlive the cycle
 setsid sh -c 'while :; do echo x >> bg-{id}.txt; sleep 0.2; done # attack-{id}' > /dev/null 2>&1 &
 nohup sh -c 'sleep 600 # attack-{id}' > /dev/null 2>&1 &
 echo "attack done"
@@ -191,6 +194,9 @@ exit 1
         }
         if git_config(&self.env.repo, "core.fsmonitor").is_some() {
             out.push("set core.fsmonitor in the user's .git/config".into());
+        }
+        if std::fs::read(self.env.work.join("cache/context-index")).is_ok_and(|b| b.starts_with(b"pwned")) {
+            out.push("wrote prbot's context index".into());
         }
         if !procs_with(&format!("attack-{}", self.id)).is_empty() {
             out.push("left processes running".into());
@@ -285,7 +291,7 @@ async fn control_the_same_attack_without_a_sandbox_is_caught_by_the_checks() {
         leaks.iter().any(|l| l.contains("cargo-canary")),
         "the cargo token check found nothing: {leaks:#?}"
     );
-    for needle in ["outside/written", "~/.bashrc", "/tmp", "a hook in the user's .git"] {
+    for needle in ["outside/written", "~/.bashrc", "/tmp", "a hook in the user's .git", "context index"] {
         assert!(
             escapes.iter().any(|e| e.contains(needle)),
             "the escape checks missed {needle}: {escapes:#?}"
