@@ -107,21 +107,28 @@ impl Propose<'_> {
         let ws = cx.clone_of_base()?;
         let (ws_git, base_commit) = (ws.git().clone(), ws.base_commit.clone());
         let cache_path = ws.cache_dir.join("context-terms");
+        let index_path = ws.cache_dir.join("context-index");
+        // The index of the base holds its files too (paths, blobs, sizes, links): a warm
+        // cycle reads no file list. On a new base the list and the history are read
+        // together.
+        let kept = context::Index::load(&index_path, &base_commit);
+        let (log, tracked) = std::thread::scope(|s| {
+            let tracked = kept.is_none().then(|| s.spawn(|| ws.tracked_files()));
+            let log = ws.history_log(context::History::DEPTH);
+            (log, tracked.map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+        });
         // Earlier commits help the ranking; a repository without them is ranked without.
-        let history = match ws.history_log(context::History::DEPTH) {
+        let history = match log {
             Ok(log) => Some(context::History::parse(&log)),
             Err(e) => {
                 tracing::warn!("ranking without the history: {e}");
                 None
             }
         };
-        let index_path = ws.cache_dir.join("context-index");
-        // The index of the base holds its files too (paths, blobs, sizes, links): a warm
-        // cycle reads no file list.
-        let index = match context::Index::load(&index_path, &base_commit) {
+        let index = match kept {
             Some(index) => index,
             None => {
-                let tracked = ws.tracked_files()?;
+                let tracked = tracked.expect("the base is listed when no index was kept")?;
                 let index = Self::index_base(cx, &tracked, &cache_path)?;
                 if let Err(e) = index.save(&index_path, &base_commit) {
                     tracing::warn!("cannot keep the context index {}: {e}", index_path.display());
