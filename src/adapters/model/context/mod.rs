@@ -48,7 +48,7 @@ pub fn tokens(text: &str) -> Vec<String> {
     // An identifier joined by `_` or `-` is kept whole too (`justfile_name`,
     // `--justfile-name` and `justfileName` meet as `justfilename`): its parts may be in
     // every file, the whole in few.
-    for run in text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-') {
+    for run in text.split(ends_a_run) {
         let mut words = run.split(['_', '-']).filter(|w| !w.is_empty()).peekable();
         let first = words.next();
         if first.is_some() && words.peek().is_some() {
@@ -59,6 +59,12 @@ pub fn tokens(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// What ends a run of [`tokens`]: anything but letters, digits, `_` and `-`. The term
+/// counts split text the same way, so the index holds what a query asks for.
+fn ends_a_run(c: char) -> bool {
+    !c.is_alphanumeric() && c != '_' && c != '-'
 }
 
 fn tokens_of_word(word: &str, out: &mut Vec<String>) {
@@ -340,7 +346,7 @@ impl Terms {
 fn content_counts(text: &str) -> String {
     // Each distinct word is tokenised once: a file repeats its words.
     let mut words: FxHashMap<&str, u32> = FxHashMap::default();
-    for word in text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-').filter(|w| !w.is_empty()) {
+    for word in text.split(ends_a_run).filter(|w| !w.is_empty()) {
         *words.entry(word).or_default() += 1;
     }
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
@@ -534,9 +540,12 @@ fn named(gap: &str, all: &[&str]) -> Vec<String> {
             let partial: Vec<&str> = all
                 .iter()
                 .copied()
-                .filter(|f| match f.chars().any(char::is_uppercase) {
-                    true => in_order(&f.to_lowercase(), &wanted),
-                    false => in_order(f, &wanted),
+                .filter(|f| {
+                    if f.chars().any(char::is_uppercase) {
+                        in_order(&f.to_lowercase(), &wanted)
+                    } else {
+                        in_order(f, &wanted)
+                    }
                 })
                 .collect();
             if partial.len() <= 3 {
