@@ -11,7 +11,8 @@
 //! whole files only, in score order. Printed as a markdown table. The history prbot ranks
 //! with is the parent's (`RECALL_NO_HISTORY=1`: none). `RECALL_FAST=1` runs 24k only
 //! without the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their
-//! rank, size and how they were shown (for a part that misses, the changed lines and those shown).
+//! rank, size and how they were shown (for a part that misses, the changed lines and those shown);
+//! with `RECALL_TOP=1` too, the 20 best files, each with its size and score (`*`: gold).
 
 use prbot::Gap;
 use prbot::{choose_context as choose, index_of, Folder, History, Tree};
@@ -185,6 +186,25 @@ fn detail(
             None => "-".to_string(),
         };
         line.push_str(&format!(" | {g} r{} {}t {shown}", rank.map_or("?".into(), |r| r.to_string()), size));
+    }
+    if std::env::var_os("RECALL_TOP").is_some() {
+        // Ranked by score for the size, with each file's raw score.
+        let top: Vec<String> = all
+            .files
+            .iter()
+            .take(20)
+            .map(|f| {
+                let size = std::fs::read_to_string(root.join(&f.path)).map(|t| t.len() / 4).unwrap_or(0);
+                format!(
+                    "{}{} {}t {:.2}",
+                    if gold.contains(&f.path) { "*" } else { "" },
+                    f.path,
+                    size,
+                    f.pick.score
+                )
+            })
+            .collect();
+        line.push_str(&format!("\n    TOP {}", top.join(", ")));
     }
     eprintln!("{line}");
 }

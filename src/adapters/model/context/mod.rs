@@ -139,6 +139,12 @@ fn query_terms(gap: &str) -> Vec<String> {
     tokens(gap).into_iter().filter(|t| !stopped.contains(t) && seen.insert(t.clone())).collect()
 }
 
+/// Each query term's weight: [`CODE_WEIGHT`] for a word the gap puts in backticks, else 1.
+fn term_weights(gap: &str, query: &[String]) -> Vec<f64> {
+    let code: HashSet<String> = gap.split('`').skip(1).step_by(2).flat_map(tokens).collect();
+    query.iter().map(|t| if code.contains(t) { CODE_WEIGHT } else { 1.0 }).collect()
+}
+
 /// The kinds of files that can't inform a change unless the gap names the kind: lock
 /// files, licenses, CI entry points, vendored and generated code. The words that name
 /// a kind: `ci: cache the toolchain`, `bump actions/checkout`, `update the license year`.
@@ -319,8 +325,14 @@ const PATH_WEIGHT: f64 = 1.0;
 /// How much the earlier commits worded like the gap weigh against the files' own text
 /// (both scaled to their best file first).
 const HISTORY_WEIGHT: f64 = 0.5;
+/// How much changing in the same commits as the best matches weighs (scaled to the
+/// file changed with them most), and how many of the best matches count.
+const CHANGED_WITH_WEIGHT: f64 = 0.1;
+const CHANGED_WITH_BEST: usize = 3;
+/// How much more a word the gap puts in backticks weighs: it names code.
+const CODE_WEIGHT: f64 = 1.5;
 const K1: f64 = 1.2;
-const B: f64 = 0.9;
+const B: f64 = 0.75;
 
 /// Files larger than this are ranked by their path alone.
 pub const INDEX_BYTES: usize = 1024 * 1024;
@@ -500,6 +512,26 @@ impl History {
     }
 }
 
+impl History {
+    /// Each file's share of the commits that changed any of `best` (paths with their
+    /// weights), the files of `best` left out; a commit that changed many files gives each
+    /// a smaller part.
+    fn changed_with(&self, best: &[(&str, f64)]) -> HashMap<&str, f64> {
+        let mut out: HashMap<&str, f64> = HashMap::new();
+        for (_, files) in &self.commits {
+            let weight: f64 = best.iter().filter(|(b, _)| files.iter().any(|f| f == b)).map(|(_, w)| w).sum();
+            if weight == 0.0 {
+                continue;
+            }
+            let share = weight / files.len() as f64;
+            for f in files.iter().filter(|f| !best.iter().any(|(b, _)| b == f)) {
+                *out.entry(f.as_str()).or_default() += share;
+            }
+        }
+        out
+    }
+}
+
 /// BM25 of each document against the query, in the documents' order.
 fn bm25<'a>(docs: impl Iterator<Item = &'a Terms> + Clone, terms: usize) -> Vec<f64> {
     let n = docs.clone().count() as f64;
@@ -578,6 +610,7 @@ fn in_order(path: &str, wanted: &[String]) -> bool {
 fn score(
     index: &Index,
     query: &[String],
+    weights: &[f64],
     history: Option<&History>,
     ranked: &dyn Fn(usize) -> bool,
 ) -> Vec<(f64, &'static str)> {
@@ -589,14 +622,14 @@ fn score(
             (0..index.len()).filter(|d| in_rank[*d]).map(|d| index.field_len(d, field) as f64).sum();
         let avg = (total / n.max(1.0)).max(1.0);
         let mut field_score = vec![0.0f64; index.len()];
-        for term in query {
+        for (term, weight) in query.iter().zip(weights) {
             let postings: Vec<(usize, u32)> =
                 index.postings(field, term).filter(|(d, _)| in_rank[*d]).collect();
             let df = postings.len() as f64;
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
             for (d, tf) in postings {
                 let (tf, len) = (tf as f64, index.field_len(d, field) as f64);
-                field_score[d] += idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
+                field_score[d] += weight * idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
             }
         }
         for (o, f) in own.iter_mut().zip(field_score) {
@@ -614,7 +647,7 @@ fn score(
         }
     }
     let best_own = (0..index.len()).filter(|d| in_rank[*d]).map(|d| own[d]).fold(f64::MIN_POSITIVE, f64::max);
-    (0..index.len())
+    let mut scored: Vec<(f64, &'static str)> = (0..index.len())
         .map(|d| {
             if !in_rank[d] {
                 return (0.0, "");
@@ -627,7 +660,43 @@ fn score(
                 if past > own { "changed by earlier commits worded like the gap" } else { "matches the gap" };
             (own + past, why)
         })
-        .collect()
+        .collect();
+    if let Some(history) = history {
+        changed_with_the_best(index, history, &in_rank, &mut scored);
+    }
+    scored
+}
+
+/// Adds to each file's score its share of the earlier commits that changed the best
+/// matches: a change to a parser's tests often needs the parser, whatever words it holds.
+fn changed_with_the_best(
+    index: &Index,
+    history: &History,
+    in_rank: &[bool],
+    scored: &mut [(f64, &'static str)],
+) {
+    let mut order: Vec<usize> = (0..scored.len()).filter(|d| scored[*d].0 > 0.0).collect();
+    let by_score = |a: &usize, b: &usize| {
+        scored[*b].0.total_cmp(&scored[*a].0).then_with(|| index.path(*a).cmp(index.path(*b)))
+    };
+    if order.len() > CHANGED_WITH_BEST {
+        order.select_nth_unstable_by(CHANGED_WITH_BEST - 1, by_score);
+        order.truncate(CHANGED_WITH_BEST);
+    }
+    order.sort_by(by_score);
+    let Some(&first) = order.first() else { return };
+    let best: Vec<(&str, f64)> =
+        order.iter().map(|d| (index.path(*d), scored[*d].0 / scored[first].0)).collect();
+    let shares = history.changed_with(&best);
+    let most = shares.values().copied().fold(f64::MIN_POSITIVE, f64::max);
+    for (path, share) in shares {
+        let Some(d) = index.doc(path).filter(|d| in_rank[*d]) else { continue };
+        let added = CHANGED_WITH_WEIGHT * share / most;
+        if added > scored[d].0 {
+            scored[d].1 = "changed in earlier commits with the best matches";
+        }
+        scored[d].0 += added;
+    }
 }
 
 /// Ranks the repository against the gap and fills `budget_tokens`: the files first, the
@@ -642,6 +711,7 @@ pub fn choose(
 ) -> Context {
     let (source, all) = (tree.source, tree.files);
     let query = query_terms(&gap.text);
+    let weights = term_weights(&gap.text, &query);
     let mut left_out = LeftOutFor::gap(gap);
     left_out.or_actions_the_ci_uses(gap, all, source);
     left_out.or_a_workflow_by_scope(gap, all);
@@ -672,7 +742,7 @@ pub fn choose(
             !excluded.contains(&d)
                 && (matches!(index.kind(d), None | Some(LeftOut::Ci)) || explicit_docs.contains(&d))
         };
-        let best = score(index, &query, tree.history, &with_ci)
+        let best = score(index, &query, &weights, tree.history, &with_ci)
             .into_iter()
             .enumerate()
             .max_by(|(a, x), (b, y)| x.0.total_cmp(&y.0).then_with(|| index.path(*b).cmp(index.path(*a))));
@@ -683,7 +753,7 @@ pub fn choose(
     let ranked_doc = |d: usize| {
         !excluded.contains(&d) && (!left_out.leaves_out_kind(index.kind(d)) || explicit_docs.contains(&d))
     };
-    let scored = score(index, &query, tree.history, &ranked_doc);
+    let scored = score(index, &query, &weights, tree.history, &ranked_doc);
     let explicit: Vec<Ranked> = explicit
         .iter()
         .map(|(f, why)| (f.as_str(), index.doc(f).map_or(0.0, |d| scored[d].0), *why))
@@ -1317,7 +1387,7 @@ mod tests {
         let link = index.doc("pool/Cargo.lock").unwrap();
         assert!(matches!(index.kind(link), Some(LeftOut::Lock)));
         assert!(index.postings(Field::Path, "pool").all(|(d, _)| d != link));
-        let scored = score(&index, &query_terms("pool link"), None, &|_| true);
+        let scored = score(&index, &query_terms("pool link"), &[1.0, 1.0], None, &|_| true);
         assert_eq!(scored[link].0, 0.0);
         assert!(scored[index.doc("src/pool.rs").unwrap()].0 > 0.0);
         // Built from a folder, an index holds no objects.
@@ -1401,7 +1471,7 @@ mod tests {
             ("README.md", content_counts("nothing relevant")),
         ];
         let index = Index::build(files.iter().map(|(p, c)| (*p, c.as_str())));
-        let s = |path| score(&index, &q, None, &|_| true)[index.doc(path).unwrap()].0;
+        let s = |path| score(&index, &q, &[1.0; 3], None, &|_| true)[index.doc(path).unwrap()].0;
         let (pool, other, readme) = (s("src/pool.rs"), s("src/other.rs"), s("README.md"));
         assert!(pool > other && other > 0.0 && readme == 0.0, "{pool} {other} {readme}");
     }
@@ -1430,6 +1500,49 @@ mod tests {
         assert!(s["src/color.rs"] > 0.0 && (s["src/color.rs"] - s["CHANGELOG.md"]).abs() < 1e-9, "{s:?}");
         assert!(!s.contains_key("src/walk.rs"), "{s:?}");
         assert!(History::parse("").scores(&query_terms("anything")).is_empty());
+    }
+
+    #[test]
+    fn a_word_in_backticks_weighs_more() {
+        let gap = "Make `spool` rotate the reel";
+        let q = query_terms(gap);
+        assert_eq!(term_weights(gap, &q), [CODE_WEIGHT, 1.0, 1.0]);
+        // One file holds the named code, the other a plain word of the gap, alike: they
+        // score the same without the weight.
+        let files = [("src/spool.rs", content_counts("spool")), ("src/reel.rs", content_counts("reel"))];
+        let index = Index::build(files.iter().map(|(p, c)| (*p, c.as_str())));
+        let scored = score(&index, &q, &term_weights(gap, &q), None, &|_| true);
+        let s = |path: &str| scored[index.doc(path).unwrap()].0;
+        assert!(s("src/spool.rs") > s("src/reel.rs") && s("src/reel.rs") > 0.0, "{scored:?}");
+        let plain = score(&index, &q, &[1.0; 3], None, &|_| true);
+        assert_eq!(plain[index.doc("src/spool.rs").unwrap()].0, plain[index.doc("src/reel.rs").unwrap()].0);
+    }
+
+    #[test]
+    fn files_changed_with_the_best_matches_rank_after_them() {
+        // `tests/spool.rs` matches the gap; `src/engine.rs` holds none of its words but
+        // changed with it, more often than `src/other.rs` did.
+        let log = "\x1ea1 b1\tadd a test\0\ntests/spool.rs\0src/engine.rs\0\
+                   \x1ea2 b2\tfix a bug\0\ntests/spool.rs\0src/engine.rs\0src/other.rs\0\
+                   \x1ea3 b3\tunrelated\0\nsrc/unrelated.rs\0";
+        let history = History::parse(log);
+        let files = [
+            ("tests/spool.rs", content_counts("fn spool_rotates() {}")),
+            ("src/engine.rs", content_counts("pub fn run() {}")),
+            ("src/other.rs", content_counts("pub fn other() {}")),
+            ("src/unrelated.rs", content_counts("pub fn unrelated() {}")),
+        ];
+        let index = Index::build(files.iter().map(|(p, c)| (*p, c.as_str())));
+        let q = query_terms("spool");
+        let scored = score(&index, &q, &[1.0], Some(&history), &|_| true);
+        let s = |path: &str| scored[index.doc(path).unwrap()];
+        assert!(s("tests/spool.rs").0 > s("src/engine.rs").0, "{scored:?}");
+        assert!(s("src/engine.rs").0 > s("src/other.rs").0 && s("src/other.rs").0 > 0.0, "{scored:?}");
+        assert_eq!(s("src/engine.rs").1, "changed in earlier commits with the best matches");
+        assert_eq!(s("src/unrelated.rs").0, 0.0, "{scored:?}");
+        // Only files that take part are raised.
+        let scored = score(&index, &q, &[1.0], Some(&history), &|d| index.path(d) != "src/engine.rs");
+        assert_eq!(scored[index.doc("src/engine.rs").unwrap()].0, 0.0);
     }
 
     #[test]
