@@ -510,9 +510,7 @@ impl History {
         }
         out
     }
-}
 
-impl History {
     /// Each file's share of the commits that changed any of `best` (paths with their
     /// weights), the files of `best` left out; a commit that changed many files gives each
     /// a smaller part.
@@ -604,9 +602,10 @@ fn in_order(path: &str, wanted: &[String]) -> bool {
 }
 
 /// Each file's score against the query, by its place in the index, and why it scores:
-/// BM25 of its contents plus BM25 of its path, and, with history, the earlier commits
-/// worded like the gap. `ranked` says which files take part; only they count in the
-/// terms' rarity, and the others score 0.
+/// BM25 of its contents plus BM25 of its path, each term by its weight in `weights`,
+/// and, with history, the earlier commits worded like the gap and those that changed
+/// the best matches. `ranked` says which files take part; only they count in the terms'
+/// rarity, and the others score 0.
 fn score(
     index: &Index,
     query: &[String],
