@@ -12,7 +12,8 @@
 //! with is the parent's (`RECALL_NO_HISTORY=1`: none). `RECALL_FAST=1` runs 24k only
 //! without the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their
 //! rank, size and how they were shown (for a part that misses, the changed lines and those shown);
-//! with `RECALL_TOP=1` too, the 20 best files, each with its size and score (`*`: gold).
+//! with `RECALL_TOP=1` too, the 20 best files, each with its size and score (`*`: gold),
+//! and what the prompt shows.
 
 use prbot::Gap;
 use prbot::{choose_context as choose, index_of, Folder, History, Tree};
@@ -205,6 +206,13 @@ fn detail(
             })
             .collect();
         line.push_str(&format!("\n    TOP {}", top.join(", ")));
+        // What the prompt shows at 24k (`~`: in part), each with what it costs.
+        let shown: Vec<String> = ctx
+            .files
+            .iter()
+            .map(|f| format!("{}{} {}t", if f.pick.whole { "" } else { "~" }, f.path, f.text.len() / 4))
+            .collect();
+        line.push_str(&format!("\n    SHOWN {}", shown.join(", ")));
     }
     eprintln!("{line}");
 }
