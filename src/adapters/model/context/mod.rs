@@ -2,9 +2,11 @@
 //!
 //! Every tracked text file is ranked against the gap: first the files the gap names and
 //! the files earlier attempts touched, then the rest by BM25 over contents and over path,
-//! plus the files earlier commits worded like the gap changed. The budget is filled from
-//! the best, then by score for the size; a relevant file too large to fit whole is shown
-//! in part: the regions that match the gap, verbatim, and an outline of the rest.
+//! plus the files earlier commits worded like the gap changed or changed with the best
+//! matches; of the files that score, those the newest commits changed rank higher. The
+//! budget is filled from the best, then by score for the size; a relevant file too large
+//! to fit whole is shown in part: the regions that match the gap, verbatim, and an
+//! outline of the rest.
 //! Ranking reads an [`Index`] by term, so it looks up only the gap's words; files are
 //! read through a [`Source`]: the base's objects in a cycle, a folder in the benches.
 
@@ -331,6 +333,10 @@ const CHANGED_WITH_WEIGHT: f64 = 0.1;
 const CHANGED_WITH_BEST: usize = 3;
 /// How much more a word the gap puts in backticks weighs: it names code.
 const CODE_WEIGHT: f64 = 1.5;
+/// The weight of the newest commits' files, and how many commits back a commit's weight
+/// falls by e: work on a part of a project comes in runs of commits.
+const RECENT_WEIGHT: f64 = 0.25;
+const RECENT_SPAN: f64 = 10.0;
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
 
@@ -511,6 +517,21 @@ impl History {
         out
     }
 
+    /// Each file's share of the newest commits: a commit weighs less the further back it
+    /// is and the more files it changed.
+    fn recent(&self) -> HashMap<&str, f64> {
+        let mut out: HashMap<&str, f64> = HashMap::new();
+        // Past ten spans a commit weighs under 1/20,000 of the newest.
+        let reach = (RECENT_SPAN * 10.0) as usize;
+        for (age, (_, files)) in self.commits.iter().take(reach).enumerate() {
+            let share = (-(age as f64) / RECENT_SPAN).exp() / (files.len() as f64).sqrt();
+            for f in files {
+                *out.entry(f.as_str()).or_default() += share;
+            }
+        }
+        out
+    }
+
     /// Each file's share of the commits that changed any of `best` (paths with their
     /// weights), the files of `best` left out; a commit that changed many files gives each
     /// a smaller part.
@@ -662,8 +683,20 @@ fn score(
         .collect();
     if let Some(history) = history {
         changed_with_the_best(index, history, &in_rank, &mut scored);
+        changed_lately(index, history, &in_rank, &mut scored);
     }
     scored
+}
+
+/// Adds to the score of each file that scores already its share of the newest commits.
+/// That orders the files picked for other reasons, and so leaves why each is picked alone.
+fn changed_lately(index: &Index, history: &History, in_rank: &[bool], scored: &mut [(f64, &'static str)]) {
+    let recent = history.recent();
+    let most = recent.values().copied().fold(f64::MIN_POSITIVE, f64::max);
+    for (path, share) in recent {
+        let Some(d) = index.doc(path).filter(|d| in_rank[*d] && scored[*d].0 > 0.0) else { continue };
+        scored[d].0 += RECENT_WEIGHT * share / most;
+    }
 }
 
 /// Adds to each file's score its share of the earlier commits that changed the best
@@ -1542,6 +1575,32 @@ mod tests {
         // Only files that take part are raised.
         let scored = score(&index, &q, &[1.0], Some(&history), &|d| index.path(d) != "src/engine.rs");
         assert_eq!(scored[index.doc("src/engine.rs").unwrap()].0, 0.0);
+    }
+
+    #[test]
+    fn of_two_equal_matches_the_one_changed_lately_ranks_first() {
+        // Both match the gap alike; `src/new.rs` changed in the newest commit, `src/old.rs`
+        // thirty commits back; `src/busy.rs` changed in all the others but matches nothing.
+        let mut log = String::from("\x1ea0 b0\tnewest\0\nsrc/new.rs\0");
+        for i in 1..30 {
+            log.push_str(&format!("\x1ea{i} b{i}\tother {i}\0\nsrc/busy.rs\0"));
+        }
+        log.push_str("\x1ea30 b30\tolder\0\nsrc/old.rs\0");
+        let history = History::parse(&log);
+        let files = [
+            ("src/new.rs", content_counts("fn spool() {}")),
+            ("src/old.rs", content_counts("fn spool() {}")),
+            ("src/busy.rs", content_counts("fn other() {}")),
+        ];
+        let index = Index::build(files.iter().map(|(p, c)| (*p, c.as_str())));
+        let scored = score(&index, &query_terms("spool"), &[1.0], Some(&history), &|_| true);
+        let s = |path: &str| scored[index.doc(path).unwrap()];
+        assert!(s("src/new.rs").0 > s("src/old.rs").0, "{scored:?}");
+        assert_eq!(s("src/new.rs").1, "matches the gap");
+        assert_eq!(s("src/busy.rs").0, 0.0, "{scored:?}");
+        // Without history the two tie.
+        let scored = score(&index, &query_terms("spool"), &[1.0], None, &|_| true);
+        assert_eq!(scored[index.doc("src/new.rs").unwrap()].0, scored[index.doc("src/old.rs").unwrap()].0);
     }
 
     #[test]
