@@ -7,11 +7,13 @@
 //!
 //! For each of the newest non-merge commits that modify 1 to 6 existing files, the tree
 //! of its parent is checked out into a temp folder and the context is chosen at 12k, 24k
-//! and 48k tokens. Next to it, plain BM25 over path and contents on the same budget,
-//! whole files only, in score order. Printed as a markdown table. The history prbot ranks
-//! with is the parent's (`RECALL_NO_HISTORY=1`: none). `RECALL_FAST=1` runs 24k only
-//! without the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their
-//! rank, size and how they were shown (for a part that misses, the changed lines and those shown);
+//! and 48k tokens. Next to it, prbot with the gold files put first, as if an earlier
+//! attempt had touched them (the ceiling of its budget and parts under perfect ranking),
+//! and plain BM25 over path and contents on the same budget, whole files only, in score
+//! order. Printed as a markdown table. The history prbot ranks with is the parent's
+//! (`RECALL_NO_HISTORY=1`: none). `RECALL_FAST=1` runs 24k only, without the ceiling and
+//! the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their rank, size
+//! and how they were shown (for a part that misses, the changed lines and those shown);
 //! with `RECALL_TOP=1` too, the 20 best files, each with its size and score (`*`: gold),
 //! and what the prompt shows.
 
@@ -231,6 +233,7 @@ fn main() {
     let log = git(&git_dir, &["log", "--no-merges", "--format=%H %P%x09%s", "-n", "3000"]);
     let mut ours: HashMap<usize, Tally> = HashMap::new();
     let mut base: HashMap<usize, Tally> = HashMap::new();
+    let mut gold_first: HashMap<usize, Tally> = HashMap::new();
     let mut done = 0;
     let tmp = tempfile::tempdir().unwrap();
     for line in log.lines() {
@@ -285,21 +288,30 @@ fn main() {
         let budgets: &[usize] =
             if std::env::var_os("RECALL_FAST").is_some() { &BUDGETS[1..2] } else { &BUDGETS };
         for &budget in budgets {
-            // The prompt's own text (system prompt, task) takes about this much.
-            let mut folder = Folder(&root);
-            let tree = Tree { source: &mut folder, files: &paths, index: &index, history: history.as_ref() };
-            let ctx = choose(tree, &gap, &[], &[], budget.saturating_sub(800));
-            let whole: Vec<String> =
-                ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
-            // A partial file counts only when its regions hold every line the commit changed.
-            let part: Vec<String> = ctx
-                .files
-                .iter()
-                .filter(|f| !f.pick.whole && gold.contains(&f.path))
-                .filter(|f| regions_cover(&f.text, &changed_lines(&git_dir, parent, commit, &f.path)))
-                .map(|f| f.path.clone())
-                .collect();
-            ours.entry(budget).or_default().add(&gold, &whole, &part);
+            // The ranking as it is, then with the gold files first (passed as the files an
+            // earlier attempt touched): what the same budget and parts give when ranking
+            // is perfect.
+            for (tally, first) in [(&mut ours, &[][..]), (&mut gold_first, &gold[..])] {
+                if !first.is_empty() && std::env::var_os("RECALL_FAST").is_some() {
+                    continue;
+                }
+                let mut folder = Folder(&root);
+                let tree =
+                    Tree { source: &mut folder, files: &paths, index: &index, history: history.as_ref() };
+                // The prompt's own text (system prompt, task) takes about this much.
+                let ctx = choose(tree, &gap, first, &[], budget.saturating_sub(800));
+                let whole: Vec<String> =
+                    ctx.files.iter().filter(|f| f.pick.whole).map(|f| f.path.clone()).collect();
+                // A partial file counts only when its regions hold every line the commit changed.
+                let part: Vec<String> = ctx
+                    .files
+                    .iter()
+                    .filter(|f| !f.pick.whole && gold.contains(&f.path))
+                    .filter(|f| regions_cover(&f.text, &changed_lines(&git_dir, parent, commit, &f.path)))
+                    .map(|f| f.path.clone())
+                    .collect();
+                tally.entry(budget).or_default().add(&gold, &whole, &part);
+            }
             if std::env::var_os("RECALL_FAST").is_none() {
                 let b = baseline(&root, &files, subject, budget.saturating_sub(800));
                 base.entry(budget).or_default().add(&gold, &b, &[]);
@@ -314,7 +326,12 @@ fn main() {
     println!("| Budget | Context | Every gold file whole | Every gold file, whole or its changed lines | At least one whole | At least one, whole or its changed lines | Mean per-file recall (whole) |");
     println!("|---|---|---|---|---|---|---|");
     for budget in BUDGETS {
-        for (name, t) in [("prbot", ours.get(&budget)), ("plain BM25", base.get(&budget))] {
+        let rows = [
+            ("prbot", ours.get(&budget)),
+            ("prbot, gold files first", gold_first.get(&budget)),
+            ("plain BM25", base.get(&budget)),
+        ];
+        for (name, t) in rows {
             let Some(t) = t else { continue };
             println!(
                 "| {}k | {name} | {} | {} | {} | {} | {:.1}% |",
