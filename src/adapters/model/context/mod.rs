@@ -964,6 +964,8 @@ const SIZE_DAMPING: f64 = 0.3;
 const SIZE_CAP_WORDS: u32 = 6_000;
 /// Lines of context around each match in a partial file.
 const AROUND: usize = 6;
+/// The widest gap between two regions of a partial file that is shown rather than left.
+const BRIDGE: usize = 3;
 /// The longest section of a document shown whole around a match.
 const SECTION_LINES: usize = 80;
 /// Lines shown from the start and the end of a partial file.
@@ -1029,6 +1031,7 @@ fn partial(path: &str, text: &str, query: &[String], budget: usize) -> Option<St
         let around = (i.saturating_sub(AROUND), (i + AROUND + 1).min(lines.len()));
         // The match's section when it fits, else the lines around it.
         for (from, to) in [section_of(i, around, &sections, lines.len()), around] {
+            let (from, to) = bridged(&chosen, from, to);
             let cost: usize = (from..to).filter(|l| !covered(&chosen, *l)).map(line_cost).sum();
             if spent + cost <= region_budget {
                 spent += cost;
@@ -1164,6 +1167,16 @@ fn newest_section(lines: &[&str]) -> usize {
 fn add_region(chosen: &mut BTreeMap<usize, usize>, from: usize, to: usize) {
     let end = chosen.entry(from).or_insert(to);
     *end = (*end).max(to);
+}
+
+/// `from..to` widened over a gap of at most [`BRIDGE`] lines to a region already chosen:
+/// an edit that spans the gap needs its lines verbatim, and they cost little.
+fn bridged(chosen: &BTreeMap<usize, usize>, from: usize, to: usize) -> (usize, usize) {
+    let before = chosen.values().copied().filter(|&t| t <= from).max();
+    let after = chosen.keys().copied().filter(|&f| f >= to).min();
+    let from = before.filter(|&t| from - t <= BRIDGE).unwrap_or(from);
+    let to = after.filter(|&f| f - to <= BRIDGE).unwrap_or(to);
+    (from, to)
 }
 
 fn covered(chosen: &BTreeMap<usize, usize>, line: usize) -> bool {
@@ -1816,6 +1829,22 @@ mod tests {
             let listed: usize = c.listed.iter().map(|f| estimate_tokens(f) as usize + 1).sum();
             assert!(shown + listed <= budget, "budget {budget}: {shown} + {listed}");
         }
+    }
+
+    #[test]
+    fn regions_a_few_lines_apart_are_shown_as_one() {
+        // Matches at lines 500 and 515 (±6 lines: a 2-line gap), and at 600 and 620 (a
+        // 7-line gap, left).
+        let text: String = (1..=2_000)
+            .map(|n| match n {
+                500 | 515 | 600 | 620 => format!("let pool = grow({n});\n"),
+                _ => format!("let filler = {n};\n"),
+            })
+            .collect();
+        let part = partial("src/pool.rs", &text, &["pool".to_string()], 4_000).unwrap();
+        assert!(part.contains("@@ lines 494-521 @@\n"), "{part}");
+        assert!(part.contains("@@ lines 594-606 @@\n"), "{part}");
+        assert!(part.contains("@@ lines 614-626 @@\n"), "{part}");
     }
 
     #[test]
