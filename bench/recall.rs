@@ -15,7 +15,8 @@
 //! the baseline; `RECALL_DETAIL=1` prints each commit's gold files with their rank, size
 //! and how they were shown (for a part that misses, the changed lines and those shown);
 //! with `RECALL_TOP=1` too, the 20 best files, each with its size and score (`*`: gold),
-//! and what the prompt shows.
+//! and what the prompt shows. `RECALL_SKIP=n` passes over the newest `n` commits that
+//! qualify: older commits, to check that a change holds beyond the sample it was tuned on.
 
 use prbot::Gap;
 use prbot::{choose_context as choose, index_of, Folder, History, Tree};
@@ -235,6 +236,7 @@ fn main() {
     let mut base: HashMap<usize, Tally> = HashMap::new();
     let mut gold_first: HashMap<usize, Tally> = HashMap::new();
     let mut done = 0;
+    let mut skipped = 0usize;
     let tmp = tempfile::tempdir().unwrap();
     for line in log.lines() {
         if done >= want {
@@ -254,6 +256,10 @@ fn main() {
             .map(str::to_string)
             .collect();
         if gold.is_empty() || gold.len() > 6 || changed.lines().count() != gold.len() {
+            continue;
+        }
+        if skipped < std::env::var("RECALL_SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0) {
+            skipped += 1;
             continue;
         }
         let root = tmp.path().join(format!("c{done}"));

@@ -327,6 +327,8 @@ const PATH_WEIGHT: f64 = 1.0;
 /// How much the earlier commits worded like the gap weigh against the files' own text
 /// (both scaled to their best file first).
 const HISTORY_WEIGHT: f64 = 0.5;
+/// How well, against the best, an earlier commit's subject must match to count.
+const LIKE_THE_BEST: f64 = 0.5;
 /// How much changing in the same commits as the best matches weighs (scaled to the
 /// file changed with them most), and how many of the best matches count.
 const CHANGED_WITH_WEIGHT: f64 = 0.1;
@@ -502,13 +504,17 @@ impl History {
         History { commits }
     }
 
-    /// Each file's share of the commits whose subjects match the query, by BM25 over the
-    /// subjects; a commit that changed many files gives each a smaller part.
+    /// Each file's share of the commits whose subjects match the query about as well as the
+    /// best, by BM25 over the subjects; a commit that changed many files gives each a
+    /// smaller part.
     fn scores(&self, query: &[String]) -> HashMap<&str, f64> {
         let subjects: Vec<Terms> = self.commits.iter().map(|(words, _)| Terms::of(words, query)).collect();
         let scores = bm25(subjects.iter(), query.len());
+        // A subject that matches less than half as well as the best shares a word or two
+        // with the gap, not its subject; hundreds of those drown the few that do.
+        let least = LIKE_THE_BEST * scores.iter().copied().fold(0.0, f64::max);
         let mut out: HashMap<&str, f64> = HashMap::new();
-        for ((_, files), s) in self.commits.iter().zip(scores).filter(|(_, s)| *s > 0.0) {
+        for ((_, files), s) in self.commits.iter().zip(scores).filter(|(_, s)| *s > 0.0 && *s >= least) {
             let share = s / (files.len() as f64).sqrt();
             for f in files {
                 *out.entry(f.as_str()).or_default() += share;
@@ -1540,11 +1546,25 @@ mod tests {
             3,
             "a commit that changed no file or too many, or has no parent, is left out"
         );
-        let s = h.scores(&query_terms("printer: trim the colours"));
+        let s = h.scores(&query_terms("printer: trim the colours of columns"));
         assert!(s["src/printer.rs"] > s["src/color.rs"], "{s:?}");
         assert!(s["src/color.rs"] > 0.0 && (s["src/color.rs"] - s["CHANGELOG.md"]).abs() < 1e-9, "{s:?}");
         assert!(!s.contains_key("src/walk.rs"), "{s:?}");
         assert!(History::parse("").scores(&query_terms("anything")).is_empty());
+    }
+
+    #[test]
+    fn a_subject_matching_far_less_than_the_best_counts_for_nothing() {
+        let log = "\x1ea1 b\tfix the pool leak\0\nsrc/pool.rs\0\
+                   \x1ea2 b\tfix a typo\0\nREADME.md\0\
+                   \x1ea3 b\tfix the build\0\nbuild.rs\0\
+                   \x1ea4 b\ta pool leak in grow\0\nsrc/grow.rs\0";
+        let history = History::parse(log);
+        let s = history.scores(&query_terms("fix the pool leak"));
+        assert!(s["src/pool.rs"] > 0.0, "{s:?}");
+        // `pool leak` matches over half as well as the best; `fix` alone does not.
+        assert!(s.get("src/grow.rs").is_some_and(|g| *g > 0.0), "{s:?}");
+        assert!(!s.contains_key("README.md") && !s.contains_key("build.rs"), "{s:?}");
     }
 
     #[test]
