@@ -236,7 +236,8 @@ fn main() {
     let mut base: HashMap<usize, Tally> = HashMap::new();
     let mut gold_first: HashMap<usize, Tally> = HashMap::new();
     let mut done = 0;
-    let mut skipped = 0usize;
+    let skip: usize = std::env::var("RECALL_SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut skipped = 0;
     let tmp = tempfile::tempdir().unwrap();
     for line in log.lines() {
         if done >= want {
@@ -258,7 +259,7 @@ fn main() {
         if gold.is_empty() || gold.len() > 6 || changed.lines().count() != gold.len() {
             continue;
         }
-        if skipped < std::env::var("RECALL_SKIP").ok().and_then(|s| s.parse().ok()).unwrap_or(0) {
+        if skipped < skip {
             skipped += 1;
             continue;
         }
