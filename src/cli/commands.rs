@@ -24,7 +24,7 @@ pub fn dispatch(command: Command) -> Result<i32, CliError> {
     }
     match command {
         Command::Run { target, json, dry_run } => run(&target, json, dry_run),
-        Command::Validate { file } => validate(file),
+        Command::Validate { file, pipeline } => validate(file.or(pipeline)),
         Command::History { target, gap, limit, json, reindex } => {
             history(&target, gap.as_deref(), limit, json, reindex)
         }

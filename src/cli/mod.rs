@@ -42,6 +42,9 @@ pub enum Command {
     Validate {
         /// The pipeline file [default: pipelines/default.yml].
         file: Option<PathBuf>,
+        /// The pipeline file, named as the other commands name it.
+        #[arg(long = "pipeline", value_name = "FILE", conflicts_with = "file")]
+        pipeline: Option<PathBuf>,
     },
     /// Show the most recent cycles.
     History {

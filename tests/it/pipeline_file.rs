@@ -46,6 +46,29 @@ fn validate_says_what_the_dry_run_pipeline_does() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("dry runs"));
 }
 
+#[test]
+fn validate_takes_the_file_as_the_other_commands_do() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dry = format!("{root}/pipelines/dry-run.yml");
+    let flag = std::process::Command::new(BIN).args(["validate", "--pipeline", &dry]).output().unwrap();
+    assert_eq!(flag.status.code(), Some(0), "{}", String::from_utf8_lossy(&flag.stderr));
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("dry runs"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "stages:\n  - uses: lint\n").unwrap();
+    let flag = std::process::Command::new(BIN).arg("validate").arg("--pipeline").arg(&bad).output().unwrap();
+    assert_eq!(flag.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&flag.stderr).contains("bad.yml:2:11"),
+        "{}",
+        String::from_utf8_lossy(&flag.stderr)
+    );
+    // Both at once is ambiguous, and said to be.
+    let both = std::process::Command::new(BIN).args(["validate", &dry, "--pipeline", &dry]).output().unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_pipeline_exits_2_and_runs_nothing() {
     let env = Env::new();
