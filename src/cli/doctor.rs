@@ -3,7 +3,7 @@
 //! budget unless `--probe-models` says it may.
 
 use crate::adapters::forge::{self, Forge};
-use crate::cli::{CliError, Target};
+use crate::cli::{init, CliError, Target};
 use crate::config::settings::{ForgeKind, StateBackend};
 use crate::config::Pipeline;
 use crate::infra::process::Cancel;
@@ -375,6 +375,24 @@ fn check_forge(
         r.pass("forge", "local: PRs are files in the state folder, branches live in this repository");
         return;
     }
+    // Asking a placeholder's server would only wait out the retries of a failed lookup.
+    let placeholders: Vec<String> = [
+        (config.repo.as_deref() == Some(init::PLACEHOLDER_REPO))
+            .then(|| format!("forge.repo is `{}`", init::PLACEHOLDER_REPO)),
+        (config.url.as_deref().map(|u| u.trim_end_matches('/')) == Some(init::PLACEHOLDER_URL))
+            .then(|| format!("forge.url is `{}`", init::PLACEHOLDER_URL)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !placeholders.is_empty() {
+        let what = if placeholders.len() == 1 { "a placeholder" } else { "placeholders" };
+        r.fail(
+            "forge",
+            format!("{}: {what} from `prbot init`", placeholders.join(" and ")),
+            "set forge.repo to your repository's `owner/name` and forge.url to your server",
+        );
+    }
     let var = config.token_var().unwrap_or_default();
     if std::env::var(&var).map_or(true, |t| t.is_empty()) {
         r.fail(
@@ -385,6 +403,9 @@ fn check_forge(
         return;
     }
     r.pass("forge token", format!("${var} is set"));
+    if !placeholders.is_empty() {
+        return;
+    }
     // The GitHub client starts its workers on the runtime it is made in.
     let _in_runtime = rt.enter();
     let forge: Arc<dyn Forge> = match forge::from_config(config, repo, state_dir) {

@@ -6,9 +6,15 @@ use std::path::{Path, PathBuf};
 const GITEA_WORKFLOW: &str = include_str!("../../.gitea/workflows/prbot.yml");
 const GITHUB_WORKFLOW: &str = include_str!("../../.github/workflows/prbot.yml");
 
+/// What the starter pipeline holds until the user sets their own forge; `prbot doctor`
+/// names them when they are still there.
+pub(crate) const PLACEHOLDER_REPO: &str = "owner/name";
+pub(crate) const PLACEHOLDER_URL: &str = "https://gitea.example.com";
+
 fn pipeline(forge: InitForge) -> String {
+    let gitea_url = format!("{PLACEHOLDER_URL}   # your server");
     let (kind, url, token) = match forge {
-        InitForge::Gitea => ("gitea", "https://gitea.example.com   # your server", "GITEA_TOKEN"),
+        InitForge::Gitea => ("gitea", gitea_url.as_str(), "GITEA_TOKEN"),
         InitForge::Github => ("github", "https://github.com", "GITHUB_TOKEN"),
     };
     let modeline = crate::config::SCHEMA_MODELINE;
@@ -39,7 +45,7 @@ providers:
 forge:
   kind: {kind}
   url: {url}
-  repo: owner/name            # change to your repository
+  repo: {PLACEHOLDER_REPO}            # change to your repository
   token_env: {token}
 
 stages:

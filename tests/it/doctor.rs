@@ -228,3 +228,50 @@ async fn the_git_state_ref_is_read_and_written_only_when_asked() {
     assert_eq!(d.check("budget")["status"], "skip", "the ledger is on the unreadable ref:\n{}", d.text);
     assert!(d.text.lines().all(|l| !l.starts_with("fatal")), "a detail ran over lines:\n{}", d.text);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_starter_pipelines_placeholders_are_named_before_the_forge_is_asked() {
+    use crate::support::forge::{NAME, OWNER};
+    let env = Env::new();
+    let init = std::process::Command::new(BIN).args(["init", "--repo"]).arg(&env.repo).output().unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let file = env.repo.join("pipelines/default.yml");
+    let starter = std::fs::read_to_string(&file).unwrap();
+    let token = format!("tok-doctor-init-{}-secret", std::process::id());
+    let forge = FakeForge::start(Flavor::Gitea, &token, &env.repo, env.tmp.path());
+    let check = |pipeline: &str| {
+        std::fs::write(&file, pipeline).unwrap();
+        let out = prbot(&["doctor", "--json"], &env.repo, &file).env("GITEA_TOKEN", &token).output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let checks = report["checks"].as_array().unwrap().clone();
+        let find = |name: &str| checks.iter().find(|c| c["name"] == name).cloned();
+        (find("forge"), find("forge token"), find("forge repository"))
+    };
+
+    let (placeholder, token_check, asked) = check(&starter);
+    let placeholder = placeholder.expect("a forge check");
+    assert_eq!(placeholder["status"], "fail");
+    let detail = placeholder["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("forge.repo is `owner/name`")
+            && detail.contains("forge.url is `https://gitea.example.com`"),
+        "{detail}"
+    );
+    assert!(placeholder["hint"].as_str().unwrap().contains("forge.repo"));
+    // The token is still checked; the placeholder's server is not asked.
+    assert_eq!(token_check.unwrap()["status"], "pass");
+    assert!(asked.is_none(), "{asked:?}");
+
+    // Only the repository left as it was.
+    let (placeholder, ..) = check(&starter.replace("https://gitea.example.com", &forge.url));
+    let detail = placeholder.unwrap()["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("forge.repo") && !detail.contains("forge.url"), "{detail}");
+
+    // The control: with both set, the forge is asked and answers.
+    let real = starter
+        .replace("https://gitea.example.com", &forge.url)
+        .replace("owner/name", &format!("{OWNER}/{NAME}"));
+    let (placeholder, _, asked) = check(&real);
+    assert!(placeholder.is_none(), "{placeholder:?}");
+    assert_eq!(asked.expect("the forge is asked")["status"], "pass");
+}
