@@ -438,3 +438,52 @@ async fn each_call_records_how_long_the_model_took() {
     let propose = r["stages"].as_array().unwrap().iter().find(|s| s["id"] == "propose").unwrap();
     assert!(propose["duration_ms"].as_u64().unwrap() >= took, "{propose}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_whose_key_is_not_set_is_never_asked() {
+    const UNSET: &str = "PRBOT_IT_KEY_NOBODY_SET";
+    let run_with = |env: &Env, model: &Model, models: &str| {
+        let pipeline = env.write_pipeline(
+            model,
+            &propose(&format!("      models: [{models}]\n      retries: 0\n      repair_attempts: 0\n")),
+        );
+        let text = std::fs::read_to_string(&pipeline).unwrap().replace(
+            "providers:\n",
+            &format!(
+                "providers:\n  keyed:\n    base_url: {}/v1\n    api_key_env: {UNSET}\n",
+                model.server.uri()
+            ),
+        );
+        std::fs::write(&pipeline, text).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["run", "--json", "--repo"])
+            .arg(&env.repo)
+            .arg("--pipeline")
+            .arg(&pipeline)
+            .env(MODEL_KEY_ENV, MODEL_KEY)
+            .env_remove(UNSET)
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+
+    // The next model of the ladder answers; the keyless one is not a call.
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "m1", ok(&good()), None, None).await;
+    answer(&model.server, "m2", ok(&good()), None, None).await;
+    let r = run_with(&env, &model, "keyed/m1, local/m2").expect("ok", 0);
+    assert_eq!(r["model"]["name"], "local/m2");
+    assert!(requests_for(&model, "m1").await.is_empty(), "a request without its key was sent");
+    assert_eq!(calls(&r), vec![("local/m2".to_string(), true, String::new())]);
+
+    // Alone, it fails the cycle before anything is sent or spent, and says what to set.
+    let env = Env::new();
+    let model = mock().await;
+    answer(&model.server, "m1", ok(&good()), None, None).await;
+    let r = run_with(&env, &model, "keyed/m1").expect("model_failed", 1);
+    assert_reason(&r, &format!("${UNSET} (providers.keyed.api_key_env) is not set"));
+    assert!(model.requests().await.is_empty());
+    assert_eq!(r["model_calls"].as_array().map(Vec::len), Some(0), "{}", r["model_calls"]);
+    assert_eq!(r["model"]["calls"], 0);
+}

@@ -48,6 +48,10 @@ pub enum ModelError {
     Status { status: u16, body: String, retry_after: Option<Duration> },
     #[error("the answer is not a chat completion: {0}")]
     Shape(String),
+    /// The provider names a key variable that is not set: nothing is sent, since the
+    /// server would only refuse the request.
+    #[error("${var} (providers.{provider}.api_key_env) is not set")]
+    NoKey { var: String, provider: String },
 }
 
 impl crate::infra::retry::Transient for ModelError {
@@ -55,7 +59,7 @@ impl crate::infra::retry::Transient for ModelError {
         match self {
             ModelError::Transport { .. } | ModelError::Timeout(_) => true,
             ModelError::Status { status, .. } => *status == 429 || *status >= 500,
-            ModelError::Budget(_) | ModelError::Shape(_) => false,
+            ModelError::Budget(_) | ModelError::Shape(_) | ModelError::NoKey { .. } => false,
         }
     }
 
@@ -92,6 +96,8 @@ struct Usage {
 
 struct Provider {
     base_url: String,
+    /// The variable `api_key_env` names, and its value when set and not empty.
+    key_env: Option<String>,
     api_key: Option<String>,
     headers: BTreeMap<String, String>,
     prices: BTreeMap<String, Price>,
@@ -139,6 +145,7 @@ impl ModelClient {
                     p.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|k| !k.is_empty());
                 let provider = Provider {
                     base_url: p.base_url.trim_end_matches('/').to_string(),
+                    key_env: p.api_key_env.clone(),
                     api_key,
                     headers: p.headers.clone(),
                     prices: p.prices.clone(),
@@ -219,6 +226,9 @@ impl ModelClient {
             .providers
             .get(provider_name)
             .ok_or_else(|| ModelError::Shape(format!("no provider `{provider_name}`")))?;
+        if let (Some(var), None) = (&provider.key_env, &provider.api_key) {
+            return Err(ModelError::NoKey { var: var.clone(), provider: provider_name.to_string() });
+        }
         let price = provider.prices.get(model).copied().unwrap_or_default();
         let priced = |tokens_in: u64, tokens_out: u64| {
             (tokens_in as f64 * price.price_per_mtok_in + tokens_out as f64 * price.price_per_mtok_out) / 1e6

@@ -79,6 +79,12 @@ pub async fn ask(
             Ok(c) => c,
             Err(ModelError::Budget(BudgetError::Exhausted(m))) => return Err(LadderError::Budget(m)),
             Err(ModelError::Budget(e)) => return Err(LadderError::Ledger(e)),
+            // Not sent, so not a call: the next model may need no key.
+            Err(e @ ModelError::NoKey { .. }) => {
+                tracing::warn!("{model}: {e}");
+                failures.push(format!("{model}: {e}"));
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("{model}: {e}");
                 record(calls, Some(e.to_string()), last);
