@@ -328,6 +328,7 @@ async fn the_dollar_cap_counts_prices_and_reserves_the_worst_case() {
             .arg(&env.repo)
             .arg("--pipeline")
             .arg(&pipeline)
+            .env(MODEL_KEY_ENV, MODEL_KEY)
             .output()
             .unwrap();
         Run::from(out)
