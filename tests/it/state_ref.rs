@@ -250,3 +250,18 @@ async fn three_runners_keep_the_dollar_ledger_exact_and_under_its_cap() {
     assert!(charged <= 0.01 + 1e-12, "${charged} against usd_per_day: 0.01");
     assert!(usd > 0.0, "no call was made at all");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_remote_that_is_not_there_ends_the_cycle_before_any_call_and_says_what_to_check() {
+    let env = Env::new();
+    let model = Model::good().await;
+    let r = env
+        .run(&model, &Pipeline::default().settings("state:\n  backend: git\n  remote: nowhere"))
+        .expect("internal_error", 1);
+    assert_reason(&r, "check state.remote");
+    assert_reason(&r, "nowhere");
+    assert!(model.requests().await.is_empty(), "a model was asked without the ledger");
+    // The record is kept where the runner is, for the next cycle to push.
+    let id = r["cycle_id"].as_str().unwrap();
+    assert!(env.state().join(format!("cycles/{id}.json")).exists());
+}
