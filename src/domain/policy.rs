@@ -92,7 +92,7 @@ impl<'a> Policy<'a> {
             return Some("excluded by policy.gaps.exclude".into());
         }
         let n = self.config.gaps.skip_after_failures;
-        if n > 0 && recent.len() >= n && recent.iter().take(n).all(|s| s.outcome.is_failed_attempt()) {
+        if n > 0 && recent.len() >= n && recent.iter().take(n).all(|s| s.is_failed_attempt()) {
             let outcomes: Vec<&str> = recent.iter().take(n).map(|s| s.outcome.as_str()).collect();
             return Some(format!("its last {n} attempts all failed ({})", outcomes.join(", ")));
         }

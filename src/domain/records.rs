@@ -75,6 +75,15 @@ pub struct ModelCall {
     /// How long the request took, from sending it to its answer or failure.
     #[serde(default)]
     pub duration_ms: u64,
+    /// Whether the model replied, usable or not; false when the request failed (an error
+    /// status, a timeout, no connection) or was never sent (no key). Records written
+    /// before this was kept count as replied.
+    #[serde(default = "replied")]
+    pub answered: bool,
+}
+
+fn replied() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -193,6 +202,10 @@ pub struct Summary {
     pub started_at: DateTime<Utc>,
     pub outcome: Outcome,
     pub reason: String,
+    /// `model_failed` without any model's reply: an outage or a missing key, which says
+    /// nothing of the gap.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unanswered: bool,
     pub gap_id: Option<String>,
     #[serde(default)]
     pub files: Vec<String>,
@@ -213,6 +226,19 @@ pub struct Summary {
     pub stage_ms: Vec<StageTime>,
 }
 
+impl Summary {
+    /// Whether the cycle was an attempt at its gap. One that no model answered was not:
+    /// it neither counts towards passing the gap over nor is shown as a prior attempt.
+    pub fn is_attempt(&self) -> bool {
+        self.outcome.is_attempt() && !self.unanswered
+    }
+
+    /// An attempt at the gap that went wrong, which counts towards passing it over.
+    pub fn is_failed_attempt(&self) -> bool {
+        self.outcome.is_failed_attempt() && self.is_attempt()
+    }
+}
+
 /// One stage's time in a [`Summary`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StageTime {
@@ -227,6 +253,7 @@ impl Record {
             started_at: self.started_at,
             outcome: self.outcome,
             reason: self.reason.clone(),
+            unanswered: self.outcome == Outcome::ModelFailed && !self.model_calls.iter().any(|c| c.answered),
             gap_id: self.gap.as_ref().map(|g| g.id.clone()),
             files: self.files.iter().map(|f| f.path.clone()).collect(),
             pr_url: self.pr.as_ref().map(|p| p.url.clone()),

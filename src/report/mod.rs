@@ -227,7 +227,7 @@ fn gaps_table(d: &Data) -> String {
             }
         });
         let n = d.skip_after;
-        let stuck = n > 0 && mine.len() >= n && mine.iter().take(n).all(|s| s.outcome.is_failed_attempt());
+        let stuck = n > 0 && mine.len() >= n && mine.iter().take(n).all(|s| s.is_failed_attempt());
         let last = g.last_outcome.map(|o| o.as_str()).unwrap_or("-");
         let _ = write!(
             out,

@@ -202,6 +202,43 @@ async fn a_gap_that_failed_three_times_is_passed_over() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cycles_no_model_answered_never_pass_a_gap_over() {
+    let p = Pipeline::default();
+    let p = p.clone().stages(
+        &p.stages.replace("      repair_attempts: 0\n", "      repair_attempts: 0\n      retries: 0\n"),
+    );
+    let answered = |r: &serde_json::Value| -> Vec<bool> {
+        r["model_calls"].as_array().unwrap().iter().map(|c| c["answered"].as_bool().unwrap()).collect()
+    };
+
+    // An outage: the provider answers every request with a 503.
+    let env = Env::new();
+    let down = Model::responding(ResponseTemplate::new(503).set_body_string("upstream unavailable")).await;
+    for _ in 0..4 {
+        let r = env.run(&down, &p).expect("model_failed", 1);
+        assert_eq!(answered(&r), [false]);
+    }
+    assert_eq!(down.requests().await.len(), 4, "the gap was passed over during the outage");
+    // Back up: the gap is still there to take, and the outage is no prior attempt.
+    let up = Model::good().await;
+    env.run(&up, &p).expect("ok", 0);
+    let prompt = String::from_utf8(up.requests().await[0].body.clone()).unwrap();
+    assert!(!prompt.contains("Prior attempts") && !prompt.contains("503"), "{prompt}");
+
+    // The control: a model that answers with nothing usable fails the gap itself.
+    let env = Env::new();
+    let talker = Model::replying("Sure! I would change everything.").await;
+    for _ in 0..3 {
+        let r = env.run(&talker, &p).expect("model_failed", 1);
+        assert_eq!(answered(&r), [true]);
+    }
+    let r = env.run(&talker, &p).expect("skipped_no_gap", 0);
+    assert_reason(&r, "last 3 attempts all failed");
+    let prompt = String::from_utf8(talker.requests().await[2].body.clone()).unwrap();
+    assert!(prompt.contains("Prior attempts on this gap (2 most recent)"), "{prompt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn garbage_from_the_model_is_model_failed() {
     let env = Env::new();
     let model = Model::replying("Sure! Here is what I would change: everything.").await;

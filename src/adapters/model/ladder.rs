@@ -42,10 +42,11 @@ pub async fn ask(
     let mut failures = Vec::new();
     for model in models {
         // Each call is recorded with what the ledger charged for it.
-        let record = |calls: &mut Vec<ModelCall>, error: Option<String>, c: Charged| {
+        let record = |calls: &mut Vec<ModelCall>, error: Option<String>, answered: bool, c: Charged| {
             calls.push(ModelCall {
                 model: model.clone(),
                 ok: error.is_none(),
+                answered,
                 error,
                 prompt_tokens: c.prompt_tokens,
                 completion_tokens: c.completion_tokens,
@@ -72,7 +73,7 @@ pub async fn ask(
         let mut charged = client.take_charged().into_iter();
         for r in retried {
             tracing::warn!("{model}: {r}");
-            record(calls, Some(r), charged.next().unwrap_or_default());
+            record(calls, Some(r), false, charged.next().unwrap_or_default());
         }
         let last = charged.next().unwrap_or_default();
         let completion = match result {
@@ -87,7 +88,7 @@ pub async fn ask(
             }
             Err(e) => {
                 tracing::warn!("{model}: {e}");
-                record(calls, Some(e.to_string()), last);
+                record(calls, Some(e.to_string()), false, last);
                 failures.push(format!("{model}: {e}"));
                 continue;
             }
@@ -95,19 +96,19 @@ pub async fn ask(
         if completion.finish_reason.as_deref() == Some("length") {
             let why = "the reply was cut off at the length limit (finish_reason: length)".to_string();
             tracing::warn!("{model}: {why}");
-            record(calls, Some(why.clone()), last);
+            record(calls, Some(why.clone()), true, last);
             failures.push(format!("{model}: {why}"));
             continue;
         }
         match Proposal::parse(&completion.content) {
             Ok(proposal) => {
-                record(calls, None, last);
+                record(calls, None, true, last);
                 return Ok(Answer { model: model.clone(), completion, proposal });
             }
             Err(e) => {
                 let why = format!("unusable reply: {e}");
                 tracing::warn!("{model}: {why}");
-                record(calls, Some(why.clone()), last);
+                record(calls, Some(why.clone()), true, last);
                 failures.push(format!("{model}: {why}"));
             }
         }
