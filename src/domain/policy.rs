@@ -92,8 +92,10 @@ impl<'a> Policy<'a> {
             return Some("excluded by policy.gaps.exclude".into());
         }
         let n = self.config.gaps.skip_after_failures;
-        if n > 0 && recent.len() >= n && recent.iter().take(n).all(|s| s.is_failed_attempt()) {
-            let outcomes: Vec<&str> = recent.iter().take(n).map(|s| s.outcome.as_str()).collect();
+        // An outage is no attempt at the gap: it neither counts nor breaks the run.
+        let attempts: Vec<&Summary> = recent.iter().filter(|s| !s.outage).take(n).collect();
+        if n > 0 && attempts.len() >= n && attempts.iter().all(|s| s.is_failed_attempt()) {
+            let outcomes: Vec<&str> = attempts.iter().map(|s| s.outcome.as_str()).collect();
             return Some(format!("its last {n} attempts all failed ({})", outcomes.join(", ")));
         }
         None

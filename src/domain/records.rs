@@ -13,6 +13,11 @@ pub struct Record {
     pub ended_at: DateTime<Utc>,
     pub outcome: Outcome,
     pub reason: String,
+    /// The cycle ended because a service could not be reached: no model answered, or the
+    /// forge failed with an error status or no connection after its retries. It says
+    /// nothing of the gap: it is no attempt at it, and never counts towards passing it over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outage: bool,
     pub pipeline: String,
     pub base_commit: Option<String>,
     pub gap: Option<crate::domain::prd::Gap>,
@@ -202,10 +207,9 @@ pub struct Summary {
     pub started_at: DateTime<Utc>,
     pub outcome: Outcome,
     pub reason: String,
-    /// `model_failed` without any model's reply: an outage or a missing key, which says
-    /// nothing of the gap.
+    /// See [`Record::outage`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unanswered: bool,
+    pub outage: bool,
     pub gap_id: Option<String>,
     #[serde(default)]
     pub files: Vec<String>,
@@ -227,15 +231,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Whether the cycle was an attempt at its gap. One that no model answered was not:
-    /// it neither counts towards passing the gap over nor is shown as a prior attempt.
-    pub fn is_attempt(&self) -> bool {
-        self.outcome.is_attempt() && !self.unanswered
-    }
-
-    /// An attempt at the gap that went wrong, which counts towards passing it over.
+    /// An attempt at the gap that went wrong, which counts towards passing it over; an
+    /// outage says nothing of the gap.
     pub fn is_failed_attempt(&self) -> bool {
-        self.outcome.is_failed_attempt() && self.is_attempt()
+        self.outcome.is_failed_attempt() && !self.outage
     }
 }
 
@@ -253,7 +252,7 @@ impl Record {
             started_at: self.started_at,
             outcome: self.outcome,
             reason: self.reason.clone(),
-            unanswered: self.outcome == Outcome::ModelFailed && !self.model_calls.iter().any(|c| c.answered),
+            outage: self.outage,
             gap_id: self.gap.as_ref().map(|g| g.id.clone()),
             files: self.files.iter().map(|f| f.path.clone()).collect(),
             pr_url: self.pr.as_ref().map(|p| p.url.clone()),
@@ -283,6 +282,8 @@ pub fn new_cycle_id(now: DateTime<Utc>) -> String {
 
 /// The block that tells the model (and the PR reader) what earlier attempts did.
 pub fn prior_attempts_block(attempts: &[Summary]) -> Option<String> {
+    // An outage tells the model nothing about the gap.
+    let attempts: Vec<&Summary> = attempts.iter().filter(|a| !a.outage).collect();
     if attempts.is_empty() {
         return None;
     }

@@ -196,6 +196,7 @@ pub fn run_cycle(
         ended_at: chrono::Utc::now(),
         outcome: end.outcome,
         reason: end.reason,
+        outage: end.outage,
         pipeline: pipeline.path.display().to_string(),
         base_commit,
         gap: progress.picked.take().map(|p| p.gap),

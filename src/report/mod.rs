@@ -227,7 +227,9 @@ fn gaps_table(d: &Data) -> String {
             }
         });
         let n = d.skip_after;
-        let stuck = n > 0 && mine.len() >= n && mine.iter().take(n).all(|s| s.is_failed_attempt());
+        // As the gap picker counts: an outage neither counts nor breaks the run.
+        let latest: Vec<&&Summary> = mine.iter().filter(|s| !s.outage).take(n).collect();
+        let stuck = n > 0 && latest.len() >= n && latest.iter().all(|s| s.is_failed_attempt());
         let last = g.last_outcome.map(|o| o.as_str()).unwrap_or("-");
         let _ = write!(
             out,

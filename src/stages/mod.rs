@@ -48,16 +48,34 @@ pub struct End {
     pub reason: String,
     /// For failures the model can fix: what to tell it in a repair request.
     pub feedback: Option<String>,
+    /// The cycle ended because a service could not be reached (see [`End::outage`]).
+    pub outage: bool,
 }
 
 impl End {
     pub fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
-        End { outcome, reason: reason.into(), feedback: None }
+        End { outcome, reason: reason.into(), feedback: None, outage: false }
+    }
+
+    /// A cycle a service could not take part in: no model answered, or the forge failed
+    /// with an error status or no connection after its retries. It says nothing of the
+    /// gap, so it is no attempt at it.
+    pub fn outage(outcome: Outcome, reason: impl Into<String>) -> Self {
+        End { outage: true, ..End::new(outcome, reason) }
+    }
+
+    /// A failure of the forge: an outage when the forge, not the request, was at fault.
+    pub fn forge(e: crate::adapters::forge::ForgeError) -> Self {
+        if e.is_outage() {
+            End::outage(Outcome::PrFailed, e.to_string())
+        } else {
+            End::new(Outcome::PrFailed, e.to_string())
+        }
     }
 
     /// A failure that goes back to the model, if the pipeline allows a repair.
     pub fn repairable(outcome: Outcome, reason: impl Into<String>, feedback: impl Into<String>) -> Self {
-        End { outcome, reason: reason.into(), feedback: Some(feedback.into()) }
+        End { feedback: Some(feedback.into()), ..End::new(outcome, reason) }
     }
 
     /// An internal error, its cause chain in the reason (`what: error: cause: …`).

@@ -97,7 +97,7 @@ impl Pr<'_> {
                 Some(Err(e @ ForgeError::NotOurs { .. })) => {
                     return Err(End::new(Outcome::PrSkippedByPolicy, e.to_string()))
                 }
-                Some(Err(e)) => return Err(End::new(Outcome::PrFailed, e.to_string())),
+                Some(Err(e)) => return Err(End::forge(e)),
                 Some(Ok(())) => {}
             }
         }

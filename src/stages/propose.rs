@@ -225,10 +225,12 @@ impl Propose<'_> {
 /// No usable proposal. During a repair, the cycle keeps the outcome of the attempt the
 /// repair was for.
 fn failed(after: Option<&End>, e: LadderError) -> End {
-    let (outcome, reason) = match e {
-        LadderError::Budget(m) => (Outcome::SkippedCost, format!("budget exhausted: {m}")),
+    let (outcome, reason, answered) = match e {
+        LadderError::Budget(m) => (Outcome::SkippedCost, format!("budget exhausted: {m}"), true),
         LadderError::Ledger(e) => return End::internal("budget", e),
-        LadderError::Failed(m) => (Outcome::ModelFailed, format!("no model gave a usable proposal: {m}")),
+        LadderError::Failed { reason, answered } => {
+            (Outcome::ModelFailed, format!("no model gave a usable proposal: {reason}"), answered)
+        }
     };
     match after {
         Some(prev) => {
@@ -237,6 +239,7 @@ fn failed(after: Option<&End>, e: LadderError) -> End {
         None if outcome == Outcome::SkippedCost => {
             End::new(outcome, reason.trim_start_matches("budget exhausted: ").to_string())
         }
+        None if !answered => End::outage(outcome, reason),
         None => End::new(outcome, reason),
     }
 }

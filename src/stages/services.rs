@@ -378,7 +378,7 @@ impl Services {
     {
         match self.block_on(fut) {
             None => Err(End::new(Outcome::Cancelled, "cancelled while talking to the forge")),
-            Some(Err(e)) => Err(End::new(Outcome::PrFailed, e.to_string())),
+            Some(Err(e)) => Err(End::forge(e)),
             Some(Ok(v)) => Ok(v),
         }
     }

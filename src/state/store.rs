@@ -322,7 +322,7 @@ impl Store {
         let mut out = Vec::new();
         fsutil::lines_from_end(&self.gap_index_path(gap_id), |line| {
             if let Ok(s) = serde_json::from_str::<Summary>(line) {
-                if s.is_attempt() {
+                if s.outcome.is_attempt() {
                     out.push(s);
                 }
             }

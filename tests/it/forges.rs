@@ -200,6 +200,32 @@ async fn a_server_error_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_forge_that_stays_down_is_an_outage_and_never_passes_the_gap_over() {
+    let s = Setup::new(Flavor::Gitea).await;
+    let p = s.pipeline();
+    s.forge.state.lock().unwrap().fail_creates = vec![503; 12];
+    for _ in 0..4 {
+        let r = s.run(&p).expect("pr_failed", 1);
+        assert_reason(&r, "HTTP 503");
+        assert_eq!(r["outage"], true);
+    }
+    // Back up: the gap is taken again, and the branch the outage pushed is prbot's own.
+    s.forge.state.lock().unwrap().fail_creates.clear();
+    let r = s.run(&p).expect("ok", 0);
+    assert_eq!(s.forge.prs().len(), 1, "{}", r["reason"]);
+
+    // The control: a forge that refuses the request itself fails the gap.
+    let s = Setup::new(Flavor::Gitea).await;
+    s.forge.state.lock().unwrap().fail_creates = vec![422; 12];
+    for _ in 0..3 {
+        let r = s.run(&s.pipeline()).expect("pr_failed", 1);
+        assert!(r.get("outage").is_none(), "{}", r["outage"]);
+    }
+    let r = s.run(&s.pipeline()).expect("skipped_no_gap", 0);
+    assert_reason(&r, "last 3 attempts all failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_bad_token_fails_clearly_before_any_model_call() {
     for flavor in BOTH {
         let s = Setup::new(flavor).await;

@@ -217,6 +217,7 @@ async fn cycles_no_model_answered_never_pass_a_gap_over() {
     for _ in 0..4 {
         let r = env.run(&down, &p).expect("model_failed", 1);
         assert_eq!(answered(&r), [false]);
+        assert_eq!(r["outage"], true);
     }
     assert_eq!(down.requests().await.len(), 4, "the gap was passed over during the outage");
     // Back up: the gap is still there to take, and the outage is no prior attempt.
@@ -231,6 +232,7 @@ async fn cycles_no_model_answered_never_pass_a_gap_over() {
     for _ in 0..3 {
         let r = env.run(&talker, &p).expect("model_failed", 1);
         assert_eq!(answered(&r), [true]);
+        assert!(r.get("outage").is_none(), "{}", r["outage"]);
     }
     let r = env.run(&talker, &p).expect("skipped_no_gap", 0);
     assert_reason(&r, "last 3 attempts all failed");

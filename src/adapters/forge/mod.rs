@@ -129,6 +129,19 @@ pub enum ForgeError {
     Other(String),
 }
 
+impl ForgeError {
+    /// Whether the forge, not the request, failed: no connection, a 5xx or a rate limit
+    /// that outlasted the retries, or a push the server or the network broke off.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            ForgeError::Transport { .. } => true,
+            ForgeError::Status { status, .. } => *status >= 500 || *status == 429,
+            ForgeError::Push { reason, .. } => push::transient(reason),
+            _ => false,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Forge: Send + Sync {
     /// The default branch, and whether the token may push.

@@ -33,7 +33,7 @@ impl crate::infra::retry::Transient for Failed {
 /// What git says when the server or the network failed, not the push itself: a 429 or
 /// 5xx answer, or no connection. A rejection (a hook, a failed lease, a permission) is
 /// never retried.
-fn transient(reason: &str) -> bool {
+pub(super) fn transient(reason: &str) -> bool {
     let lower = reason.to_lowercase();
     [
         "returned error: 5",

@@ -27,8 +27,9 @@ pub enum LadderError {
     Budget(String),
     /// The ledger itself could not be used.
     Ledger(BudgetError),
-    /// Every model failed; the reason sums up each one's last failure.
-    Failed(String),
+    /// Every model failed; the reason sums up each one's last failure. `answered` says
+    /// whether any model replied at all.
+    Failed { reason: String, answered: bool },
 }
 
 /// Asks each model in turn. Every request, failed or not, lands in `calls`.
@@ -40,6 +41,7 @@ pub async fn ask(
     calls: &mut Vec<ModelCall>,
 ) -> Result<Answer, LadderError> {
     let mut failures = Vec::new();
+    let first_call = calls.len();
     for model in models {
         // Each call is recorded with what the ledger charged for it.
         let record = |calls: &mut Vec<ModelCall>, error: Option<String>, answered: bool, c: Charged| {
@@ -113,5 +115,6 @@ pub async fn ask(
             }
         }
     }
-    Err(LadderError::Failed(failures.join("; ")))
+    let answered = calls[first_call..].iter().any(|c| c.answered);
+    Err(LadderError::Failed { reason: failures.join("; "), answered })
 }
