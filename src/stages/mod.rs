@@ -66,11 +66,7 @@ impl End {
 
     /// A failure of the forge: an outage when the forge, not the request, was at fault.
     pub fn forge(e: crate::adapters::forge::ForgeError) -> Self {
-        if e.is_outage() {
-            End::outage(Outcome::PrFailed, e.to_string())
-        } else {
-            End::new(Outcome::PrFailed, e.to_string())
-        }
+        End { outage: e.is_outage(), ..End::new(Outcome::PrFailed, e.to_string()) }
     }
 
     /// A failure that goes back to the model, if the pipeline allows a repair.
