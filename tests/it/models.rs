@@ -323,15 +323,7 @@ async fn the_dollar_cap_counts_prices_and_reserves_the_worst_case() {
     );
     let run_it = |text: &str| {
         std::fs::write(&pipeline, text).unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["run", "--json", "--repo"])
-            .arg(&env.repo)
-            .arg("--pipeline")
-            .arg(&pipeline)
-            .env(MODEL_KEY_ENV, MODEL_KEY)
-            .output()
-            .unwrap();
-        Run::from(out)
+        Run::from(prbot(&["run", "--json"], &env.repo, &pipeline).output().unwrap())
     };
     let r = run_it(&text).expect("dry_run", 0);
     assert_eq!(model.requests().await[0].headers.get("x-title").unwrap(), "prbot-test");
@@ -456,16 +448,7 @@ async fn a_provider_whose_key_is_not_set_is_never_asked() {
             ),
         );
         std::fs::write(&pipeline, text).unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["run", "--json", "--repo"])
-            .arg(&env.repo)
-            .arg("--pipeline")
-            .arg(&pipeline)
-            .env(MODEL_KEY_ENV, MODEL_KEY)
-            .env_remove(UNSET)
-            .output()
-            .unwrap();
-        Run::from(out)
+        Run::from(prbot(&["run", "--json"], &env.repo, &pipeline).env_remove(UNSET).output().unwrap())
     };
 
     // The next model of the ladder answers; the keyless one is not a call.
