@@ -14,7 +14,7 @@ pub struct Record {
     pub outcome: Outcome,
     pub reason: String,
     /// The cycle ended because a service could not be reached: no model answered, or the
-    /// forge failed with an error status or no connection after its retries. It says
+    /// forge failed with a 5xx, a rate limit or no connection after its retries. It says
     /// nothing of the gap: it is no attempt at it, and never counts towards passing it over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outage: bool,
@@ -81,8 +81,8 @@ pub struct ModelCall {
     #[serde(default)]
     pub duration_ms: u64,
     /// Whether the model replied, usable or not; false when the request failed (an error
-    /// status, a timeout, no connection) or was never sent (no key). Records written
-    /// before this was kept count as replied.
+    /// status, a timeout, no connection, an answer that is no chat completion) or was
+    /// never sent (no key). Records written before this was kept count as replied.
     #[serde(default = "replied")]
     pub answered: bool,
 }

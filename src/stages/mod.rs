@@ -58,7 +58,7 @@ impl End {
     }
 
     /// A cycle a service could not take part in: no model answered, or the forge failed
-    /// with an error status or no connection after its retries. It says nothing of the
+    /// with a 5xx, a rate limit or no connection after its retries. It says nothing of the
     /// gap, so it is no attempt at it.
     pub fn outage(outcome: Outcome, reason: impl Into<String>) -> Self {
         End { outage: true, ..End::new(outcome, reason) }
