@@ -80,9 +80,11 @@ pub struct ModelCall {
     /// How long the request took, from sending it to its answer or failure.
     #[serde(default)]
     pub duration_ms: u64,
-    /// Whether the model replied, usable or not; false when the request failed (an error
-    /// status, a timeout, no connection, an answer that is no chat completion) or was
-    /// never sent (no key). Records written before this was kept count as replied.
+    /// Whether the server answered the request itself: a reply, usable or not, or a
+    /// refusal of what it holds (a 400 for a prompt over the context, a 413, a 422).
+    /// False for a 5xx, a rate limit, a refused key or an unknown model, a timeout, no
+    /// connection, an answer that is no chat completion, or a request never sent (no
+    /// key). Records written before this was kept count as answered.
     #[serde(default = "replied")]
     pub answered: bool,
 }

@@ -236,6 +236,23 @@ async fn cycles_no_model_answered_never_pass_a_gap_over() {
     }
     let r = env.run(&talker, &p).expect("skipped_no_gap", 0);
     assert_reason(&r, "last 3 attempts all failed");
+    // Nor is a prompt the model refuses as too long an outage: that may be the gap's doing.
+    let env = Env::new();
+    let body = r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#;
+    let refuses = Model::responding(ResponseTemplate::new(400).set_body_string(body)).await;
+    for _ in 0..3 {
+        let r = env.run(&refuses, &p).expect("model_failed", 1);
+        assert_eq!(answered(&r), [true]);
+    }
+    env.run(&refuses, &p).expect("skipped_no_gap", 0);
+    // A refused key is the setup's, not the gap's.
+    let env = Env::new();
+    let locked =
+        Model::responding(ResponseTemplate::new(401).set_body_string(r#"{"error":"bad key"}"#)).await;
+    for _ in 0..4 {
+        let r = env.run(&locked, &p).expect("model_failed", 1);
+        assert_eq!(r["outage"], true);
+    }
     let prompt = String::from_utf8(talker.requests().await[2].body.clone()).unwrap();
     assert!(prompt.contains("Prior attempts on this gap (2 most recent)"), "{prompt}");
 }

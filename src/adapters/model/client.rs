@@ -54,6 +54,16 @@ pub enum ModelError {
     NoKey { var: String, provider: String },
 }
 
+impl ModelError {
+    /// Whether the server read the request and turned it down for what it holds (a 400
+    /// for a prompt over the model's context, a 413, a 422): unlike an outage, a wrong key
+    /// or an unknown model, that may be the gap's doing.
+    pub fn refused_the_request(&self) -> bool {
+        matches!(self, ModelError::Status { status, .. }
+            if (400..500).contains(status) && !matches!(status, 401 | 403 | 404 | 408 | 429))
+    }
+}
+
 impl crate::infra::retry::Transient for ModelError {
     fn retryable(&self) -> bool {
         match self {

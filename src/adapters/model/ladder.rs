@@ -90,7 +90,7 @@ pub async fn ask(
             }
             Err(e) => {
                 tracing::warn!("{model}: {e}");
-                record(calls, Some(e.to_string()), false, last);
+                record(calls, Some(e.to_string()), e.refused_the_request(), last);
                 failures.push(format!("{model}: {e}"));
                 continue;
             }
