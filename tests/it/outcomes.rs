@@ -236,6 +236,8 @@ async fn cycles_no_model_answered_never_pass_a_gap_over() {
     }
     let r = env.run(&talker, &p).expect("skipped_no_gap", 0);
     assert_reason(&r, "last 3 attempts all failed");
+    let prompt = String::from_utf8(talker.requests().await[2].body.clone()).unwrap();
+    assert!(prompt.contains("Prior attempts on this gap (2 most recent)"), "{prompt}");
     // Nor is a prompt the model refuses as too long an outage: that may be the gap's doing.
     let env = Env::new();
     let body = r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#;
@@ -253,8 +255,6 @@ async fn cycles_no_model_answered_never_pass_a_gap_over() {
         let r = env.run(&locked, &p).expect("model_failed", 1);
         assert_eq!(r["outage"], true);
     }
-    let prompt = String::from_utf8(talker.requests().await[2].body.clone()).unwrap();
-    assert!(prompt.contains("Prior attempts on this gap (2 most recent)"), "{prompt}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
