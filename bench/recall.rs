@@ -5,9 +5,9 @@
 //!
 //!     cargo bench --bench recall -- <git dir or clone> [commits, default 150]
 //!
-//! For each of the newest non-merge commits that modify 1 to 6 existing files, the tree
-//! of its parent is checked out into a temp folder and the context is chosen at 12k, 24k
-//! and 48k tokens. Next to it, prbot with the gold files put first, as if an earlier
+//! For each of the newest non-merge commits that modify 1 to 6 existing files (and no
+//! submodule), the tree of its parent is checked out into a temp folder and the context
+//! is chosen at 12k, 24k and 48k tokens. Next to it, prbot with the gold files put first, as if an earlier
 //! attempt had touched them (the ceiling of its budget and parts under perfect ranking),
 //! and plain BM25 over path and contents on the same budget, whole files only, in score
 //! order. Printed as a markdown table. The history prbot ranks with is the parent's
@@ -249,10 +249,13 @@ fn main() {
             continue;
         }
         let (commit, parent) = (ids[0], ids[1]);
-        let changed = git(&git_dir, &["diff-tree", "-r", "--no-renames", "--name-status", parent, commit]);
+        // `:100644 100644 <old> <new> M\t<path>`; a submodule's pointer (mode 160000) is
+        // no file any prompt could hold, so a commit that moves one is left out.
+        let changed = git(&git_dir, &["diff-tree", "-r", "--no-renames", "--raw", parent, commit]);
         let gold: Vec<String> = changed
             .lines()
-            .filter_map(|l| l.strip_prefix("M\t"))
+            .filter(|l| !l.starts_with(":160000") && !l.contains(" 160000 "))
+            .filter_map(|l| l.split_once(" M\t").map(|(_, p)| p))
             .filter(|p| !p.ends_with(".lock"))
             .map(str::to_string)
             .collect();
