@@ -167,7 +167,15 @@ impl LeftOut {
             LeftOut::Lock => &[&["lockfile"], &["lockfiles"], &["lock", "file"], &["lock", "files"]],
             LeftOut::License => &[&["license"], &["licenses"], &["licence"], &["licensing"]],
             LeftOut::Ci => {
-                &[&["ci"], &["workflow"], &["workflows"], &["github", "actions"], &["github", "action"]]
+                &[
+                    &["ci"],
+                    &["workflow"],
+                    &["workflows"],
+                    &["pipeline"],
+                    &["runners"],
+                    &["github", "actions"],
+                    &["github", "action"],
+                ]
             }
             LeftOut::Vendored => &[&["vendor"], &["vendored"], &["vendoring"]],
             LeftOut::Generated => &[&["generated"], &["regenerate"], &["snapshot"], &["snapshots"]],
@@ -1671,6 +1679,8 @@ mod tests {
                 "Fix the syntax of the action on github",
             ),
             ("vendor/x/lib.rs", "Patch the vendored parser", "Patch the parser"),
+            (".github/workflows/ci.yml", "Fix pipeline!", "Fix the pipe in the runner"),
+            (".github/workflows/ci.yml", "Update macOS runners", "Update the macOS test runner"),
         ];
         for (path, naming, not_naming) in cases {
             assert!(!LeftOutFor::gap(&gap(naming)).leaves_out(path), "{path} stays out of {naming:?}");
