@@ -57,9 +57,10 @@ impl End {
         End { outcome, reason: reason.into(), feedback: None, outage: false }
     }
 
-    /// A cycle a service could not take part in: no model answered, or the forge failed
-    /// with a 5xx, a rate limit or no connection after its retries. It says nothing of the
-    /// gap, so it is no attempt at it.
+    /// A cycle a service could not take part in: no model answered, the forge failed
+    /// with a 5xx, a rate limit or no connection after its retries, or the registry could
+    /// not be reached for the tests' dependencies. It says nothing of the gap, so it is no
+    /// attempt at it.
     pub fn outage(outcome: Outcome, reason: impl Into<String>) -> Self {
         End { outage: true, ..End::new(outcome, reason) }
     }
@@ -268,14 +269,69 @@ fn fetch_dependencies(
     match crate::infra::process::run(cmd, &cx.cancel) {
         Ok(out) if out.success() => {}
         Ok(out) => {
-            let why =
-                out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            // Cargo ends with the innermost cause; a server's reply body after `body:` is
+            // not it.
+            let before_body = out.stderr.split("\n  body:").next().unwrap_or("");
+            let why = before_body.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let why = format!("{}: {why}", out.status_text());
             cx.warnings.push(format!(
-                "`cargo fetch` failed ({}): {why}; the sandboxed commands have no network to download what is missing",
-                out.status_text()
+                "`cargo fetch` failed ({why}); the sandboxed commands have no network to download what is missing"
             ));
+            if out.timed_out || registry_unreachable(&out.stderr) {
+                cx.deps_unreachable = Some(why);
+            }
         }
         Err(e) => cx.warnings.push(format!("`cargo fetch` did not run: {e}")),
+    }
+}
+
+/// Whether `cargo fetch` failed because a registry or git source could not be reached
+/// (no connection, a timeout, a 5xx or a rate limit), not for what the manifest asks (a
+/// crate or version that does not exist, a manifest that does not parse).
+fn registry_unreachable(stderr: &str) -> bool {
+    let lower = stderr.to_lowercase();
+    // Cargo quotes each transport error as curl's code, `[7] Could not connect to server`.
+    let curl_code = lower.lines().any(|l| {
+        let l = l.trim_start();
+        l.strip_prefix('[')
+            .and_then(|r| r.split_once("] "))
+            .is_some_and(|(code, _)| !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()))
+    });
+    // `failed to get successful HTTP response from `…`, got 503`
+    let status = lower.match_indices(", got ").any(|(i, m)| {
+        let code = &lower[i + m.len()..];
+        let code = code.get(..3).unwrap_or("");
+        code.starts_with('5') && code.bytes().all(|b| b.is_ascii_digit()) || code == "429"
+    });
+    curl_code
+        || status
+        || [
+            "spurious network error",
+            "network failure seems to have happened",
+            "could not resolve host",
+            "couldn't resolve host",
+            "connection refused",
+            "timeout was reached",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+}
+
+/// How a command that failed ends the cycle: a failure the model may repair, or, when
+/// the dependencies could not be downloaded first, an outage (see [`End::outage`]): the
+/// registry being down says nothing of the gap, and no repair can bring it back.
+pub(crate) fn failed_run(
+    cx: &Services,
+    reason: String,
+    run: &crate::domain::records::TestRun,
+    out: &crate::infra::process::Finished,
+) -> End {
+    match &cx.deps_unreachable {
+        Some(why) => End::outage(
+            Outcome::TestsFailed,
+            format!("{reason}, after `cargo fetch` could not reach the registry ({why})"),
+        ),
+        None => End::repairable(Outcome::TestsFailed, reason, test_feedback(run, out)),
     }
 }
 
@@ -312,7 +368,7 @@ pub(crate) fn test_run(
 
 #[cfg(test)]
 mod tests {
-    use super::{chain, failure_excerpt, End};
+    use super::{chain, failure_excerpt, registry_unreachable, End};
 
     #[derive(Debug, thiserror::Error)]
     enum Outer {
@@ -345,5 +401,34 @@ mod tests {
         assert!(e.contains("panicked at src/lib.rs:9:5"), "{e}");
         assert!(e.contains("test result: FAILED"));
         assert!(!e.contains("test t10 ... ok"));
+    }
+
+    #[test]
+    fn a_registry_out_of_reach_is_told_from_a_manifest_asking_for_what_is_not_there() {
+        let cause = |last: &str| {
+            format!(
+                "    Updating `down` index\nerror: failed to get `itoa` as a dependency of package `t v0.1.0`\n\n\
+                 Caused by:\n  download of config.json failed\n\nCaused by:\n  {last}\n"
+            )
+        };
+        for out_of_reach in [
+            "[7] Could not connect to server (Failed to connect to 127.0.0.1 port 1 after 0 ms)",
+            "[6] Could not resolve hostname (Could not resolve host: index.crates.io)",
+            "[28] Timeout was reached (Operation timed out after 30000 milliseconds)",
+            "failed to get successful HTTP response from `https://index.crates.io/config.json` (1.2.3.4), got 503\n  body:\n  no",
+            "failed to get successful HTTP response from `https://index.crates.io/it/oa/itoa`, got 429",
+            "spurious network error (3 tries remaining): [35] SSL connect error",
+        ] {
+            assert!(registry_unreachable(&cause(out_of_reach)), "{out_of_reach}");
+        }
+        for the_manifests_doing in [
+            "error: no matching package named `itoa2` found\nlocation searched: crates.io index",
+            "error: failed to select a version for the requirement `itoa = \"^99\"`\ncandidate versions found which didn't match: 1.0.11",
+            "error: failed to parse manifest at `/w/Cargo.toml`\n\nCaused by:\n  TOML parse error at line 7, column 1",
+            "failed to get successful HTTP response from `https://index.crates.io/it/oa/itoa`, got 404",
+            "error: failed to load source for dependency `x`\n\nCaused by:\n  [x] is not a curl code, 1] nor is this",
+        ] {
+            assert!(!registry_unreachable(the_manifests_doing), "{the_manifests_doing}");
+        }
     }
 }

@@ -41,7 +41,7 @@ impl RunStep<'_> {
             return Ok(StageStatus::FailedContinued);
         }
         let reason = format!("step `{}` failed: {}", self.command, out.status_text());
-        Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)))
+        Err(super::failed_run(cx, reason, &run, &out))
     }
 
     /// What the step changed in tracked files becomes part of the change, once the same

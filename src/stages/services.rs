@@ -57,6 +57,9 @@ pub struct Services {
     sandbox: Option<Sandbox>,
     /// Dependencies were fetched for the change in the worktree (see `stages::shell`).
     pub deps_fetched: bool,
+    /// Why fetching them could not reach the registry, when it could not: a command that
+    /// then fails may have failed for want of them (see `stages::failed_run`).
+    pub deps_unreachable: Option<String>,
     /// How many project commands ran, for their log files' names.
     pub commands_run: usize,
     /// [`COMMANDS_MARK`] is written.
@@ -119,6 +122,7 @@ impl Services {
             sandbox_backend: None,
             sandbox: None,
             deps_fetched: false,
+            deps_unreachable: None,
             commands_run: 0,
             commands_marked: false,
             forge: None,
@@ -430,6 +434,7 @@ impl Services {
             self.worktree = Worktree::Ready;
         }
         self.deps_fetched = false;
+        self.deps_unreachable = None;
         Ok(())
     }
 

@@ -33,7 +33,7 @@ impl Test<'_> {
             produced.tests.push(run.clone());
             if !run.passed {
                 let reason = format!("`{command}` failed: {}", out.status_text());
-                return Err(End::repairable(Outcome::TestsFailed, reason, super::test_feedback(&run, &out)));
+                return Err(super::failed_run(cx, reason, &run, &out));
             }
         }
         cx.tests_ran();

@@ -507,6 +507,75 @@ async fn a_real_cargo_test_runs_in_the_sandbox_offline() {
     }
 }
 
+/// A registry that is down is no failed attempt at the gap, and no repair is asked for
+/// it; a manifest asking for a crate that does not exist is both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let backend = backends()[0];
+    for down in [true, false] {
+        // A sparse registry, as crates.io serves it: `config.json`, then one file per crate.
+        let registry = MockServer::start().await;
+        if down {
+            Mock::given(wiremock::matchers::any())
+                .respond_with(ResponseTemplate::new(503).set_body_string("upstream unavailable"))
+                .mount(&registry)
+                .await;
+        } else {
+            let config = serde_json::json!({ "dl": format!("{}/api/v1/crates", registry.uri()) });
+            Mock::given(path("/config.json"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(config))
+                .mount(&registry)
+                .await;
+            Mock::given(wiremock::matchers::any())
+                .respond_with(ResponseTemplate::new(404))
+                .mount(&registry)
+                .await;
+        }
+        let env = Env::new();
+        let cargo_home = env.tmp.path().join("cargo-home");
+        std::fs::create_dir_all(&cargo_home).unwrap();
+        std::fs::write(
+            cargo_home.join("config.toml"),
+            format!(
+                "[source.crates-io]\nreplace-with = \"mirror\"\n\n[source.mirror]\nregistry = \"sparse+{}/\"\n",
+                registry.uri()
+            ),
+        )
+        .unwrap();
+        env.write(
+            "Cargo.toml",
+            "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n",
+        );
+        env.write("src/lib.rs", LIB);
+        env.commit("a crate");
+        let model =
+            Model::proposing(&[("src/lib.rs", false, &LIB.replace("(2, 2), \"4\"", "(2, 3), \"5\""))]).await;
+        let stages = STAGES
+            .replace("[\"sh check.sh\"]", "[\"cargo test --offline\"]")
+            .replace("repair_attempts: 0", "repair_attempts: 1");
+        let p = Pipeline::default().stages(&stages).settings(&format!("sandbox: {backend}"));
+        let home = cargo_home.to_str().unwrap();
+        let r = env
+            .run_with(&model, &p, &[("CARGO_HOME", home), ("CARGO_NET_RETRY", "0")])
+            .expect("tests_failed", 0);
+        let calls = model.requests().await.len();
+        if down {
+            assert_eq!(r["outage"], true, "{r:#}");
+            assert_reason(&r, "after `cargo fetch` could not reach the registry");
+            assert_reason(&r, "got 503");
+            assert!(!r["reason"].as_str().unwrap().contains("upstream unavailable"), "{r:#}");
+            assert_eq!(calls, 1, "a repair was asked for a registry that is down");
+        } else {
+            assert!(r.get("outage").is_none_or(|o| o == false), "{r:#}");
+            assert!(!r["reason"].as_str().unwrap().contains("could not reach"), "{r:#}");
+            assert_eq!(calls, 2, "the model was not asked to repair its manifest");
+        }
+        assert!(r["warnings"].to_string().contains("`cargo fetch` failed"), "{r:#}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prbot_never_runs_the_users_hooks_or_fsmonitor() {
     let env = Env::new();

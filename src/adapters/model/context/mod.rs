@@ -166,17 +166,15 @@ impl LeftOut {
         match self {
             LeftOut::Lock => &[&["lockfile"], &["lockfiles"], &["lock", "file"], &["lock", "files"]],
             LeftOut::License => &[&["license"], &["licenses"], &["licence"], &["licensing"]],
-            LeftOut::Ci => {
-                &[
-                    &["ci"],
-                    &["workflow"],
-                    &["workflows"],
-                    &["pipeline"],
-                    &["runners"],
-                    &["github", "actions"],
-                    &["github", "action"],
-                ]
-            }
+            LeftOut::Ci => &[
+                &["ci"],
+                &["workflow"],
+                &["workflows"],
+                &["pipeline"],
+                &["runners"],
+                &["github", "actions"],
+                &["github", "action"],
+            ],
             LeftOut::Vendored => &[&["vendor"], &["vendored"], &["vendoring"]],
             LeftOut::Generated => &[&["generated"], &["regenerate"], &["snapshot"], &["snapshots"]],
         }
