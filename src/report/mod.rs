@@ -227,8 +227,10 @@ fn gaps_table(d: &Data) -> String {
             }
         });
         let n = d.skip_after;
-        // As the gap picker counts: an outage neither counts nor breaks the run.
-        let latest: Vec<&&Summary> = mine.iter().filter(|s| !s.outage).take(n).collect();
+        // As the gap picker counts: a cycle skipped, or an outage, neither counts nor
+        // breaks the run.
+        let latest: Vec<&&Summary> =
+            mine.iter().filter(|s| s.outcome.is_attempt() && !s.outage).take(n).collect();
         let stuck = n > 0 && latest.len() >= n && latest.iter().all(|s| s.is_failed_attempt());
         let last = g.last_outcome.map(|o| o.as_str()).unwrap_or("-");
         let _ = write!(

@@ -182,3 +182,48 @@ async fn a_gap_whose_last_attempts_failed_is_marked_stuck_and_text_is_escaped() 
     assert!(html.contains("class=\"stuck\""), "{html}");
     assert!(!html.contains("<script>"), "a reason was not escaped");
 }
+
+/// A cycle skipped after its gap was picked (the budget ran out mid-propose) is no
+/// attempt: the report calls the gap stuck exactly when the gap picker passes it over.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_and_the_gap_picker_agree_on_a_stuck_gap() {
+    let env = Env::new();
+    let model = Model::replying("not json").await;
+    for _ in 0..3 {
+        env.run(&model, &Pipeline::default()).expect("model_failed", 1);
+    }
+    let cycles = env.state().join("cycles");
+    let mut names: Vec<String> = std::fs::read_dir(&cycles)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let newest: Value =
+        serde_json::from_slice(&std::fs::read(cycles.join(names.last().unwrap())).unwrap()).unwrap();
+    let started = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let id = format!("{}-beef", started.format("%Y%m%dT%H%M%S%3fZ"));
+    let mut skipped = newest.clone();
+    skipped["cycle_id"] = json!(id);
+    skipped["started_at"] = json!(started.to_rfc3339());
+    skipped["outcome"] = json!("skipped_cost");
+    skipped["reason"] = json!("the daily budget ran out before the model was asked");
+    assert!(skipped["gap"]["id"].is_string());
+    std::fs::write(cycles.join(format!("{id}.json")), serde_json::to_vec(&skipped).unwrap()).unwrap();
+    let out =
+        prbot(&["history", "--reindex", "--limit", "1"], &env.repo, &env.pipeline_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("skipped_cost"),
+        "the skipped cycle is not the newest"
+    );
+
+    let page = env.tmp.path().join("r.html");
+    let out =
+        prbot(&["report", "--out", page.to_str().unwrap()], &env.repo, &env.pipeline_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("class=\"stuck\""), "the report does not call the gap stuck: {html}");
+    let r = env.run(&model, &Pipeline::default()).expect("skipped_no_gap", 0);
+    assert_reason(&r, "its last 3 attempts all failed");
+}
