@@ -319,19 +319,24 @@ fn registry_unreachable(stderr: &str) -> bool {
 
 /// How a command that failed ends the cycle: a failure the model may repair, or, when
 /// the dependencies could not be downloaded first, an outage (see [`End::outage`]): the
-/// registry being down says nothing of the gap, and no repair can bring it back.
+/// registry being down says nothing of the gap, and no repair can bring it back. Not
+/// when the change touched a manifest: a dependency on a host that does not resolve is
+/// the change's doing, and must count like any other failure.
 pub(crate) fn failed_run(
     cx: &Services,
+    change: Option<&Change>,
     reason: String,
     run: &crate::domain::records::TestRun,
     out: &crate::infra::process::Finished,
 ) -> End {
+    let manifest = |path: &str| matches!(path.rsplit('/').next(), Some("Cargo.toml" | "Cargo.lock"));
+    let touches_a_manifest = change.is_some_and(|c| c.files.iter().any(|f| manifest(&f.path)));
     match &cx.deps_unreachable {
-        Some(why) => End::outage(
+        Some(why) if !touches_a_manifest => End::outage(
             Outcome::TestsFailed,
             format!("{reason}, after `cargo fetch` could not reach the registry ({why})"),
         ),
-        None => End::repairable(Outcome::TestsFailed, reason, test_feedback(run, out)),
+        _ => End::repairable(Outcome::TestsFailed, reason, test_feedback(run, out)),
     }
 }
 

@@ -41,7 +41,7 @@ impl RunStep<'_> {
             return Ok(StageStatus::FailedContinued);
         }
         let reason = format!("step `{}` failed: {}", self.command, out.status_text());
-        Err(super::failed_run(cx, reason, &run, &out))
+        Err(super::failed_run(cx, progress.change.as_ref(), reason, &run, &out))
     }
 
     /// What the step changed in tracked files becomes part of the change, once the same

@@ -7,16 +7,21 @@ use crate::domain::records::StageStatus;
 pub struct Test<'a>(pub &'a TestSettings);
 
 impl Stage for Test<'_> {
-    fn run(&self, sv: &mut Services, _: &Progress) -> Step {
+    fn run(&self, sv: &mut Services, progress: &Progress) -> Step {
         let mut produced = Produced::default();
-        let result = self.test(sv, &mut produced);
+        let result = self.test(sv, progress, &mut produced);
         Step::finish(produced, result)
     }
 }
 
 impl Test<'_> {
     /// Runs the commands, each run kept in `produced` whatever happens next.
-    fn test(&self, cx: &mut Services, produced: &mut Produced) -> Result<StageStatus, End> {
+    fn test(
+        &self,
+        cx: &mut Services,
+        progress: &Progress,
+        produced: &mut Produced,
+    ) -> Result<StageStatus, End> {
         let root = cx.workspace()?.path.clone();
         let commands = if self.0.commands.is_empty() { detect(&root) } else { self.0.commands.clone() };
         if commands.is_empty() {
@@ -33,7 +38,7 @@ impl Test<'_> {
             produced.tests.push(run.clone());
             if !run.passed {
                 let reason = format!("`{command}` failed: {}", out.status_text());
-                return Err(super::failed_run(cx, reason, &run, &out));
+                return Err(super::failed_run(cx, progress.change.as_ref(), reason, &run, &out));
             }
         }
         cx.tests_ran();

@@ -142,8 +142,15 @@ async fn the_page_holds_one_chart_each_and_the_numbers_of_stats() {
         let row = els.iter().find(|e| e.1.get("data-gap") == Some(gap)).expect("a row per gap");
         assert!(row.2.starts_with(&format!("{gap}{}{}", g["cycles"], g["prs_opened"])), "{gap}: {}", row.2);
     }
-    // Every failing gap in this history alternates with ok, so none is stuck.
-    assert!(!html.contains("class=\"stuck\""));
+    // Newest first, gap g's outcomes run through OUTCOMES from g: only gap 2's three
+    // newest attempts failed (tests_failed, model_failed, then apply_failed past a
+    // skipped cycle, which is no attempt), so only it is stuck.
+    let stuck: Vec<&String> = els
+        .iter()
+        .filter(|e| e.2.ends_with("yes: its last 3 attempts failed"))
+        .filter_map(|e| e.1.get("data-gap"))
+        .collect();
+    assert_eq!(stuck, ["gap-2-00000002"], "{html}");
 
     // The bars add up: cycles per day to the cycles in the window, tokens to the ledgers.
     let chart_sum = |id: &str| -> f64 {

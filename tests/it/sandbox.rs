@@ -508,13 +508,15 @@ async fn a_real_cargo_test_runs_in_the_sandbox_offline() {
 }
 
 /// A registry that is down is no failed attempt at the gap, and no repair is asked for
-/// it; a manifest asking for a crate that does not exist is both.
+/// it; a manifest asking for a crate that does not exist is both, and so is a change to
+/// the manifest while the registry is down (a dependency on a host that does not resolve
+/// would look the same).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
     use wiremock::matchers::path;
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let backend = backends()[0];
-    for down in [true, false] {
+    for (down, touches_manifest) in [(true, false), (false, false), (true, true)] {
         // A sparse registry, as crates.io serves it: `config.json`, then one file per crate.
         let registry = MockServer::start().await;
         if down {
@@ -550,8 +552,14 @@ async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
         );
         env.write("src/lib.rs", LIB);
         env.commit("a crate");
-        let model =
-            Model::proposing(&[("src/lib.rs", false, &LIB.replace("(2, 2), \"4\"", "(2, 3), \"5\""))]).await;
+        let lib = LIB.replace("(2, 2), \"4\"", "(2, 3), \"5\"");
+        let manifest =
+            "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\nryu = \"1\"\n";
+        let model = if touches_manifest {
+            Model::proposing(&[("src/lib.rs", false, &lib), ("Cargo.toml", false, manifest)]).await
+        } else {
+            Model::proposing(&[("src/lib.rs", false, &lib)]).await
+        };
         let stages = STAGES
             .replace("[\"sh check.sh\"]", "[\"cargo test --offline\"]")
             .replace("repair_attempts: 0", "repair_attempts: 1");
@@ -561,7 +569,7 @@ async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
             .run_with(&model, &p, &[("CARGO_HOME", home), ("CARGO_NET_RETRY", "0")])
             .expect("tests_failed", 0);
         let calls = model.requests().await.len();
-        if down {
+        if down && !touches_manifest {
             assert_eq!(r["outage"], true, "{r:#}");
             assert_reason(&r, "after `cargo fetch` could not reach the registry");
             assert_reason(&r, "got 503");
@@ -570,7 +578,7 @@ async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
         } else {
             assert!(r.get("outage").is_none_or(|o| o == false), "{r:#}");
             assert!(!r["reason"].as_str().unwrap().contains("could not reach"), "{r:#}");
-            assert_eq!(calls, 2, "the model was not asked to repair its manifest");
+            assert_eq!(calls, 2, "the model was not asked to repair its change");
         }
         assert!(r["warnings"].to_string().contains("`cargo fetch` failed"), "{r:#}");
     }
