@@ -449,7 +449,7 @@ impl Default for PrPolicy {
 }
 
 /// What `prbot serve` listens for.
-#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     /// The variable holding the webhooks' HMAC secret.

@@ -36,7 +36,10 @@ pub enum ServeError {
 }
 
 struct App {
-    pipeline: Arc<Pipeline>,
+    /// The pipeline as its file last loaded (see [`App::reload`]).
+    pipeline: Mutex<Loaded>,
+    /// The `serve:` settings the server started with: the listener, its secrets and limits.
+    started: crate::config::settings::ServeConfig,
     repo: Repo,
     secret: Option<Vec<u8>>,
     run_token: Option<String>,
@@ -46,7 +49,15 @@ struct App {
     cycles: Mutex<BTreeMap<String, u64>>,
     /// Queued cycles dropped at shutdown.
     dropped: std::sync::atomic::AtomicU64,
+    /// Cycles not run because the pipeline file did not load.
+    pipeline_errors: std::sync::atomic::AtomicU64,
     last_cycle: AtomicI64,
+}
+
+/// The pipeline and the file's bytes it was loaded from.
+struct Loaded {
+    pipeline: Arc<Pipeline>,
+    bytes: Vec<u8>,
 }
 
 /// Delivery ids already handled, the newest few thousand.
@@ -77,6 +88,32 @@ impl Seen {
 }
 
 impl App {
+    fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.lock().unwrap().pipeline.clone()
+    }
+
+    /// The pipeline as its file says now. Each cycle runs what the file says when it
+    /// starts, as a scheduled CI job would; a file that no longer loads runs nothing,
+    /// since the edit that broke it may have been meant to stop something.
+    fn reload(&self) -> Result<Arc<Pipeline>, crate::config::PipelineError> {
+        let path = self.pipeline().path.clone();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let mut loaded = self.pipeline.lock().unwrap();
+        if bytes == loaded.bytes {
+            return Ok(loaded.pipeline.clone());
+        }
+        let fresh = Arc::new(Pipeline::load(&path)?);
+        tracing::info!("{} changed: the cycles from now on run what it says", path.display());
+        if fresh.serve != self.started {
+            tracing::warn!(
+                "{}: its `serve:` settings take effect when the server restarts; `serve.on_push` does now",
+                path.display()
+            );
+        }
+        *loaded = Loaded { pipeline: fresh.clone(), bytes };
+        Ok(fresh)
+    }
+
     fn count(&self, result: &'static str) {
         *self.deliveries.lock().unwrap().entry(result).or_insert(0) += 1;
     }
@@ -125,7 +162,11 @@ async fn serve(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32
     let max_body = cfg.max_body_bytes;
     let grace = cfg.grace;
     let app = Arc::new(App {
-        pipeline: pipeline.clone(),
+        pipeline: Mutex::new(Loaded {
+            pipeline: pipeline.clone(),
+            bytes: std::fs::read(&pipeline.path).unwrap_or_default(),
+        }),
+        started: pipeline.serve.clone(),
         repo,
         secret,
         run_token,
@@ -134,6 +175,7 @@ async fn serve(pipeline: Arc<Pipeline>, repo: Repo, opts: Options) -> Result<i32
         deliveries: Mutex::new(BTreeMap::new()),
         cycles: Mutex::new(BTreeMap::new()),
         dropped: Default::default(),
+        pipeline_errors: Default::default(),
         last_cycle: AtomicI64::new(0),
     });
     let router = Router::new()
@@ -196,7 +238,16 @@ async fn work(app: Arc<App>, cancel: Cancel) {
     while app.queue.next().await {
         // HEAD moves between cycles: each starts from what it is now.
         let repo = app.repo.refreshed();
-        let (pipeline, c) = (app.pipeline.clone(), cancel.clone());
+        let pipeline = match app.reload() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("the cycle did not run: {e}; `prbot validate` checks the file");
+                app.pipeline_errors.fetch_add(1, Ordering::SeqCst);
+                app.queue.done();
+                continue;
+            }
+        };
+        let c = cancel.clone();
         let handle = tokio::runtime::Handle::current();
         let done = tokio::task::spawn_blocking(move || runner::run_cycle(pipeline, repo, c, handle)).await;
         let outcome = match done {
@@ -272,7 +323,7 @@ async fn hook(app: &App, source: Source, limit: usize, req: Request) -> Response
         Err(r) => return r,
     };
     let Some(secret) = &app.secret else {
-        let var = &app.pipeline.serve.webhook_secret_env;
+        let var = &app.started.webhook_secret_env;
         return app.reply(
             "unauthorized",
             StatusCode::UNAUTHORIZED,
@@ -302,8 +353,11 @@ async fn hook(app: &App, source: Source, limit: usize, req: Request) -> Response
         }
     };
     let event = hooks::event(source, &headers);
-    let prd = app.pipeline.prd.path.to_string_lossy().into_owned();
-    let verdict = match hooks::decide(&event, &payload, &prd, app.pipeline.serve.on_push) {
+    // The PRD and `on_push` as the file says now; while it does not load, as it last did
+    // (the next cycle reports the error).
+    let pipeline = app.reload().unwrap_or_else(|_| app.pipeline());
+    let prd = pipeline.prd.path.to_string_lossy().into_owned();
+    let verdict = match hooks::decide(&event, &payload, &prd, pipeline.serve.on_push) {
         Ok(Verdict::Range { before, after }) => {
             // Gitea lists only the newest commits of a long push: ask git about the range.
             let (repo, prd) = (app.repo.clone(), prd.clone());
@@ -357,6 +411,8 @@ async fn metrics(State((app, _)): State<AppState>) -> impl IntoResponse {
     s.push_str(&format!("prbot_queue_depth {}\n", app.queue.depth()));
     s.push_str("# HELP prbot_cycles_dropped_total Queued cycles dropped at shutdown.\n# TYPE prbot_cycles_dropped_total counter\n");
     s.push_str(&format!("prbot_cycles_dropped_total {}\n", app.dropped.load(Ordering::SeqCst)));
+    s.push_str("# HELP prbot_pipeline_errors_total Cycles not run because the pipeline file did not load.\n# TYPE prbot_pipeline_errors_total counter\n");
+    s.push_str(&format!("prbot_pipeline_errors_total {}\n", app.pipeline_errors.load(Ordering::SeqCst)));
     s.push_str("# HELP prbot_last_cycle_timestamp_seconds When the last cycle ended (Unix time; 0 before the first).\n# TYPE prbot_last_cycle_timestamp_seconds gauge\n");
     s.push_str(&format!("prbot_last_cycle_timestamp_seconds {}\n", app.last_cycle.load(Ordering::SeqCst)));
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s)
@@ -379,10 +435,11 @@ async fn report(
     };
     let app = app.clone();
     let made = tokio::task::spawn_blocking(move || {
-        let state = crate::state::open(&app.pipeline, &app.repo);
+        let pipeline = app.pipeline();
+        let state = crate::state::open(&pipeline, &app.repo);
         let store = state.store.for_reading().map_err(crate::report::ReportError::from)?;
-        let skip_after = app.pipeline.policy.gaps.skip_after_failures;
-        crate::report::render(&store, &state.budget, Some(app.pipeline.budget.clone()), skip_after, days)
+        let skip_after = pipeline.policy.gaps.skip_after_failures;
+        crate::report::render(&store, &state.budget, Some(pipeline.budget.clone()), skip_after, days)
     })
     .await;
     match made {
@@ -397,7 +454,7 @@ async fn report(
 async fn stats(State((app, _)): State<AppState>) -> Response {
     let app = app.clone();
     let read = tokio::task::spawn_blocking(move || {
-        crate::state::open(&app.pipeline, &app.repo).store.for_reading()?.stats()
+        crate::state::open(&app.pipeline(), &app.repo).store.for_reading()?.stats()
     })
     .await;
     match read {

@@ -294,6 +294,62 @@ async fn manual_runs_health_and_stats() {
     assert_eq!(bad.status(), 400);
 }
 
+/// Each cycle runs the pipeline file as it is when the cycle starts; one that no longer
+/// loads runs nothing, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_cycle_runs_the_pipeline_file_as_it_is_then() {
+    let env = Env::new();
+    let server = Server::start(&env, "true", "", &[]).await;
+    let client = reqwest::Client::new();
+    let run = || async {
+        let r = client.post(format!("{}/run", server.url)).bearer_auth(RUN_TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        server.settle().await;
+    };
+    run().await;
+    assert_eq!(server.metric("prbot_cycles_total", "outcome=\"dry_run\"").await, 1);
+    let good = std::fs::read_to_string(&env.pipeline_path).unwrap();
+    assert!(good.contains("  - run: true\n"), "{good}");
+
+    // The step now fails, and a `serve:` setting changed too.
+    let failing = good.replace("  - run: true\n", "  - run: \"false\"\n") + "serve:\n  grace: 7s\n";
+    std::fs::write(&env.pipeline_path, &failing).unwrap();
+    run().await;
+    assert_eq!(server.metric("prbot_cycles_total", "outcome=\"tests_failed\"").await, 1);
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("changed: the cycles from now on run what it says"), "{log}");
+    assert!(log.contains("take effect when the server restarts"), "{log}");
+
+    // A file that no longer loads: no cycle, an error naming the file and the line.
+    let broken = format!("{failing}bogus_key: 1\n");
+    let line = broken.lines().count();
+    std::fs::write(&env.pipeline_path, &broken).unwrap();
+    run().await;
+    assert_eq!(server.sum("prbot_cycles_total").await, 2, "a cycle ran on a pipeline that does not load");
+    assert_eq!(
+        server.metrics().await.lines().find(|l| l.starts_with("prbot_pipeline_errors_total ")),
+        Some("prbot_pipeline_errors_total 1")
+    );
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    let error = format!("{}:{line}:1: unknown field `bogus_key`", env.pipeline_path.display());
+    assert!(log.contains(&error) && log.contains("the cycle did not run"), "{log}");
+
+    // Mended, it runs again.
+    std::fs::write(&env.pipeline_path, &good).unwrap();
+    run().await;
+    assert_eq!(server.metric("prbot_cycles_total", "outcome=\"dry_run\"").await, 2);
+
+    // A delivery is judged by the file as it is, too.
+    let push =
+        |id: &str| delivery(&server, Style::Github, id, "push", push_body(&["src/lib.rs"]), SECRET).send();
+    let reply: Value = push("r1").await.unwrap().json().await.unwrap();
+    assert_eq!(reply["result"], "ignored", "{reply}");
+    std::fs::write(&env.pipeline_path, format!("{good}serve:\n  on_push: any\n")).unwrap();
+    let reply: Value = push("r2").await.unwrap().json().await.unwrap();
+    assert_eq!(reply["result"], "queued", "{reply}");
+    server.settle().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_the_running_cycle_finish() {
     let env = Env::new();
