@@ -96,9 +96,9 @@ impl App {
     /// starts, as a scheduled CI job would; a file that no longer loads runs nothing,
     /// since the edit that broke it may have been meant to stop something.
     fn reload(&self) -> Result<Arc<Pipeline>, crate::config::PipelineError> {
-        let path = self.pipeline().path.clone();
-        let bytes = std::fs::read(&path).unwrap_or_default();
         let mut loaded = self.pipeline.lock().unwrap();
+        let path = loaded.pipeline.path.clone();
+        let bytes = std::fs::read(&path).unwrap_or_default();
         if bytes == loaded.bytes {
             return Ok(loaded.pipeline.clone());
         }
