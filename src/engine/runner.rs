@@ -64,12 +64,7 @@ pub fn run_cycle(
     );
     tracing::info!("cycle {} on {}", cx.id, cx.repo.root.display());
     // Runners may start empty: the history and the ledger come from the state ref.
-    let mut end: Option<End> = cx.store.pull().err().map(|e| {
-        End::internal(
-            "cannot read the state ref (check state.remote, and that the token can fetch from it)",
-            e,
-        )
-    });
+    let mut end: Option<End> = cx.store.pull().err().map(|e| End::internal("cannot read the state ref", e));
     // A pipeline that runs project code needs a sandbox; find out before any model call.
     if end.is_none() && pipeline.runs_project_code() {
         match crate::adapters::sandbox::choose(&pipeline.sandbox) {

@@ -16,7 +16,7 @@ const TRIES: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("the state ref {reference} on `{remote}`: {source}")]
+    #[error("the state ref {reference} on `{remote}` (check `state.remote`, and that the token can fetch from and push to it): {source}")]
     Git { reference: String, remote: String, source: GitError },
     #[error("the state ref {0} kept moving; gave up after {TRIES} tries")]
     Contended(String),

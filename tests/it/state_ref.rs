@@ -258,10 +258,16 @@ async fn a_state_remote_that_is_not_there_ends_the_cycle_before_any_call_and_say
     let r = env
         .run(&model, &Pipeline::default().settings("state:\n  backend: git\n  remote: nowhere"))
         .expect("internal_error", 1);
-    assert_reason(&r, "check state.remote");
+    assert_reason(&r, "check `state.remote`");
     assert_reason(&r, "nowhere");
+    assert_eq!(r["reason"].as_str().unwrap().matches("check").count(), 1, "{r:#}");
     assert!(model.requests().await.is_empty(), "a model was asked without the ledger");
     // The record is kept where the runner is, for the next cycle to push.
     let id = r["cycle_id"].as_str().unwrap();
     assert!(env.state().join(format!("cycles/{id}.json")).exists());
+    // Reading the history says what to check, too.
+    let out = prbot(&["history"], &env.repo, &env.pipeline_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check `state.remote`") && err.contains("nowhere"), "{err}");
 }
