@@ -54,7 +54,7 @@ pub enum Command {
         #[arg(long)]
         gap: Option<String>,
         /// How many cycles to show.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         limit: usize,
         /// Print JSON lines instead of a table.
         #[arg(long)]
@@ -210,4 +210,13 @@ fn init_logging() {
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// A count of one or more.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("it must be 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -16,6 +16,10 @@ async fn history_and_stats_read_the_records() {
     assert!(lines[1].contains(" ok ") && lines[1].contains(ok["pr"]["url"].as_str().unwrap()), "{h}");
     assert!(lines[2].contains("tests_failed"), "{h}");
     assert_eq!(cli(&["history", "--limit", "1"]).lines().count(), 2);
+    // No limit of 0 that would read as "no cycles recorded".
+    let zero = prbot(&["history", "--limit", "0"], &env.repo, &env.pipeline_path).output().unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("it must be 1 or more"));
     assert_eq!(cli(&["history", "--gap", "no-such-gap"]).lines().count(), 1);
 
     let s: Value = serde_json::from_str(&cli(&["stats", "--json"])).unwrap();
