@@ -508,15 +508,19 @@ async fn a_real_cargo_test_runs_in_the_sandbox_offline() {
 }
 
 /// A registry that is down is no failed attempt at the gap, and no repair is asked for
-/// it; a manifest asking for a crate that does not exist is both, and so is a change to
-/// the manifest while the registry is down (a dependency on a host that does not resolve
-/// would look the same).
+/// it; a crate the registry does not have is both, and so is a change to the manifest
+/// while the registry is down (a dependency on a host that does not resolve would look
+/// the same). Nor can the change make its failure an outage through the tree's
+/// `.cargo/config.toml`: `cargo fetch` never reads it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
     use wiremock::matchers::path;
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let backend = backends()[0];
-    for (down, touches_manifest) in [(true, false), (false, false), (true, true)] {
+    let nowhere = "[source.crates-io]\nreplace-with = \"nowhere\"\n\n[source.nowhere]\nregistry = \"sparse+http://127.0.0.1:1/\"\n";
+    for (down, touches_manifest, redirects) in
+        [(true, false, false), (false, false, false), (true, true, false), (false, false, true)]
+    {
         // A sparse registry, as crates.io serves it: `config.json`, then one file per crate.
         let registry = MockServer::start().await;
         if down {
@@ -555,11 +559,14 @@ async fn a_registry_that_is_down_is_an_outage_and_no_repair_is_asked() {
         let lib = LIB.replace("(2, 2), \"4\"", "(2, 3), \"5\"");
         let manifest =
             "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\nryu = \"1\"\n";
-        let model = if touches_manifest {
-            Model::proposing(&[("src/lib.rs", false, &lib), ("Cargo.toml", false, manifest)]).await
-        } else {
-            Model::proposing(&[("src/lib.rs", false, &lib)]).await
-        };
+        let mut files = vec![("src/lib.rs", false, lib.as_str())];
+        if touches_manifest {
+            files.push(("Cargo.toml", false, manifest));
+        }
+        if redirects {
+            files.push((".cargo/config.toml", true, nowhere));
+        }
+        let model = Model::proposing(&files).await;
         let stages = STAGES
             .replace("[\"sh check.sh\"]", "[\"cargo test --offline\"]")
             .replace("repair_attempts: 0", "repair_attempts: 1");
